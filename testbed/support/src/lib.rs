@@ -1,0 +1,1 @@
+//! Test support shared by the bed's stand-in programs.
