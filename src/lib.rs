@@ -1,0 +1,11 @@
+//! trader-deploy: deploys trading systems to Kubernetes with helm, as a GitHub Action and a CLI.
+
+pub mod cli;
+pub mod context;
+pub mod inputs;
+pub mod outputs;
+pub mod pipeline;
+pub mod resolve;
+pub mod runner;
+pub mod secret;
+pub mod version;

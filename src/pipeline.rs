@@ -1,0 +1,57 @@
+//! THE sequence of a run: resolve, verify images, approve, upgrade, watch, smoke-test, roll back,
+//! report. Each step is one group in the log.
+
+use std::time::Instant;
+
+use crate::context::RunContext;
+use crate::inputs::{Config, Mode};
+use crate::outputs::{Outputs, Status};
+use crate::resolve;
+use crate::runner::Runner;
+
+/// A run that did not succeed: the message for the annotation and the outputs it still writes.
+#[derive(Debug)]
+pub struct Failure {
+    pub title: &'static str,
+    pub error: anyhow::Error,
+    pub outputs: Outputs,
+}
+
+/// Runs the configured mode to its outcome.
+pub async fn run(config: &Config, ctx: &RunContext, runner: &Runner) -> Result<Outputs, Failure> {
+    let started = Instant::now();
+    let mut result = match config.mode {
+        Mode::Resolve => resolve_only(config, ctx, runner),
+        other => Err(Failure {
+            title: "Mode not available",
+            error: anyhow::anyhow!(
+                "input `mode`: {:?} is not available in this build yet (only resolve is)",
+                other.as_str()
+            ),
+            outputs: Outputs {
+                status: Status::Failed,
+                ..resolve::outputs(config)
+            },
+        }),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    match &mut result {
+        Ok(o) => o.duration_seconds = secs,
+        Err(f) => f.outputs.duration_seconds = secs,
+    }
+    result
+}
+
+fn resolve_only(config: &Config, ctx: &RunContext, runner: &Runner) -> Result<Outputs, Failure> {
+    let _group = runner.group("Resolve the plan");
+    runner.info(resolve::render_text(config, ctx).trim_end());
+    let outputs = resolve::outputs(config);
+    runner
+        .summary(&resolve::render_markdown(config))
+        .map_err(|e| Failure {
+            title: "Job summary",
+            error: e.into(),
+            outputs: outputs.clone(),
+        })?;
+    Ok(outputs)
+}

@@ -1,0 +1,140 @@
+//! `mode: resolve`: the resolved plan, printed and written as outputs, without any network.
+
+use std::fmt::Write as _;
+
+use crate::context::RunContext;
+use crate::inputs::Config;
+use crate::outputs::Outputs;
+
+/// The outputs a resolve run writes: what a deploy would use.
+pub fn outputs(config: &Config) -> Outputs {
+    Outputs {
+        environment: config.environment.clone(),
+        version: config.version.clone(),
+        images: config
+            .images
+            .iter()
+            .map(|i| (i.key.clone(), i.reference.clone()))
+            .collect(),
+        ..Outputs::default()
+    }
+}
+
+fn display_path(config: &Config, p: &std::path::Path) -> String {
+    p.strip_prefix(&config.workspace)
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// The plan as readable lines.
+pub fn render_text(config: &Config, ctx: &RunContext) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Plan: {} release {:?} in namespace {:?}",
+        config.mode.as_str(),
+        config.release,
+        config.namespace
+    );
+    let protection = if config.protected {
+        "protected: approval and immutable semver tags required"
+    } else {
+        "not protected"
+    };
+    let _ = writeln!(
+        s,
+        "  environment   {} (from {}; {protection})",
+        config.environment, config.environment_source
+    );
+    let _ = writeln!(
+        s,
+        "  version       {} (from {})",
+        config.version, config.version_source
+    );
+    if let Some(r) = &config.git_ref {
+        let _ = writeln!(s, "  ref           {r}");
+    }
+    if let Some(sha) = &ctx.sha {
+        let _ = writeln!(s, "  commit        {sha}");
+    }
+    let _ = writeln!(s, "  chart         {}", config.chart);
+    if config.values_files.is_empty() {
+        let _ = writeln!(s, "  values files  (none)");
+    }
+    for (n, f) in config.values_files.iter().enumerate() {
+        let label = if n == 0 { "values files" } else { "" };
+        let _ = writeln!(s, "  {label:<13} {}", display_path(config, f));
+    }
+    if config.images.is_empty() {
+        let _ = writeln!(s, "  images        (none)");
+    }
+    for (n, i) in config.images.iter().enumerate() {
+        let label = if n == 0 { "images" } else { "" };
+        let _ = writeln!(s, "  {label:<13} {} = {}", i.key, i.reference);
+    }
+    for (k, v) in &config.set {
+        let _ = writeln!(s, "  set           {k}={v}");
+    }
+    let _ = writeln!(
+        s,
+        "  timeout       {}   rollback on failure: {}   history max: {}   verify images: {}",
+        humantime::format_duration(config.timeout),
+        config.rollback_on_failure,
+        config.history_max,
+        config.verify_images
+    );
+    s
+}
+
+/// The plan as a job-summary section.
+pub fn render_markdown(config: &Config) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "### Resolved plan for `{}` in `{}`\n\n| | |\n|---|---|",
+        config.release, config.namespace
+    );
+    let _ = writeln!(
+        s,
+        "| Environment | `{}` (from {}){} |",
+        config.environment,
+        config.environment_source,
+        if config.protected { ", protected" } else { "" }
+    );
+    let _ = writeln!(
+        s,
+        "| Version | `{}` (from {}) |",
+        config.version, config.version_source
+    );
+    let _ = writeln!(s, "| Chart | `{}` |", config.chart);
+    let files: Vec<String> = config
+        .values_files
+        .iter()
+        .map(|f| format!("`{}`", display_path(config, f)))
+        .collect();
+    let _ = writeln!(
+        s,
+        "| Values files | {} |",
+        if files.is_empty() {
+            "none".to_string()
+        } else {
+            files.join("<br>")
+        }
+    );
+    let images: Vec<String> = config
+        .images
+        .iter()
+        .map(|i| format!("`{}` = `{}`", i.key, i.reference))
+        .collect();
+    let _ = writeln!(
+        s,
+        "| Images | {} |",
+        if images.is_empty() {
+            "none".to_string()
+        } else {
+            images.join("<br>")
+        }
+    );
+    s
+}
