@@ -106,13 +106,21 @@ GO
   )
 }
 
+# timed NAME CMD...: runs a build step and logs how long it took (the cold build times in the
+# issue notes come from these lines).
+timed() {
+  local name=$1 start=$SECONDS; shift
+  "$@"
+  log "timing: $name took $((SECONDS - start))s"
+}
+
 what=${1:-all}
 case "$what" in
-  helm) build_helm 3; build_helm 4 ;;
-  kwok) build_kwok ;;
-  etcd) build_etcd ;;
-  kube) build_kube ;;
-  all) build_helm 3; build_helm 4; build_kwok; build_etcd; build_kube ;;
+  helm) timed helm3 build_helm 3; timed helm4 build_helm 4 ;;
+  kwok) timed kwok build_kwok ;;
+  etcd) timed etcd build_etcd ;;
+  kube) timed kube build_kube ;;
+  all) timed helm3 build_helm 3; timed helm4 build_helm 4; timed kwok build_kwok; timed etcd build_etcd; timed kube build_kube ;;
   *) echo "usage: $0 [all|helm|kwok|etcd|kube]" >&2; exit 2 ;;
 esac
 log "done: $what"

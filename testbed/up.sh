@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Brings the test bed up (kwok cluster, OCI registry, fake app, GitHub stand-in) and writes
+# $TD_BED_DIR/env with `export KEY=VALUE` lines; idempotent: a healthy bed is left as it is.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+mkdir -p "$TD_BED_DIR/logs"
+LOGS=$TD_BED_DIR/logs
+github_up=$BED_REPO/testbed/github/up.sh
+
+if bed_ok && { [ ! -x "$github_up" ] || grep -q GITHUB_API_URL "$TD_BED_DIR/env"; }; then
+  bed_log "already up ($TD_BED_DIR)"
+  # The stand-in's own up.sh is idempotent too: let it check (and heal) its part.
+  if [ -x "$github_up" ]; then
+    TD_BED_DIR=$TD_BED_DIR "$github_up" >"$LOGS/github-env" 2>>"$LOGS/github-up.log"
+  fi
+  cat "$TD_BED_DIR/env"
+  exit 0
+fi
+
+for b in "$KWOKCTL" "$BED_BIN/kwok-$KWOK_VERSION" "$BED_BIN/etcd-$ETCD_VERSION" \
+  "$BED_BIN/kube-apiserver-$K8S_VERSION" "$BED_BIN/kube-controller-manager-$K8S_VERSION" \
+  "$BED_BIN/kube-scheduler-$K8S_VERSION" "$BED_BIN/helm-$HELM3_VERSION" "$BED_BIN/helm-$HELM4_VERSION"; do
+  [ -x "$b" ] || { bed_log "missing $b: run 'make tools' (testbed/build-tools.sh all)"; exit 1; }
+done
+command -v kubectl >/dev/null || { bed_log "kwokctl needs kubectl on PATH"; exit 1; }
+
+# 1. The fake app's binary (built first: cargo is the slow part when cold).
+bed_log "cargo build -p trader-deploy-testbed --bins"
+(cd "$BED_REPO" && cargo build -q -p trader-deploy-testbed --bins)
+target_dir=$(cd "$BED_REPO" && cargo metadata --format-version 1 --no-deps \
+  | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+FAKE_APP=${target_dir:-$BED_REPO/target}/debug/fake_app
+
+# 2. Registry.
+if ! registry_ok; then
+  pid_stop registry
+  mkdir -p "$TD_BED_DIR/registry/storage"
+  sed "s#@STORAGE@#$TD_BED_DIR/registry/storage#" "$BED_REPO/testbed/registry/config.yml.in" \
+    >"$TD_BED_DIR/registry/config.yml"
+  bed_log "starting registry on $BED_REGISTRY"
+  setsid docker-registry serve "$TD_BED_DIR/registry/config.yml" >>"$LOGS/registry.log" 2>&1 </dev/null &
+  echo $! >"$TD_BED_DIR/registry.pid"
+  wait_for "registry on $BED_REGISTRY" 20 registry_ok
+fi
+# The last tag pushed last: when it is there, all are.
+if ! curl -fsS -o /dev/null --max-time 3 -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+  "http://$BED_REGISTRY/v2/acme/go-scanner/manifests/sha-0123abcd" 2>/dev/null; then
+  bed_log "pushing test images"
+  TD_REGISTRY=$BED_REGISTRY "$BED_REPO/testbed/push-images.sh" 2>>"$LOGS/push-images.log"
+fi
+
+# 3. Cluster.
+if ! cluster_ok; then
+  if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$BED_CLUSTER"; then
+    bed_log "cluster $BED_CLUSTER exists but does not answer: recreating it"
+    "$KWOKCTL" --name "$BED_CLUSTER" delete cluster --kubeconfig "$BED_KUBECONFIG" >>"$LOGS/kwokctl.log" 2>&1 || true
+  fi
+  bed_log "creating kwok cluster $BED_CLUSTER (kube $K8S_VERSION, etcd $ETCD_VERSION)"
+  rm -f "$BED_KUBECONFIG"
+  if ! "$KWOKCTL" --name "$BED_CLUSTER" create cluster --runtime binary \
+    --etcd-binary "$BED_BIN/etcd-$ETCD_VERSION" \
+    --kube-apiserver-binary "$BED_BIN/kube-apiserver-$K8S_VERSION" \
+    --kube-controller-manager-binary "$BED_BIN/kube-controller-manager-$K8S_VERSION" \
+    --kube-scheduler-binary "$BED_BIN/kube-scheduler-$K8S_VERSION" \
+    --kwok-controller-binary "$BED_BIN/kwok-$KWOK_VERSION" \
+    --enable-crds PortForward \
+    -c "$BED_REPO/testbed/kwok/default-stages.yaml" \
+    -c "$BED_REPO/testbed/kwok/failure-stages.yaml" \
+    -c "$BED_REPO/testbed/kwok/port-forward.yaml" \
+    --kubeconfig "$BED_KUBECONFIG" --wait 2m >>"$LOGS/kwokctl.log" 2>&1; then
+    bed_log "kwokctl create cluster failed; last lines of $LOGS/kwokctl.log:"
+    tail -n 30 "$LOGS/kwokctl.log" >&2
+    exit 1
+  fi
+  "$KWOKCTL" --name "$BED_CLUSTER" scale node --replicas 2 >>"$LOGS/kwokctl.log" 2>&1
+  wait_for "2 Ready nodes" 60 bash -c \
+    "[ \"\$(kubectl --kubeconfig '$BED_KUBECONFIG' get nodes --no-headers 2>/dev/null | grep -cw Ready)\" -ge 2 ]"
+  wait_for "default service account" 60 \
+    kubectl --kubeconfig "$BED_KUBECONFIG" --request-timeout=3s get serviceaccount default -n default
+fi
+
+# 4. Fake app (after the cluster: it watches pods and creates their PortForward objects).
+if ! app_ok; then
+  pid_stop fake_app
+  bed_log "starting fake app on $BED_APP_CONTROL"
+  KUBECONFIG=$BED_KUBECONFIG setsid "$FAKE_APP" --control "$BED_APP_CONTROL" \
+    --fallback "$BED_APP_FALLBACK" --pool "$BED_APP_POOL" >>"$LOGS/fake_app.log" 2>&1 </dev/null &
+  echo $! >"$TD_BED_DIR/fake_app.pid"
+  wait_for "fake app on $BED_APP_CONTROL" 20 app_ok
+fi
+
+# 5. The GitHub stand-in (another part of the bed; its up.sh prints its export lines).
+: >"$LOGS/github-env"
+if [ -x "$github_up" ]; then
+  bed_log "starting the GitHub stand-in (testbed/github/up.sh)"
+  TD_BED_DIR=$TD_BED_DIR "$github_up" >"$LOGS/github-env" 2>>"$LOGS/github-up.log" || {
+    bed_log "testbed/github/up.sh failed; see $LOGS/github-up.log"
+    tail -n 20 "$LOGS/github-up.log" >&2
+    exit 1
+  }
+fi
+
+{
+  echo "export KUBECONFIG=$BED_KUBECONFIG"
+  echo "export TD_HELM3=$BED_BIN/helm-$HELM3_VERSION"
+  echo "export TD_HELM4=$BED_BIN/helm-$HELM4_VERSION"
+  echo "export TD_REGISTRY=$BED_REGISTRY"
+  echo "export TD_APP_URL=http://$BED_APP_CONTROL"
+  echo "export TD_BED_DIR=$TD_BED_DIR"
+  grep '^export ' "$LOGS/github-env" || true
+} >"$TD_BED_DIR/env.tmp"
+mv "$TD_BED_DIR/env.tmp" "$TD_BED_DIR/env"
+bed_log "up; env in $TD_BED_DIR/env"
+cat "$TD_BED_DIR/env"
