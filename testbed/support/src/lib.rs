@@ -1,1 +1,3 @@
 //! Test support shared by the bed's stand-in programs.
+pub mod github;
+pub mod github_json;

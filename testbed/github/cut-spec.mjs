@@ -1,0 +1,57 @@
+// Cuts GitHub's dereferenced OpenAPI description down to the operations trader-deploy calls, for Prism.
+//
+// Usage: node cut-spec.mjs [OUT]   (default ~/.cache/trader-deploy/github/cut-<version>.json)
+// Reads @octokit/openapi's generated/api.github.com.deref.json from the npm cache that
+// testbed/install-deps.sh fills, keeps only the listed paths and methods, drops the top-level
+// `webhooks` and `components` (the deref file inlines every $ref), and writes the result only when
+// the output is missing. Prints the output path on stdout.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const cache = process.env.TRADER_DEPLOY_CACHE || path.join(os.homedir(), ".cache", "trader-deploy");
+const pkgDir = path.join(cache, "npm", "node_modules", "@octokit", "openapi");
+const version = JSON.parse(fs.readFileSync(path.join(pkgDir, "package.json"), "utf8")).version;
+const out = process.argv[2] || path.join(cache, "github", `cut-${version}.json`);
+
+// path -> methods the action uses. Keep in sync with testbed/github/README.md.
+const KEEP = {
+  "/repos/{owner}/{repo}": ["get"],
+  "/repos/{owner}/{repo}/environments/{environment_name}": ["get"],
+  "/repos/{owner}/{repo}/actions/runs/{run_id}": ["get"],
+  "/repos/{owner}/{repo}/actions/runs/{run_id}/approvals": ["get"],
+  "/repos/{owner}/{repo}/compare/{basehead}": ["get"],
+  "/repos/{owner}/{repo}/deployments": ["get", "post"],
+  "/repos/{owner}/{repo}/deployments/{deployment_id}": ["get"],
+  "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses": ["get", "post"],
+};
+
+if (fs.existsSync(out)) {
+  console.log(out);
+  process.exit(0);
+}
+const src = path.join(pkgDir, "generated", "api.github.com.deref.json");
+const spec = JSON.parse(fs.readFileSync(src, "utf8"));
+const paths = {};
+for (const [p, methods] of Object.entries(KEEP)) {
+  const item = spec.paths[p];
+  if (!item) throw new Error(`path ${p} missing from ${src}`);
+  const kept = {};
+  if (item.parameters) kept.parameters = item.parameters;
+  for (const m of methods) {
+    if (!item[m]) throw new Error(`${m.toUpperCase()} ${p} missing from ${src}`);
+    kept[m] = item[m];
+  }
+  paths[p] = kept;
+}
+const cut = { ...spec, paths };
+delete cut.webhooks;
+delete cut["x-webhooks"];
+const leftRefs = JSON.stringify(paths).includes('"$ref"');
+if (!leftRefs) delete cut.components;
+fs.mkdirSync(path.dirname(out), { recursive: true });
+const tmp = `${out}.tmp-${process.pid}`;
+fs.writeFileSync(tmp, JSON.stringify(cut));
+fs.renameSync(tmp, out);
+console.error(`[cut-spec] ${Object.keys(paths).length} paths, ${fs.statSync(out).size} bytes, refs left: ${leftRefs}`);
+console.log(out);
