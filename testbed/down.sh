@@ -8,8 +8,8 @@ status=0
 if [ -x "$BED_REPO/testbed/github/down.sh" ]; then
   TD_BED_DIR=$TD_BED_DIR "$BED_REPO/testbed/github/down.sh" || { bed_log "testbed/github/down.sh failed"; status=1; }
 fi
-pid_stop fake_app
-pid_stop registry
+pid_stop fake_app fake_app
+pid_stop registry docker-registry
 if [ -x "$KWOKCTL" ] && [ -d "$KWOK_WORKDIR/clusters/$BED_CLUSTER" ]; then
   bed_log "deleting kwok cluster $BED_CLUSTER"
   mkdir -p "$TD_BED_DIR/logs"

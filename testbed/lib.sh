@@ -9,30 +9,38 @@ BED_CACHE=${TRADER_DEPLOY_CACHE:-$HOME/.cache/trader-deploy}
 BED_BIN=$BED_CACHE/bin
 BED_CLUSTER=trader-bed
 BED_REGISTRY=127.0.0.1:45000
-BED_APP_CONTROL=127.0.0.1:45010
-BED_APP_FALLBACK=127.0.0.1:45011
-BED_APP_POOL=45020-45099
+BED_APP_CONTROL=127.0.0.1:45020
+BED_APP_FALLBACK=127.0.0.1:45021
+BED_APP_POOL=45030-45099
 export KWOK_WORKDIR=$TD_BED_DIR/kwok
 BED_KUBECONFIG=$TD_BED_DIR/kubeconfig
 KWOKCTL=$BED_BIN/kwokctl-$KWOK_VERSION
 
 bed_log() { printf '[testbed] %s\n' "$*" >&2; }
 
-# pid_alive NAME: the process recorded in $TD_BED_DIR/NAME.pid runs.
+# pid_alive NAME PATTERN: the process recorded in $TD_BED_DIR/NAME.pid runs a command line
+# containing PATTERN (so a recycled pid is never taken for ours).
 pid_alive() {
-  local f=$TD_BED_DIR/$1.pid
-  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+  local f=$TD_BED_DIR/$1.pid pid
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2"
 }
 
-# pid_stop NAME: stops the process recorded in NAME.pid (TERM, then KILL after 10 s).
+# pid_stop NAME PATTERN: stops the process recorded in NAME.pid if it still runs PATTERN
+# (TERM, then KILL after 10 s).
 pid_stop() {
   local f=$TD_BED_DIR/$1.pid pid i
   [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$1" "$2"; then
+    pid=$(cat "$f")
     kill "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    if [ -d "/proc/$pid" ]; then
+      bed_log "$1 (pid $pid) ignored TERM for 10 s: KILL"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    bed_log "stopped $1 (pid $pid)"
   fi
   rm -f "$f"
 }

@@ -34,7 +34,7 @@ FAKE_APP=${target_dir:-$BED_REPO/target}/debug/fake_app
 
 # 2. Registry.
 if ! registry_ok; then
-  pid_stop registry
+  pid_stop registry docker-registry
   mkdir -p "$TD_BED_DIR/registry/storage"
   sed "s#@STORAGE@#$TD_BED_DIR/registry/storage#" "$BED_REPO/testbed/registry/config.yml.in" \
     >"$TD_BED_DIR/registry/config.yml"
@@ -82,7 +82,7 @@ fi
 
 # 4. Fake app (after the cluster: it watches pods and creates their PortForward objects).
 if ! app_ok; then
-  pid_stop fake_app
+  pid_stop fake_app fake_app
   bed_log "starting fake app on $BED_APP_CONTROL"
   KUBECONFIG=$BED_KUBECONFIG setsid "$FAKE_APP" --control "$BED_APP_CONTROL" \
     --fallback "$BED_APP_FALLBACK" --pool "$BED_APP_POOL" >>"$LOGS/fake_app.log" 2>&1 </dev/null &

@@ -495,9 +495,9 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
-        control: "127.0.0.1:45010".parse()?,
-        fallback: "127.0.0.1:45011".parse()?,
-        pool: (45020..=45099).collect(),
+        control: "127.0.0.1:45020".parse()?,
+        fallback: "127.0.0.1:45021".parse()?,
+        pool: (45030..=45099).collect(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
