@@ -2,7 +2,9 @@
 
 pub mod cli;
 pub mod context;
+pub mod helm;
 pub mod inputs;
+pub mod kube_client;
 pub mod outputs;
 pub mod pipeline;
 pub mod resolve;

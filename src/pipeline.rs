@@ -55,3 +55,58 @@ fn resolve_only(config: &Config, ctx: &RunContext, runner: &Runner) -> Result<Ou
         })?;
     Ok(outputs)
 }
+
+/// Cancellation of a run by SIGTERM or SIGINT (a cancelled job): helm is stopped cleanly and the
+/// release is brought back to a known deployed revision.
+#[derive(Clone)]
+pub struct Cancel {
+    rx: tokio::sync::watch::Receiver<Option<&'static str>>,
+    _tx: Option<std::sync::Arc<tokio::sync::watch::Sender<Option<&'static str>>>>,
+}
+
+impl Cancel {
+    /// Never fires.
+    pub fn never() -> Cancel {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        Cancel {
+            rx,
+            _tx: Some(std::sync::Arc::new(tx)),
+        }
+    }
+
+    /// Fires on the first SIGTERM or SIGINT. Needs a tokio runtime.
+    pub fn on_signals() -> Cancel {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let tx = std::sync::Arc::new(tx);
+        let sender = tx.clone();
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::spawn(async move {
+                let name = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                let _ = sender.send(Some(name));
+            });
+        }
+        Cancel { rx, _tx: Some(tx) }
+    }
+
+    /// The signal that cancelled the run, if one did.
+    pub fn signal(&self) -> Option<&'static str> {
+        *self.rx.borrow()
+    }
+
+    /// Resolves with the signal's name once the run is cancelled.
+    pub async fn cancelled(&self) -> &'static str {
+        let mut rx = self.rx.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.unwrap_or("cancel"),
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+

@@ -1,0 +1,107 @@
+//! The cluster connection: the `kubeconfig` input written 0600 into a private temporary directory
+//! (removed when the run ends) for helm, and a kube client built from the same kubeconfig.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::inputs::Config;
+
+/// A failure to set up the connection to the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeClientError {
+    #[error("failed to write the kubeconfig into a temporary directory: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("failed to parse the kubeconfig (its content is not shown: it is a secret): {0}")]
+    Parse(#[source] kube::config::KubeconfigError),
+    #[error("failed to load the kubeconfig: {0}")]
+    Load(#[source] kube::config::KubeconfigError),
+    #[error("failed to find a kubeconfig (no `kubeconfig` input, and none on the runner): {0}")]
+    Infer(#[source] kube::config::InferConfigError),
+    #[error("failed to create a Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// The cluster as this run reaches it: the kube client, and the kubeconfig file helm is given.
+pub struct Cluster {
+    pub client: kube::Client,
+    /// The kubeconfig file for `helm --kubeconfig`; `None` when helm uses the runner's default.
+    kubeconfig_path: Option<PathBuf>,
+    /// Owns the private directory; dropping it removes the kubeconfig.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Cluster {
+    /// Connects with the `kubeconfig` input, or the runner's default kubeconfig without one.
+    pub async fn connect(config: &Config) -> Result<Cluster, KubeClientError> {
+        match &config.kubeconfig {
+            Some(kc) => {
+                let (dir, path) = write_private(kc.yaml.expose()).map_err(KubeClientError::Write)?;
+                let parsed = Kubeconfig::from_yaml(kc.yaml.expose()).map_err(KubeClientError::Parse)?;
+                let cfg = kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
+                    .await
+                    .map_err(KubeClientError::Load)?;
+                let client = kube::Client::try_from(cfg).map_err(KubeClientError::Client)?;
+                Ok(Cluster {
+                    client,
+                    kubeconfig_path: Some(path),
+                    _dir: Some(dir),
+                })
+            }
+            None => {
+                let cfg = kube::Config::infer().await.map_err(KubeClientError::Infer)?;
+                let client = kube::Client::try_from(cfg).map_err(KubeClientError::Client)?;
+                Ok(Cluster {
+                    client,
+                    kubeconfig_path: None,
+                    _dir: None,
+                })
+            }
+        }
+    }
+
+    /// The kubeconfig file to pass to helm, if any.
+    pub fn kubeconfig_path(&self) -> Option<&Path> {
+        self.kubeconfig_path.as_deref()
+    }
+}
+
+/// Writes `yaml` to `<private temp dir>/kubeconfig`, the directory 0700 and the file 0600.
+fn write_private(yaml: &str) -> std::io::Result<(tempfile::TempDir, PathBuf)> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let dir = tempfile::Builder::new()
+        .prefix("trader-deploy-")
+        .tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    let path = dir.path().join("kubeconfig");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(yaml.as_bytes())?;
+    f.sync_all()?;
+    Ok((dir, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn kubeconfig_file_is_private_and_removed_on_drop() {
+        let (dir, path) = super::write_private("apiVersion: v1\nclusters: []\n").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dmode, 0o700);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "apiVersion: v1\nclusters: []\n"
+        );
+        let root = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!root.exists());
+    }
+}
