@@ -2,12 +2,15 @@
 
 pub mod cli;
 pub mod context;
+pub mod github;
 pub mod helm;
 pub mod inputs;
+pub mod notify;
 pub mod kube_client;
 pub mod outputs;
 pub mod pipeline;
 pub mod resolve;
 pub mod runner;
 pub mod secret;
+pub mod summary;
 pub mod version;
