@@ -117,7 +117,7 @@ pub const INPUTS: &[InputSpec] = &[
     input(
         "github_token",
         "Token for the GitHub API.",
-        "${{ github.token }}",
+        "the job's token (github.token)",
         false,
     ),
     input(
@@ -164,6 +164,24 @@ pub const INPUTS: &[InputSpec] = &[
         false,
     ),
     input(
+        "pin_digests",
+        "Deploy each image as repository@sha256:… (the digest its registry reports for the tag).",
+        "false",
+        false,
+    ),
+    input(
+        "registry_username",
+        "Username for the image registries (Basic, or for their bearer tokens).",
+        "none (anonymous)",
+        false,
+    ),
+    input(
+        "registry_password",
+        "Password or token for the image registries (a secret: it is masked).",
+        "none (anonymous)",
+        false,
+    ),
+    input(
         "notify_webhook",
         "URL that receives a JSON result (a secret: it is masked).",
         "none",
@@ -173,7 +191,12 @@ pub const INPUTS: &[InputSpec] = &[
 ];
 
 /// Inputs whose values are secrets: masked before anything can log them.
-pub const SECRET_INPUTS: &[&str] = &["github_token", "kubeconfig", "notify_webhook"];
+pub const SECRET_INPUTS: &[&str] = &[
+    "github_token",
+    "kubeconfig",
+    "notify_webhook",
+    "registry_password",
+];
 
 /// Looks an input up by name.
 pub fn spec(name: &str) -> Option<&'static InputSpec> {
@@ -419,6 +442,11 @@ pub struct Config {
     pub smoke_tests: Option<PathBuf>,
     pub rollback_revision: Option<u32>,
     pub verify_images: bool,
+    /// Deploy images by digest (`repository@sha256:…`).
+    pub pin_digests: bool,
+    /// Registry credentials: both or neither.
+    pub registry_username: Option<String>,
+    pub registry_password: Option<Secret>,
     pub notify_webhook: Option<Secret>,
     pub helm: PathBuf,
     /// Where relative paths are resolved (GITHUB_WORKSPACE, else the working directory).
@@ -440,6 +468,9 @@ impl Config {
         }
         if let Some(w) = &self.notify_webhook {
             out.extend(secret_fragments(w.expose()));
+        }
+        if let Some(p) = &self.registry_password {
+            out.extend(secret_fragments(p.expose()));
         }
         out
     }
@@ -464,6 +495,18 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         .or_else(|| ctx.git_ref.clone());
     if let Some(r) = &git_ref {
         check_ref(r)?;
+    }
+    if ctx.event_name.as_deref() == Some("push")
+        && ctx.event.get("deleted").and_then(|d| d.as_bool()) == Some(true)
+        && mode != Mode::Rollback
+    {
+        return Err(bad(
+            "ref",
+            format!(
+                "this push deletes {}: there is nothing to deploy",
+                git_ref.as_deref().unwrap_or("the ref")
+            ),
+        ));
     }
     let trigger = Trigger {
         event_name: ctx.event_name.as_deref(),
@@ -595,6 +638,30 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         },
     };
     let verify_images = parse_bool("verify_images", raw.get("verify_images"), true)?;
+    let pin_digests = parse_bool("pin_digests", raw.get("pin_digests"), false)?;
+    let registry_username = raw.get("registry_username").map(|u| u.trim().to_string());
+    let registry_password = raw.get("registry_password").map(|p| Secret::new(p.trim()));
+    match (&registry_username, &registry_password) {
+        (Some(_), None) => {
+            return Err(bad(
+                "registry_password",
+                "is required with registry_username",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(bad(
+                "registry_username",
+                "is required with registry_password",
+            ));
+        }
+        (Some(u), _) if u.contains(':') || u.chars().any(char::is_control) => {
+            return Err(bad(
+                "registry_username",
+                format!("{u:?} may not contain ':' or control characters"),
+            ));
+        }
+        _ => {}
+    }
     let notify_webhook = raw
         .get("notify_webhook")
         .map(|u| parse_webhook(u.trim()))
@@ -625,6 +692,9 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         smoke_tests,
         rollback_revision,
         verify_images,
+        pin_digests,
+        registry_username,
+        registry_password,
         notify_webhook,
         helm,
         workspace,

@@ -23,6 +23,10 @@ pub const OUTPUTS: &[OutputSpec] = &[
         "images",
         "JSON object: helm key → full image reference deployed.",
     ),
+    output(
+        "digests",
+        "JSON object: helm key → manifest digest (sha256:…) the registry reported.",
+    ),
     output("revision", "The helm revision now deployed."),
     output(
         "previous_revision",
@@ -63,6 +67,7 @@ pub struct Outputs {
     pub environment: String,
     pub version: String,
     pub images: BTreeMap<String, String>,
+    pub digests: BTreeMap<String, String>,
     pub revision: Option<u32>,
     pub previous_revision: Option<u32>,
     pub status: Status,
@@ -82,6 +87,10 @@ impl Outputs {
             (
                 "images",
                 serde_json::to_string(&self.images).unwrap_or_else(|_| "{}".into()),
+            ),
+            (
+                "digests",
+                serde_json::to_string(&self.digests).unwrap_or_else(|_| "{}".into()),
             ),
             ("revision", opt(self.revision.map(|r| r.to_string()))),
             (

@@ -178,7 +178,7 @@ pub fn resolve_environment(
     }
     if let (Some(branch), Some(default)) = (trigger.branch(), trigger.default_branch)
         && branch == default
-        && trigger.event_name != Some("pull_request")
+        && trigger.event_name == Some("push")
     {
         return Ok(("dev".to_string(), Source::DefaultBranch));
     }
@@ -377,7 +377,9 @@ mod tests {
             r(&trig("push", "refs/tags/nightly")).unwrap_err().input,
             "environment"
         );
+        // A dispatch on the default branch without an environment input infers nothing.
         let mut t = trig("workflow_dispatch", "refs/heads/main");
+        assert_eq!(r(&t).unwrap_err().input, "environment");
         t.dispatch_environment = Some("staging");
         assert_eq!(r(&t).unwrap(), ("staging".into(), Source::DispatchInput));
         assert_eq!(
