@@ -127,6 +127,18 @@ pub const INPUTS: &[InputSpec] = &[
         false,
     ),
     input(
+        "require_distinct_approver",
+        "Refuse a protected deployment approved only by the actor who triggered the run.",
+        "false",
+        false,
+    ),
+    input(
+        "environment_url",
+        "URL of the deployed environment, shown on the GitHub deployment.",
+        "none",
+        false,
+    ),
+    input(
         "mode",
         "deploy, rollback, plan, validate or resolve.",
         "deploy",
@@ -436,6 +448,10 @@ pub struct Config {
     pub github_token: Option<Secret>,
     pub protected_environments: Vec<String>,
     pub protected: bool,
+    /// Refuse approvals given only by the run's actor.
+    pub require_distinct_approver: bool,
+    /// The environment's URL for the GitHub deployment (http(s)).
+    pub environment_url: Option<String>,
     pub timeout: Duration,
     pub rollback_on_failure: bool,
     pub history_max: u32,
@@ -662,6 +678,23 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         }
         _ => {}
     }
+    let require_distinct_approver = parse_bool(
+        "require_distinct_approver",
+        raw.get("require_distinct_approver"),
+        false,
+    )?;
+    let environment_url = raw
+        .get("environment_url")
+        .map(|u| match reqwest::Url::parse(u.trim()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Ok(u.trim().to_string())
+            }
+            _ => Err(bad(
+                "environment_url",
+                format!("{:?} is not an http(s) URL", u.trim()),
+            )),
+        })
+        .transpose()?;
     let notify_webhook = raw
         .get("notify_webhook")
         .map(|u| parse_webhook(u.trim()))
@@ -686,6 +719,8 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         github_token,
         protected_environments,
         protected,
+        require_distinct_approver,
+        environment_url,
         timeout,
         rollback_on_failure,
         history_max,

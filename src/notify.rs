@@ -173,7 +173,11 @@ mod tests {
             "{}",
             m["text"]
         );
-        let m = message(&RunContext::default(), &outputs(Status::Failed), Some("boom"));
+        let m = message(
+            &RunContext::default(),
+            &outputs(Status::Failed),
+            Some("boom"),
+        );
         assert_eq!(m["text"], ":x: deploying `v1.2.0` to *prod* failed: boom");
         assert_eq!(m["error"], "boom");
     }
@@ -193,7 +197,11 @@ mod tests {
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
                     let len: usize = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
                         .unwrap_or(0);
                     if body.len() >= len {
                         break;
@@ -203,7 +211,8 @@ mod tests {
                     break;
                 }
             }
-            let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let reply =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
             s.write_all(reply.as_bytes()).await.unwrap();
             String::from_utf8_lossy(&buf).to_string()
         });
@@ -216,8 +225,14 @@ mod tests {
         let body = message(&ctx(), &outputs(Status::Success), None);
         send(&Secret::new(url), &body).await.unwrap();
         let req = h.await.unwrap();
-        assert!(req.starts_with("POST /hooks/T000/B000 HTTP/1.1\r\n"), "{req}");
-        assert!(req.to_ascii_lowercase().contains("content-type: application/json"));
+        assert!(
+            req.starts_with("POST /hooks/T000/B000 HTTP/1.1\r\n"),
+            "{req}"
+        );
+        assert!(
+            req.to_ascii_lowercase()
+                .contains("content-type: application/json")
+        );
         let json: Value = serde_json::from_str(req.split_once("\r\n\r\n").unwrap().1).unwrap();
         assert_eq!(json, body);
     }
@@ -230,9 +245,12 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("answered 404"), "{e}");
         assert!(!e.to_string().contains("/hooks/"));
-        let e = send(&Secret::new("http://127.0.0.1:1/hooks/T1/secret"), &json!({}))
-            .await
-            .unwrap_err();
+        let e = send(
+            &Secret::new("http://127.0.0.1:1/hooks/T1/secret"),
+            &json!({}),
+        )
+        .await
+        .unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");
     }
 }

@@ -110,7 +110,9 @@ impl Summary {
                 body.push('\n');
                 body.push_str(markdown);
             }
-            None => self.sections.push((title.to_string(), markdown.to_string())),
+            None => self
+                .sections
+                .push((title.to_string(), markdown.to_string())),
         }
     }
 

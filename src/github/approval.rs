@@ -468,7 +468,10 @@ mod tests {
     fn approval_for_another_environment_is_not_one() {
         let e = approvers("prod", 7, None, false, &example("approvals")).unwrap_err();
         assert!(matches!(e, Refusal::NotApproved { run_id: 7, .. }));
-        assert!(e.to_string().starts_with("run 7 has no approval for environment prod:"));
+        assert!(
+            e.to_string()
+                .starts_with("run 7 has no approval for environment prod:")
+        );
         assert!(approvers("prod", 7, None, false, &json!([])).is_err());
         assert!(approvers("prod", 7, None, false, &json!({"message": "x"})).is_err());
     }

@@ -102,7 +102,9 @@ pub fn create_body(req: &DeploymentRequest) -> Value {
 /// this run created.
 pub fn own_deployment(list: &Value, run_id: u64) -> Option<u64> {
     list.as_array()?.iter().find_map(|d| {
-        let rid = d.pointer(&format!("/payload/{PAYLOAD_KEY}/run_id"))?.as_u64()?;
+        let rid = d
+            .pointer(&format!("/payload/{PAYLOAD_KEY}/run_id"))?
+            .as_u64()?;
         (rid == run_id).then(|| d.get("id")?.as_u64()).flatten()
     })
 }
@@ -218,7 +220,12 @@ pub async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deployment, G
         None => {
             let what = format!("create a deployment of {} to {env}", req.version);
             let r = gh
-                .post("/deployments", &create_body(req), &what, "deployments: write")
+                .post(
+                    "/deployments",
+                    &create_body(req),
+                    &what,
+                    "deployments: write",
+                )
                 .await?;
             if r.status == 202 {
                 return Err(GitHubError::Status {
@@ -377,8 +384,7 @@ mod tests {
 
     #[test]
     fn finds_an_earlier_attempts_deployment() {
-        let mut d: Value =
-            serde_json::from_str(include_str!("testdata/deployment.json")).unwrap();
+        let mut d: Value = serde_json::from_str(include_str!("testdata/deployment.json")).unwrap();
         assert_eq!(own_deployment(&json!([d.clone()]), 1001), None);
         d["payload"] = payload(&req());
         d["id"] = json!(77);

@@ -59,7 +59,9 @@ pub enum GitHubError {
         status: u16,
         message: String,
     },
-    #[error("failed to {what}: the token was rejected (GitHub answered 401: {message}); check the `github_token` input")]
+    #[error(
+        "failed to {what}: the token was rejected (GitHub answered 401: {message}); check the `github_token` input"
+    )]
     Unauthorized { what: String, message: String },
     #[error("failed to {what}: GitHub answered {status}: {message}")]
     Status {
@@ -506,7 +508,10 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(HeaderName::from_static(k), HeaderValue::from_str(v).unwrap());
+            h.insert(
+                HeaderName::from_static(k),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -519,10 +524,7 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_and_dates() {
-        assert_eq!(
-            parse_retry_after("7", now()),
-            Some(Duration::from_secs(7))
-        );
+        assert_eq!(parse_retry_after("7", now()), Some(Duration::from_secs(7)));
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now()),
             Some(Duration::ZERO)
@@ -536,7 +538,10 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now()), None);
-        assert_eq!(parse_retry_after("Sun, 06 Foo 1994 08:49:37 GMT", now()), None);
+        assert_eq!(
+            parse_retry_after("Sun, 06 Foo 1994 08:49:37 GMT", now()),
+            None
+        );
     }
 
     #[test]
@@ -586,7 +591,10 @@ mod tests {
         assert_eq!(
             classify(
                 403,
-                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &reset)]),
+                &headers(&[
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", &reset)
+                ]),
                 "API rate limit exceeded",
                 now()
             ),
@@ -601,11 +609,16 @@ mod tests {
     #[test]
     fn error_messages() {
         assert_eq!(
-            error_message(r#"{"message":"Validation Failed","errors":[{"resource":"DeploymentStatus","field":"state","code":"invalid"}]}"#),
+            error_message(
+                r#"{"message":"Validation Failed","errors":[{"resource":"DeploymentStatus","field":"state","code":"invalid"}]}"#
+            ),
             r#"Validation Failed ({"code":"invalid","field":"state","resource":"DeploymentStatus"})"#
         );
         assert_eq!(error_message(r#"{"message":"Not Found"}"#), "Not Found");
-        assert_eq!(error_message("<html>bad gateway</html>"), "<html>bad gateway</html>");
+        assert_eq!(
+            error_message("<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
     }
 
     #[test]
@@ -630,7 +643,10 @@ mod tests {
         )
         .unwrap();
         let t = Instant::now();
-        assert_eq!(gh.budget(t, 1, Duration::from_secs(1)), Some(Duration::from_secs(1)));
+        assert_eq!(
+            gh.budget(t, 1, Duration::from_secs(1)),
+            Some(Duration::from_secs(1))
+        );
         assert_eq!(gh.budget(t, 3, Duration::from_secs(1)), None);
         assert_eq!(gh.budget(t, 1, Duration::from_secs(60)), None);
         assert_eq!(
