@@ -2,10 +2,12 @@
 
 pub mod cli;
 pub mod context;
+pub mod diff;
 pub mod github;
 pub mod helm;
 pub mod inputs;
 pub mod kube_client;
+pub mod lease;
 pub mod notify;
 pub mod outputs;
 pub mod pipeline;
