@@ -456,6 +456,8 @@ pub struct Config {
     pub rollback_on_failure: bool,
     pub history_max: u32,
     pub smoke_tests: Option<PathBuf>,
+    /// The smoke spec at `smoke_tests`, validated.
+    pub smoke_spec: Option<crate::smoke::Spec>,
     pub rollback_revision: Option<u32>,
     pub verify_images: bool,
     /// Deploy images by digest (`repository@sha256:…`).
@@ -641,6 +643,22 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
             Some(path)
         }
     };
+    // The spec is validated now, so a bad one fails before anything touches the cluster.
+    let smoke_spec = match &smoke_tests {
+        None => None,
+        Some(path) => {
+            let vars = crate::smoke::Vars {
+                release: release.clone(),
+                namespace: namespace.to_string(),
+                version: version.clone(),
+                environment: environment.clone(),
+            };
+            Some(
+                crate::smoke::Spec::load(path, &vars)
+                    .map_err(|e| bad("smoke_tests", e.to_string()))?,
+            )
+        }
+    };
     let rollback_revision = match raw.get("rollback_revision").map(str::trim) {
         None => None,
         Some(s) => match s.parse::<u32>() {
@@ -725,6 +743,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         rollback_on_failure,
         history_max,
         smoke_tests,
+        smoke_spec,
         rollback_revision,
         verify_images,
         pin_digests,
