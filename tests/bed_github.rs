@@ -619,3 +619,39 @@ async fn a_success_status_marks_older_deployments_inactive() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_added_repository_has_its_own_state() {
+    with_github(|gh| async move {
+        let mut fx = default_fixture();
+        fx["repository"]["name"] = json!("trader-iso");
+        fx["tokens"] = Value::Null;
+        let added = gh.control(Method::POST, "/_standin/repos", Some(fx)).await;
+        assert_eq!(added["repo"], "acme/trader-iso");
+        let iso = "/repos/acme/trader-iso";
+
+        let base_id = gh.create_deployment("main", "dev").await;
+        let r = gh
+            .call(
+                Method::POST,
+                &format!("{iso}/deployments"),
+                Some("any-token-works-here"),
+                Some(json!({"ref": "main", "environment": "dev", "auto_merge": false, "required_contexts": []})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert!(r.body["id"].as_i64().unwrap() > base_id, "ids are global, like GitHub's");
+        assert!(r.body["url"].as_str().unwrap().contains("/repos/acme/trader-iso/"));
+
+        let base = gh.get(&format!("{REPO}/deployments?environment=dev")).await;
+        assert_eq!(base.body.as_array().unwrap().len(), 1, "{}", base.body);
+        let mine = gh.get(&format!("{iso}/deployments?environment=dev")).await;
+        assert_eq!(mine.body.as_array().unwrap().len(), 1, "{}", mine.body);
+        assert_eq!(gh.get(iso).await.body["full_name"], "acme/trader-iso");
+
+        // Reset drops added repositories.
+        gh.control(Method::POST, "/_standin/reset", None).await;
+        assert_eq!(gh.get(iso).await.status, StatusCode::NOT_FOUND);
+    })
+    .await;
+}

@@ -345,15 +345,211 @@ struct DeploymentStatus {
     created_at: String,
 }
 
-struct Inner {
+/// One repository: its fixture and its deployments.
+struct Repo {
     fixture: Fixture,
     urls: Urls,
     deployments: Vec<Deployment>,
-    next_deployment_id: i64,
-    next_status_id: i64,
+}
+
+/// Ids GitHub hands out across repositories.
+#[derive(Default)]
+struct Ids {
+    deployment: i64,
+    status: i64,
+}
+
+impl Ids {
+    fn deployment(&mut self) -> i64 {
+        self.deployment += 1;
+        self.deployment
+    }
+    fn status(&mut self) -> i64 {
+        self.status += 1;
+        self.status
+    }
+}
+
+/// The whole server state.
+struct Inner {
+    api_url: String,
+    /// Lower-case `owner/name` -> repository.
+    repos: BTreeMap<String, Repo>,
+    /// Key of the repository of the fixture loaded by file, reset or POST /_standin/fixture.
+    base: String,
+    ids: Ids,
     log: Vec<LogEntry>,
     seq: u64,
     faults: VecDeque<Fault>,
+}
+
+fn repo_key(owner: &str, name: &str) -> String {
+    format!("{owner}/{name}").to_ascii_lowercase()
+}
+
+impl Inner {
+    fn new(fixture: Fixture, api_url: &str) -> anyhow::Result<Self> {
+        let mut ids = Ids::default();
+        let repo = Repo::new(fixture, api_url, &mut ids)?;
+        let base = repo_key(
+            &repo.fixture.repository.owner,
+            &repo.fixture.repository.name,
+        );
+        Ok(Inner {
+            api_url: api_url.to_string(),
+            repos: BTreeMap::from([(base.clone(), repo)]),
+            base,
+            ids,
+            log: vec![],
+            seq: 0,
+            faults: VecDeque::new(),
+        })
+    }
+
+    /// Adds (or replaces) a repository from a fixture; the others are untouched.
+    fn add_repo(&mut self, fixture: Fixture) -> anyhow::Result<String> {
+        let repo = Repo::new(fixture, &self.api_url, &mut self.ids)?;
+        let key = repo_key(
+            &repo.fixture.repository.owner,
+            &repo.fixture.repository.name,
+        );
+        self.repos.insert(key.clone(), repo);
+        Ok(key)
+    }
+
+    /// Answers one GitHub request: authentication, routing, permissions, then the repository.
+    fn serve(
+        &mut self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Reply {
+        let routed = route(method, path);
+        let key = routed
+            .as_ref()
+            .map(|(o, r, _)| repo_key(o, r))
+            .filter(|k| self.repos.contains_key(k));
+        // The tokens of the repository asked for, else of the base fixture.
+        let tokens = self.repos[key.as_ref().unwrap_or(&self.base)]
+            .fixture
+            .tokens
+            .clone();
+        // Authentication first, like GitHub.
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, tok) = v.trim().split_once(' ')?;
+                (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
+                    .then(|| tok.trim().to_string())
+            });
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Reply::json(
+                401,
+                gj::basic_error("Requires authentication", DOC_ROOT, 401),
+            );
+        };
+        let identity = match &tokens {
+            None => None,
+            Some(map) => match map.get(&token) {
+                Some(t) => Some(t.clone()),
+                None => return Reply::json(401, gj::basic_error("Bad credentials", DOC_ROOT, 401)),
+            },
+        };
+        let Some((_, _, op)) = routed else {
+            return not_found(DOC_ROOT);
+        };
+        let Some(key) = key else {
+            return not_found(op.doc());
+        };
+        if let Some(id) = &identity {
+            let (perm, need) = op.permission();
+            let have = id
+                .permissions
+                .get(perm)
+                .map(String::as_str)
+                .unwrap_or(if perm == "metadata" { "read" } else { "none" });
+            if level(have) < level(need) {
+                return Reply::json(
+                    403,
+                    gj::basic_error("Resource not accessible by integration", op.doc(), 403),
+                );
+            }
+        }
+        let actor = identity.map(|i| i.login).unwrap_or_else(default_bot);
+        let Inner { repos, ids, .. } = self;
+        let repo = repos.get_mut(&key).expect("key checked above");
+        let mut reply = repo.serve(op, query, body, &actor, ids);
+        repo.apply_patches(method.as_str(), path, &mut reply);
+        reply
+    }
+
+    fn take_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
+        let idx = self.faults.iter().position(|f| {
+            path.starts_with(&f.path_prefix)
+                && f.method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method))
+        })?;
+        let f = &mut self.faults[idx];
+        f.count -= 1;
+        let out = f.clone();
+        if f.count == 0 {
+            self.faults.remove(idx);
+        }
+        Some(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+        status: u16,
+        fault: Option<String>,
+        started: Instant,
+    ) {
+        self.seq += 1;
+        let mut hs = BTreeMap::new();
+        for (k, v) in headers {
+            // Authorization is kept as is: tokens here are fixture values, not secrets.
+            hs.insert(
+                k.as_str().to_string(),
+                v.to_str().unwrap_or("<binary>").to_string(),
+            );
+        }
+        let body = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+        };
+        self.log.push(LogEntry {
+            seq: self.seq,
+            time: rfc3339_millis(SystemTime::now()),
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            headers: hs,
+            body,
+            status,
+            fault,
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+    }
+
+    fn all_deployments(&self) -> Value {
+        self.repos
+            .iter()
+            .map(|(k, r)| (k.clone(), json!({"deployments": r.deployments})))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
 }
 
 /// Server configuration.
@@ -464,11 +660,7 @@ async fn handle(
     let mut inner = app.lock();
     let reply = match fault.as_ref().filter(|f| f.kind != "delay") {
         Some(f) => fault_reply(f),
-        None => {
-            let mut r = inner.serve(&method, &path, &query, &headers, &body);
-            inner.apply_patches(method.as_str(), &path, &mut r);
-            r
-        }
+        None => inner.serve(&method, &path, &query, &headers, &body),
     };
     inner.record(
         &method,
@@ -547,7 +739,7 @@ fn control(app: &App, method: &Method, path: &str, query: &str, body: &Bytes) ->
             let inner = app.lock();
             Reply::json(
                 200,
-                json!({"deployments": inner.deployments, "faults": inner.faults}),
+                json!({"repos": inner.all_deployments(), "faults": inner.faults}),
             )
         }
         ("POST", "/_standin/reset") => match load_fixture(&app.cfg.fixture_path)
@@ -571,6 +763,13 @@ fn control(app: &App, method: &Method, path: &str, query: &str, body: &Bytes) ->
                     *app.lock() = new;
                     Reply::json(200, json!({"ok": true}))
                 }
+                Err(e) => Reply::json(400, json!({"error": e.to_string()})),
+            }
+        }
+        ("POST", "/_standin/repos") => {
+            let parsed = serde_json::from_slice::<Fixture>(body).map_err(anyhow::Error::from);
+            match parsed.and_then(|f| app.lock().add_repo(f)) {
+                Ok(key) => Reply::json(200, json!({"ok": true, "repo": key})),
                 Err(e) => Reply::json(400, json!({"error": e.to_string()})),
             }
         }
@@ -617,7 +816,7 @@ fn control(app: &App, method: &Method, path: &str, query: &str, body: &Bytes) ->
             404,
             json!({"error": "unknown control endpoint", "endpoints": [
             "GET /_standin/health", "GET /_standin/log?since=SEQ", "DELETE /_standin/log", "GET /_standin/state",
-            "POST /_standin/reset", "POST /_standin/fixture", "GET|POST|DELETE /_standin/faults"]}),
+            "POST /_standin/reset", "POST /_standin/fixture", "POST /_standin/repos", "GET|POST|DELETE /_standin/faults"]}),
         ),
     }
 }
@@ -734,8 +933,8 @@ fn level(s: &str) -> u8 {
     }
 }
 
-impl Inner {
-    fn new(fixture: Fixture, api_url: &str) -> anyhow::Result<Self> {
+impl Repo {
+    fn new(fixture: Fixture, api_url: &str, ids: &mut Ids) -> anyhow::Result<Self> {
         let urls = Urls {
             api: fixture
                 .api_url
@@ -745,15 +944,10 @@ impl Inner {
                 .to_string(),
             web: fixture.server_url.trim_end_matches('/').to_string(),
         };
-        let mut inner = Inner {
+        let mut inner = Repo {
             fixture,
             urls,
             deployments: vec![],
-            next_deployment_id: 1,
-            next_status_id: 1,
-            log: vec![],
-            seq: 0,
-            faults: VecDeque::new(),
         };
         inner.check()?;
         let seeds = inner.fixture.deployments.clone();
@@ -766,8 +960,7 @@ impl Inner {
             };
             let at = gj::rfc3339_secs(gj::FIXTURE_EPOCH + 3_600 + i as i64 * 60);
             let creator = d.creator.clone().unwrap_or_else(default_bot);
-            let id = inner.next_deployment_id;
-            inner.next_deployment_id += 1;
+            let id = ids.deployment();
             let mut dep = Deployment {
                 id,
                 sha,
@@ -787,8 +980,7 @@ impl Inner {
                 statuses: vec![],
             };
             for s in &d.statuses {
-                let sid = inner.next_status_id;
-                inner.next_status_id += 1;
+                let sid = ids.status();
                 dep.statuses.push(DeploymentStatus {
                     id: sid,
                     state: s.state.clone(),
@@ -839,63 +1031,6 @@ impl Inner {
             }
         }
         Ok(())
-    }
-
-    fn take_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
-        let idx = self.faults.iter().position(|f| {
-            path.starts_with(&f.path_prefix)
-                && f.method
-                    .as_deref()
-                    .is_none_or(|m| m.eq_ignore_ascii_case(method))
-        })?;
-        let f = &mut self.faults[idx];
-        f.count -= 1;
-        let out = f.clone();
-        if f.count == 0 {
-            self.faults.remove(idx);
-        }
-        Some(out)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        method: &Method,
-        path: &str,
-        query: &str,
-        headers: &HeaderMap,
-        body: &Bytes,
-        status: u16,
-        fault: Option<String>,
-        started: Instant,
-    ) {
-        self.seq += 1;
-        let mut hs = BTreeMap::new();
-        for (k, v) in headers {
-            // Authorization is kept as is: tokens here are fixture values, not secrets.
-            hs.insert(
-                k.as_str().to_string(),
-                v.to_str().unwrap_or("<binary>").to_string(),
-            );
-        }
-        let body = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
-        };
-        self.log.push(LogEntry {
-            seq: self.seq,
-            time: rfc3339_millis(SystemTime::now()),
-            method: method.to_string(),
-            path: path.to_string(),
-            query: query.to_string(),
-            headers: hs,
-            body,
-            status,
-            fault,
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
     }
 
     fn apply_patches(&self, method: &str, path: &str, reply: &mut Reply) {
@@ -1240,58 +1375,8 @@ impl Inner {
     }
 
     /// Answers one GitHub request.
-    fn serve(
-        &mut self,
-        method: &Method,
-        path: &str,
-        query: &str,
-        headers: &HeaderMap,
-        body: &Bytes,
-    ) -> Reply {
-        // Authentication first, like GitHub.
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, tok) = v.trim().split_once(' ')?;
-                (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
-                    .then(|| tok.trim().to_string())
-            });
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return Reply::json(
-                401,
-                gj::basic_error("Requires authentication", DOC_ROOT, 401),
-            );
-        };
-        let identity = match &self.fixture.tokens {
-            None => None,
-            Some(map) => match map.get(&token) {
-                Some(t) => Some(t.clone()),
-                None => return Reply::json(401, gj::basic_error("Bad credentials", DOC_ROOT, 401)),
-            },
-        };
-        let Some((owner, repo, op)) = route(method, path) else {
-            return not_found(DOC_ROOT);
-        };
-        let r = &self.fixture.repository;
-        if !owner.eq_ignore_ascii_case(&r.owner) || !repo.eq_ignore_ascii_case(&r.name) {
-            return not_found(op.doc());
-        }
-        if let Some(id) = &identity {
-            let (perm, need) = op.permission();
-            let have = id
-                .permissions
-                .get(perm)
-                .map(String::as_str)
-                .unwrap_or(if perm == "metadata" { "read" } else { "none" });
-            if level(have) < level(need) {
-                return Reply::json(
-                    403,
-                    gj::basic_error("Resource not accessible by integration", op.doc(), 403),
-                );
-            }
-        }
-        let actor = identity.map(|i| i.login).unwrap_or_else(default_bot);
+    /// Answers one authenticated, permitted request for this repository.
+    fn serve(&mut self, op: Op, query: &str, body: &Bytes, actor: &str, ids: &mut Ids) -> Reply {
         let q = parse_query(query);
         let doc = op.doc();
         match op {
@@ -1362,8 +1447,8 @@ impl Inner {
                 }
                 None => not_found(doc),
             },
-            Op::CreateDeployment => self.create_deployment(body, &actor, doc),
-            Op::CreateStatus(id) => self.create_status(id, body, &actor, doc),
+            Op::CreateDeployment => self.create_deployment(body, actor, doc, ids),
+            Op::CreateStatus(id) => self.create_status(id, body, actor, doc, ids),
         }
     }
 
@@ -1461,7 +1546,7 @@ impl Inner {
         )
     }
 
-    fn create_deployment(&mut self, body: &Bytes, actor: &str, doc: &str) -> Reply {
+    fn create_deployment(&mut self, body: &Bytes, actor: &str, doc: &str, ids: &mut Ids) -> Reply {
         let v: Value = match serde_json::from_slice(body) {
             Ok(v @ Value::Object(_)) => v,
             _ => return Reply::json(400, gj::basic_error("Problems parsing JSON", doc, 400)),
@@ -1526,8 +1611,7 @@ impl Inner {
             .unwrap_or("production")
             .to_string();
         let now = rfc3339(SystemTime::now());
-        let id = self.next_deployment_id;
-        self.next_deployment_id += 1;
+        let id = ids.deployment();
         let d = Deployment {
             id,
             sha,
@@ -1570,7 +1654,14 @@ impl Inner {
         Reply::json(201, out)
     }
 
-    fn create_status(&mut self, id: i64, body: &Bytes, actor: &str, doc: &str) -> Reply {
+    fn create_status(
+        &mut self,
+        id: i64,
+        body: &Bytes,
+        actor: &str,
+        doc: &str,
+        ids: &mut Ids,
+    ) -> Reply {
         let Some(idx) = self.deployments.iter().position(|d| d.id == id) else {
             return not_found(doc);
         };
@@ -1617,7 +1708,7 @@ impl Inner {
         };
         let now = rfc3339(SystemTime::now());
         let status = DeploymentStatus {
-            id: self.next_status_id,
+            id: ids.status(),
             state: state.to_string(),
             description: s("description"),
             environment: environment.clone(),
@@ -1627,7 +1718,6 @@ impl Inner {
             creator: actor.to_string(),
             created_at: now.clone(),
         };
-        self.next_status_id += 1;
         let auto_inactive = v
             .get("auto_inactive")
             .and_then(Value::as_bool)
@@ -1650,8 +1740,7 @@ impl Inner {
                 .map(|(i, _)| i)
                 .collect();
             for i in others {
-                let sid = self.next_status_id;
-                self.next_status_id += 1;
+                let sid = ids.status();
                 let d = &mut self.deployments[i];
                 let prev = d
                     .statuses
