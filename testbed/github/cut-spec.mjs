@@ -1,10 +1,11 @@
 // Cuts GitHub's dereferenced OpenAPI description down to the operations trader-deploy calls, for Prism.
 //
-// Usage: node cut-spec.mjs [OUT]   (default ~/.cache/trader-deploy/github/cut-<version>.json)
+// Usage: node cut-spec.mjs [OUT]   (default ~/.cache/trader-deploy/github/cut-<version>-<hash of KEEP>.json)
 // Reads @octokit/openapi's generated/api.github.com.deref.json from the npm cache that
 // testbed/install-deps.sh fills, keeps only the listed paths and methods, drops the top-level
 // `webhooks` and `components` (the deref file inlines every $ref), and writes the result only when
 // the output is missing. Prints the output path on stdout.
+import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -12,8 +13,6 @@ import path from "node:path";
 const cache = process.env.TRADER_DEPLOY_CACHE || path.join(os.homedir(), ".cache", "trader-deploy");
 const pkgDir = path.join(cache, "npm", "node_modules", "@octokit", "openapi");
 const version = JSON.parse(fs.readFileSync(path.join(pkgDir, "package.json"), "utf8")).version;
-const out = process.argv[2] || path.join(cache, "github", `cut-${version}.json`);
-
 // path -> methods the action uses. Keep in sync with testbed/github/README.md.
 const KEEP = {
   "/repos/{owner}/{repo}": ["get"],
@@ -25,6 +24,9 @@ const KEEP = {
   "/repos/{owner}/{repo}/deployments/{deployment_id}": ["get"],
   "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses": ["get", "post"],
 };
+
+const keepHash = crypto.createHash("sha256").update(JSON.stringify(KEEP)).digest("hex").slice(0, 8);
+const out = process.argv[2] || path.join(cache, "github", `cut-${version}-${keepHash}.json`);
 
 if (fs.existsSync(out)) {
   console.log(out);
