@@ -1208,6 +1208,87 @@ mod tests {
         );
     }
 
+    /// Every property the JSON Schema declares is accepted by the parser, and the parser accepts
+    /// nothing the schema does not declare (`deny_unknown_fields` + the list below).
+    #[test]
+    fn the_schema_and_the_parser_agree() {
+        let schema: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/smoke-tests.schema.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let props = |v: &serde_json::Value| -> BTreeSet<String> {
+            v["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        let defs = &schema["$defs"];
+        let sample = |name: &str| -> serde_json::Value {
+            match name {
+                "name" => "a".into(),
+                "url" => "http://127.0.0.1:1/x".into(),
+                "service" => "svc".into(),
+                "port" => 80.into(),
+                "path" => "/p".into(),
+                "method" => "POST".into(),
+                "headers" => serde_json::json!({"X-A": "b"}),
+                "body" => "b".into(),
+                "expect" => serde_json::json!({
+                    "status": [200], "body_contains": "x", "body_matches": "x",
+                    "json": {"/a": 1}, "metrics": ["m"]
+                }),
+                "timeout" => "10s".into(),
+                "interval" => "1s".into(),
+                "request_timeout" => "1s".into(),
+                "successes" => 1.into(),
+                "retries" => 3.into(),
+                other => panic!("the schema declares {other:?}: give it a sample here"),
+            }
+        };
+        let check_props = props(&defs["check"]);
+        let expect_props = props(&defs["check"]["properties"]["expect"]);
+        let default_props = props(&schema["properties"]["defaults"]);
+        assert_eq!(
+            props(&schema),
+            BTreeSet::from(["checks".into(), "defaults".into()])
+        );
+        assert_eq!(
+            expect_props,
+            ["body_contains", "body_matches", "json", "metrics", "status"]
+                .map(String::from)
+                .into()
+        );
+        // Each check property (url alone, service with the rest) parses.
+        let mut with_service = serde_json::Map::new();
+        for p in check_props.iter().filter(|p| *p != "url") {
+            with_service.insert(p.clone(), sample(p));
+        }
+        let mut defaults = serde_json::Map::new();
+        for p in &default_props {
+            defaults.insert(p.clone(), sample(p));
+        }
+        let doc = serde_json::json!({
+            "defaults": defaults,
+            "checks": [with_service, {"name": "b", "url": sample("url")}]
+        });
+        parse(&serde_json::to_string(&doc).unwrap()).unwrap();
+        // And an undeclared one is refused, at each level.
+        for doc in [
+            serde_json::json!({"checks": [{"name": "a", "url": "http://x/", "extra": 1}]}),
+            serde_json::json!({"checks": [{"name": "a", "url": "http://x/", "expect": {"extra": 1}}]}),
+            serde_json::json!({"defaults": {"extra": 1}, "checks": [{"name": "a", "url": "http://x/"}]}),
+            serde_json::json!({"extra": 1, "checks": [{"name": "a", "url": "http://x/"}]}),
+        ] {
+            let e = parse(&doc.to_string()).unwrap_err();
+            assert!(e.contains("unknown field `extra`"), "{e}");
+        }
+    }
+
     #[test]
     fn a_full_check_compiles_with_defaults_and_variables() {
         let spec = parse(
