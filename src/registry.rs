@@ -828,4 +828,246 @@ mod tests {
         );
         assert!(e.is_not_found());
     }
+
+    /// A loopback stand-in for a token-authenticated registry (ghcr.io and Docker Hub do not run
+    /// here): the challenge → token → retry protocol, as the distribution spec describes it.
+    mod auth_flow {
+        use super::*;
+        use std::sync::{Arc, Mutex};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        const DIGEST: &str =
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        /// base64("user:pass")
+        const BASIC: &str = "Basic dXNlcjpwYXNz";
+
+        #[derive(Debug, Clone)]
+        struct Seen {
+            method: String,
+            target: String,
+            authorization: Option<String>,
+            accept: Option<String>,
+        }
+
+        async fn serve() -> (String, Arc<Mutex<Vec<Seen>>>) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let host = listener.local_addr().unwrap().to_string();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let (h, log) = (host.clone(), seen.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut sock, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let (h, log) = (h.clone(), log.clone());
+                    tokio::spawn(async move {
+                        let mut buf = Vec::new();
+                        let mut chunk = [0u8; 1024];
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        let mut lines = text.lines();
+                        let mut first = lines.next().unwrap_or("").split_whitespace();
+                        let method = first.next().unwrap_or("").to_string();
+                        let target = first.next().unwrap_or("").to_string();
+                        let header = |name: &str| {
+                            text.lines().skip(1).find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                            })
+                        };
+                        let req = Seen {
+                            method,
+                            target: target.clone(),
+                            authorization: header("authorization"),
+                            accept: header("accept"),
+                        };
+                        log.lock().unwrap().push(req.clone());
+                        let auth = req.authorization.as_deref();
+                        let (status, headers, body) = match target.as_str() {
+                            t if t.starts_with("/token?") => {
+                                if auth == Some(BASIC) {
+                                    (
+                                        200,
+                                        String::new(),
+                                        r#"{"token":"tok-123456789"}"#.to_string(),
+                                    )
+                                } else {
+                                    (401, String::new(), r#"{"errors":[]}"#.to_string())
+                                }
+                            }
+                            t if t.starts_with("/v2/basic/") => {
+                                if auth == Some(BASIC) {
+                                    (
+                                        200,
+                                        format!("Docker-Content-Digest: {DIGEST}\r\n"),
+                                        String::new(),
+                                    )
+                                } else {
+                                    (
+                                        401,
+                                        "WWW-Authenticate: Basic realm=\"test\"\r\n".to_string(),
+                                        String::new(),
+                                    )
+                                }
+                            }
+                            t => {
+                                if auth == Some("Bearer tok-123456789") {
+                                    if t == "/v2/acme/x/manifests/v1" {
+                                        (
+                                            200,
+                                            format!("Docker-Content-Digest: {DIGEST}\r\n"),
+                                            String::new(),
+                                        )
+                                    } else {
+                                        (404, String::new(), String::new())
+                                    }
+                                } else {
+                                    let name = t
+                                        .trim_start_matches("/v2/")
+                                        .split("/manifests/")
+                                        .next()
+                                        .unwrap_or("");
+                                    (
+                                        401,
+                                        format!(
+                                            "WWW-Authenticate: Bearer realm=\"http://{h}/token\",service=\"test-registry\",scope=\"repository:{name}:pull\"\r\n"
+                                        ),
+                                        String::new(),
+                                    )
+                                }
+                            }
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 {status} X\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+                            body.len(),
+                            if req.method == "HEAD" {
+                                ""
+                            } else {
+                                body.as_str()
+                            }
+                        );
+                        let _ = sock.write_all(resp.as_bytes()).await;
+                        let _ = sock.shutdown().await;
+                    });
+                }
+            });
+            (host, seen)
+        }
+
+        fn creds() -> Option<Credentials> {
+            Some(Credentials {
+                username: "user".into(),
+                password: Secret::new("pass"),
+            })
+        }
+
+        #[tokio::test]
+        async fn bearer_challenge_token_and_retry() {
+            let (host, seen) = serve().await;
+            let (runner, out) = crate::runner::capture(true);
+            let reg = Registry::new(creds(), &runner).unwrap();
+            let image = ImageRef::parse(&format!("{host}/acme/x"), "v1").unwrap();
+            assert_eq!(reg.manifest_digest(&image).await.unwrap(), DIGEST);
+            // A second image of the same repository reuses the token.
+            assert_eq!(reg.manifest_digest(&image).await.unwrap(), DIGEST);
+            let seen = seen.lock().unwrap().clone();
+            let flow: Vec<String> = seen
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {} {}",
+                        s.method,
+                        s.target,
+                        s.authorization.as_deref().unwrap_or("-")
+                    )
+                })
+                .collect();
+            assert_eq!(
+                flow,
+                [
+                    "HEAD /v2/acme/x/manifests/v1 -".to_string(),
+                    format!(
+                        "GET /token?service=test-registry&scope=repository%3Aacme%2Fx%3Apull {BASIC}"
+                    ),
+                    "HEAD /v2/acme/x/manifests/v1 Bearer tok-123456789".to_string(),
+                    "HEAD /v2/acme/x/manifests/v1 Bearer tok-123456789".to_string(),
+                ]
+            );
+            let accept = seen[0].accept.clone().unwrap();
+            for mt in MANIFEST_MEDIA_TYPES {
+                assert!(accept.contains(mt), "{accept}");
+            }
+            let log = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+            assert!(
+                log.contains("::add-mask::tok-123456789"),
+                "the token is masked: {log}"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_missing_tag_behind_a_token_is_not_found() {
+            let (host, _) = serve().await;
+            let runner = Runner::new(false, None, None);
+            let reg = Registry::new(creds(), &runner).unwrap();
+            let settings = [ImageSetting {
+                key: "image.ref".into(),
+                repository: format!("{host}/acme/x"),
+                reference: format!("{host}/acme/x:v9.9.9"),
+            }];
+            let e = verify(&reg, &settings, "v9.9.9", false).await.unwrap_err();
+            assert!(e.is_not_found());
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "image {host}/acme/x:v9.9.9 does not exist: registry {host} has no manifest \
+                     for tag \"v9.9.9\" (HEAD http://{host}/v2/acme/x/manifests/v9.9.9 answered 404)"
+                )
+            );
+        }
+
+        #[tokio::test]
+        async fn anonymous_token_refusal_says_to_set_credentials() {
+            let (host, _) = serve().await;
+            let runner = Runner::new(false, None, None);
+            let reg = Registry::new(None, &runner).unwrap();
+            let image = ImageRef::parse(&format!("{host}/acme/x"), "v1").unwrap();
+            let e = reg.manifest_digest(&image).await.unwrap_err().to_string();
+            assert!(e.starts_with(&format!("failed to get a registry token for image {host}/acme/x:v1 from http://{host}/token: HTTP 401")), "{e}");
+            assert!(e.contains("registry_username/registry_password"), "{e}");
+        }
+
+        #[tokio::test]
+        async fn basic_challenge_uses_the_credentials() {
+            let (host, seen) = serve().await;
+            let runner = Runner::new(false, None, None);
+            let reg = Registry::new(creds(), &runner).unwrap();
+            let settings = [ImageSetting {
+                key: "image".into(),
+                repository: format!("{host}/basic/app"),
+                reference: format!("{host}/basic/app:v1"),
+            }];
+            let v = verify(&reg, &settings, "v1", true).await.unwrap();
+            assert_eq!(v[0].digest, DIGEST);
+            assert_eq!(v[0].deploy, format!("{host}/basic/app@{DIGEST}"));
+            let auths: Vec<_> = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|s| s.authorization.clone())
+                .collect();
+            assert_eq!(auths, [None, Some(BASIC.to_string())]);
+            // Without credentials a Basic registry denies access, naming the image.
+            let anon = Registry::new(None, &runner).unwrap();
+            let e = verify(&anon, &settings, "v1", false)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("failed to verify image {host}/basic/app:v1: registry {host} denied access (HTTP 401)")), "{e}");
+        }
+    }
 }
