@@ -655,3 +655,54 @@ async fn an_added_repository_has_its_own_state() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn lists_paginate_and_primary_limits_and_delays_pass_prism() {
+    with_github(|gh| async move {
+        for _ in 0..3 {
+            gh.create_deployment("main", "staging").await;
+        }
+        let p2 = gh
+            .get(&format!(
+                "{REPO}/deployments?environment=staging&per_page=2&page=2"
+            ))
+            .await;
+        assert_eq!(p2.status, StatusCode::OK, "{}", p2.body);
+        assert_eq!(p2.body.as_array().unwrap().len(), 1);
+        let link = p2.header("link").expect("Link header");
+        assert!(
+            link.contains("rel=\"prev\"") && !link.contains("rel=\"next\""),
+            "{link}"
+        );
+        assert!(
+            link.starts_with(&format!("<{}{REPO}/deployments?", gh.api)),
+            "links point at Prism: {link}"
+        );
+
+        gh.control(
+            Method::POST,
+            "/_standin/faults",
+            Some(json!([
+                {"kind": "rate_limit", "path_prefix": format!("{REPO}/actions/"), "retry_after": 2},
+                {"kind": "delay", "delay_ms": 400, "path_prefix": REPO, "method": "GET"}
+            ])),
+        )
+        .await;
+        let r = gh.get(&format!("{REPO}/actions/runs/1001")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+        assert!(
+            r.header("x-ratelimit-reset")
+                .is_some_and(|v| v.parse::<u64>().is_ok())
+        );
+        let t = std::time::Instant::now();
+        let r = gh.get(REPO).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(
+            t.elapsed() >= Duration::from_millis(400),
+            "delayed {:?}",
+            t.elapsed()
+        );
+    })
+    .await;
+}
