@@ -290,6 +290,20 @@ pub struct Check {
     pub policy: Policy,
 }
 
+impl CheckResult {
+    /// The request, the outcome and the attempts in one line, for the summary table.
+    pub fn summary_detail(&self) -> String {
+        format!(
+            "{}: {} ({} attempt{} in {:.1}s)",
+            self.target,
+            self.detail,
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" },
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
 impl Check {
     /// `GET service/x:http/ready`, for messages and the summary.
     pub fn describe(&self) -> String {
@@ -1039,6 +1053,15 @@ impl Report {
         self.results.iter().all(|r| r.passed)
     }
 
+    /// The report a run produced, whether it passed (`Ok`) or failed (`Failed`).
+    pub fn of(result: &Result<Option<Report>, SmokeError>) -> Option<&Report> {
+        match result {
+            Ok(r) => r.as_ref(),
+            Err(SmokeError::Failed { report, .. }) => Some(report),
+            Err(_) => None,
+        }
+    }
+
     /// The report as a job-summary section.
     pub fn render_markdown(&self) -> String {
         let cell = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
@@ -1109,9 +1132,8 @@ pub async fn run_spec(
     }
 }
 
-/// The pipeline's step: runs the configured spec (none configured → `Ok(None)`), writes the
-/// summary table, and fails naming each failing check with what it got against what it
-/// expected.
+/// The pipeline's step: runs the configured spec (none configured → `Ok(None)`), and fails
+/// naming each failing check with what it got against what it expected.
 pub async fn run_config(
     config: &Config,
     kube: Option<&kube::Client>,
@@ -1126,7 +1148,7 @@ pub async fn run_config(
     Ok(Some(report))
 }
 
-/// Runs a loaded spec against `namespace`; writes the summary table; `Failed` when a check fails.
+/// Runs a loaded spec against `namespace`; `Failed` (with the whole report) when a check fails.
 pub async fn run(
     spec: &Spec,
     namespace: &str,
@@ -1147,9 +1169,6 @@ pub async fn run(
     let transport = Transport::new(kube.cloned(), namespace)?;
     let clock = TokioClock::default();
     let report = run_spec(spec, &transport, &clock, runner).await;
-    if let Err(e) = runner.summary(&report.render_markdown()) {
-        runner.warning("Job summary", &e.to_string());
-    }
     if report.passed() {
         Ok(report)
     } else {
