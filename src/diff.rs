@@ -142,7 +142,11 @@ pub fn diff(live: &str, planned: &str, default_namespace: &str) -> ManifestDiff 
 pub fn render_text(d: &ManifestDiff) -> String {
     let mut s = String::new();
     if d.is_empty() {
-        let _ = writeln!(s, "No changes: the rendered manifest matches the live release ({} objects).", d.unchanged);
+        let _ = writeln!(
+            s,
+            "No changes: the rendered manifest matches the live release ({} objects).",
+            d.unchanged
+        );
         return s;
     }
     let _ = writeln!(
@@ -188,7 +192,11 @@ pub fn render_markdown(d: &ManifestDiff, release: &str, namespace: &str) -> Stri
         let _ = writeln!(s, "- removed `{k}`");
     }
     for (k, text) in &d.changed {
-        let _ = writeln!(s, "\n<details open><summary><code>{k}</code></summary>\n\n```diff\n{}```\n</details>", text);
+        let _ = writeln!(
+            s,
+            "\n<details open><summary><code>{k}</code></summary>\n\n```diff\n{}```\n</details>",
+            text
+        );
     }
     s
 }
@@ -256,15 +264,29 @@ metadata:
         assert_eq!(d.added, ["Service trader/app-orch"]);
         assert_eq!(d.removed, ["ConfigMap trader/old"]);
         let keys: Vec<&str> = d.changed.iter().map(|c| c.0.as_str()).collect();
-        assert_eq!(keys, ["Deployment trader/app-orch", "Secret trader/app-creds"]);
+        assert_eq!(
+            keys,
+            ["Deployment trader/app-orch", "Secret trader/app-creds"]
+        );
         let dep = &d.changed[0].1;
-        assert!(dep.contains("-        image: reg/acme/python-orch:v1.0.0"), "{dep}");
-        assert!(dep.contains("+        image: reg/acme/python-orch:v1.2.0"), "{dep}");
+        assert!(
+            dep.contains("-        image: reg/acme/python-orch:v1.0.0"),
+            "{dep}"
+        );
+        assert!(
+            dep.contains("+        image: reg/acme/python-orch:v1.2.0"),
+            "{dep}"
+        );
         let secret = &d.changed[1].1;
-        assert!(secret.contains("+  password: (redacted, changed)"), "{secret}");
+        assert!(
+            secret.contains("+  password: (redacted, changed)"),
+            "{secret}"
+        );
         assert!(!secret.contains("aHVudGVyMg") && !secret.contains("c2VjcmV0Mw"));
         let all = render_text(&d) + &render_markdown(&d, "app", "trader");
-        assert!(!all.contains("aHVudGVyMg") && !all.contains("c2VjcmV0Mw") && !all.contains("YWRtaW4"));
+        assert!(
+            !all.contains("aHVudGVyMg") && !all.contains("c2VjcmV0Mw") && !all.contains("YWRtaW4")
+        );
     }
 
     #[test]

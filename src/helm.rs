@@ -322,7 +322,11 @@ impl Helm {
     }
 
     /// `helm history -o json`; an empty list when the release does not exist.
-    pub async fn history(&self, release: &str, namespace: &str) -> Result<Vec<Revision>, HelmError> {
+    pub async fn history(
+        &self,
+        release: &str,
+        namespace: &str,
+    ) -> Result<Vec<Revision>, HelmError> {
         let action = release_action("read the history of", release, namespace);
         let mut args = vec![os("history"), os(release), os("--output"), os("json")];
         args.extend(self.cluster_args(namespace));
@@ -402,7 +406,10 @@ impl Helm {
 
     /// `helm lint` of the chart with these values files.
     pub async fn lint(&self, chart: &str, values_files: &[PathBuf]) -> Result<String, HelmError> {
-        let files: Vec<String> = values_files.iter().map(|f| f.display().to_string()).collect();
+        let files: Vec<String> = values_files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
         let action = format!("lint chart {chart:?} with values {files:?}");
         let mut args = vec![os("lint"), os(chart), os("--strict")];
         for f in values_files {
@@ -492,7 +499,10 @@ impl Helm {
                 if let Some(pid) = child.id() {
                     terminate(pid);
                 }
-                if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                if tokio::time::timeout(STOP_GRACE, child.wait())
+                    .await
+                    .is_err()
+                {
                     let _ = child.start_kill();
                     let _ = child.wait().await;
                 }
@@ -555,9 +565,7 @@ mod tests {
     }
 
     fn strings(args: Vec<OsString>) -> Vec<String> {
-        args.into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect()
+        args.into_iter().map(|a| a.into_string().unwrap()).collect()
     }
 
     fn spec() -> UpgradeSpec {
@@ -609,7 +617,10 @@ mod tests {
         let args = strings(helm(4).upgrade_args(&spec()));
         assert!(args.contains(&"--wait=hookOnly".to_string()));
         for a in &args {
-            assert!(!a.contains("atomic") && !a.contains("rollback-on-failure"), "{a}");
+            assert!(
+                !a.contains("atomic") && !a.contains("rollback-on-failure"),
+                "{a}"
+            );
         }
         let h3 = strings(helm(3).upgrade_args(&spec()));
         assert!(!h3.iter().any(|a| a.starts_with("--wait")));

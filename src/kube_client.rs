@@ -37,11 +37,14 @@ impl Cluster {
     pub async fn connect(config: &Config) -> Result<Cluster, KubeClientError> {
         match &config.kubeconfig {
             Some(kc) => {
-                let (dir, path) = write_private(kc.yaml.expose()).map_err(KubeClientError::Write)?;
-                let parsed = Kubeconfig::from_yaml(kc.yaml.expose()).map_err(KubeClientError::Parse)?;
-                let cfg = kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
-                    .await
-                    .map_err(KubeClientError::Load)?;
+                let (dir, path) =
+                    write_private(kc.yaml.expose()).map_err(KubeClientError::Write)?;
+                let parsed =
+                    Kubeconfig::from_yaml(kc.yaml.expose()).map_err(KubeClientError::Parse)?;
+                let cfg =
+                    kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
+                        .await
+                        .map_err(KubeClientError::Load)?;
                 let client = kube::Client::try_from(cfg).map_err(KubeClientError::Client)?;
                 Ok(Cluster {
                     client,
@@ -50,7 +53,9 @@ impl Cluster {
                 })
             }
             None => {
-                let cfg = kube::Config::infer().await.map_err(KubeClientError::Infer)?;
+                let cfg = kube::Config::infer()
+                    .await
+                    .map_err(KubeClientError::Infer)?;
                 let client = kube::Client::try_from(cfg).map_err(KubeClientError::Client)?;
                 Ok(Cluster {
                     client,

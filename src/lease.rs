@@ -175,7 +175,10 @@ pub async fn acquire(
                         name: Some(name.clone()),
                         labels: Some(
                             [
-                                ("app.kubernetes.io/managed-by".to_string(), "trader-deploy".to_string()),
+                                (
+                                    "app.kubernetes.io/managed-by".to_string(),
+                                    "trader-deploy".to_string(),
+                                ),
                                 ("trader-deploy/release".to_string(), release.to_string()),
                             ]
                             .into(),

@@ -1,13 +1,26 @@
 //! THE sequence of a run: resolve, verify images, approve, upgrade, watch, smoke-test, roll back,
 //! report. Each step is one group in the log.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
 
 use crate::context::RunContext;
+use crate::github::session::Session;
+use crate::helm::{self, Helm, HelmError, UpgradeSpec};
 use crate::inputs::{Config, Mode};
+use crate::kube_client::Cluster;
+use crate::lease::{self, LeaseGuard};
+use crate::notify;
 use crate::outputs::{Outputs, Status};
 use crate::resolve;
+use crate::rollout::{self, RolloutError};
 use crate::runner::Runner;
+use crate::summary::Summary;
+
+/// How long verification of a rollback gets after a cancellation (the runner kills the job
+/// soon after its signal; helm's rollback itself is what leaves the release at a known revision).
+const CANCELLED_VERIFY: Duration = Duration::from_secs(20);
 
 /// A run that did not succeed: the message for the annotation and the outputs it still writes.
 #[derive(Debug)]
@@ -22,17 +35,10 @@ pub async fn run(config: &Config, ctx: &RunContext, runner: &Runner) -> Result<O
     let started = Instant::now();
     let mut result = match config.mode {
         Mode::Resolve => resolve_only(config, ctx, runner),
-        other => Err(Failure {
-            title: "Mode not available",
-            error: anyhow::anyhow!(
-                "input `mode`: {:?} is not available in this build yet (only resolve is)",
-                other.as_str()
-            ),
-            outputs: Outputs {
-                status: Status::Failed,
-                ..resolve::outputs(config)
-            },
-        }),
+        Mode::Deploy => deploy(config, ctx, runner, &Cancel::on_signals()).await,
+        Mode::Rollback => rollback(config, ctx, runner, &Cancel::on_signals()).await,
+        Mode::Plan => plan(config, ctx, runner).await,
+        Mode::Validate => validate(config, runner).await,
     };
     let secs = started.elapsed().as_secs_f64();
     match &mut result {
@@ -54,6 +60,894 @@ fn resolve_only(config: &Config, ctx: &RunContext, runner: &Runner) -> Result<Ou
             outputs: outputs.clone(),
         })?;
     Ok(outputs)
+}
+
+fn failure(
+    title: &'static str,
+    error: anyhow::Error,
+    outputs: &Outputs,
+    status: Status,
+) -> Failure {
+    Failure {
+        title,
+        error,
+        outputs: Outputs {
+            status,
+            rolled_back: status == Status::RolledBack,
+            ..outputs.clone()
+        },
+    }
+}
+
+/// The cluster and helm, as this run reaches them.
+pub struct Target {
+    pub cluster: Cluster,
+    pub helm: Helm,
+}
+
+// ---------------------------------------------------------------------------------------------
+// mode: deploy
+//
+//   resolve → verify_images → approve → connect → lock → recover → upgrade → watch → smoke
+//           → (on failure) roll back and verify → report → unlock
+// ---------------------------------------------------------------------------------------------
+
+/// What the deploy steps learn on the way, for the outputs and the summary.
+struct Deploy<'a> {
+    config: &'a Config,
+    runner: &'a Runner,
+    cancel: &'a Cancel,
+    summary: Summary,
+    outputs: Outputs,
+    /// GitHub's side of the run (approval, deployment), once the approve step ran.
+    github: Option<Session>,
+    started: Instant,
+}
+
+async fn deploy(
+    config: &Config,
+    ctx: &RunContext,
+    runner: &Runner,
+    cancel: &Cancel,
+) -> Result<Outputs, Failure> {
+    let mut d = Deploy {
+        config,
+        runner,
+        cancel,
+        summary: Summary::new(config),
+        outputs: resolve::outputs(config),
+        github: None,
+        started: Instant::now(),
+    };
+    {
+        let _g = runner.group("Resolve the plan");
+        runner.info(resolve::render_text(config, ctx).trim_end());
+    }
+    let mut result = deploy_steps(&mut d, ctx).await;
+    report(&mut d, ctx, &mut result).await;
+    result.map(|()| d.outputs)
+}
+
+async fn deploy_steps(d: &mut Deploy<'_>, ctx: &RunContext) -> Result<(), Failure> {
+    let images = verify_images(d).await?;
+    approve(d, ctx).await?;
+    let target = connect(d.config, d.runner)
+        .await
+        .map_err(|e| failure("Cluster connection failed", e, &d.outputs, Status::Failed))?;
+    let lock = lock(&target, d.config, ctx, d.runner, d.cancel)
+        .await
+        .map_err(|e| failure("Release locked", e, &d.outputs, Status::Failed))?;
+    let result = deploy_locked(d, &target, images).await;
+    unlock(lock, d.runner).await;
+    result
+}
+
+async fn deploy_locked(
+    d: &mut Deploy<'_>,
+    target: &Target,
+    images: Vec<(String, String)>,
+) -> Result<(), Failure> {
+    let (config, runner) = (d.config, d.runner);
+    let previous = recover(target, config, runner)
+        .await
+        .map_err(|e| failure("Release recovery failed", e, &d.outputs, Status::Failed))?;
+    d.outputs.previous_revision = previous;
+    if let Some(signal) = d.cancel.signal() {
+        return Err(failure(
+            "Deploy cancelled",
+            anyhow::anyhow!(
+                "cancelled by {signal} before the upgrade; release {:?} untouched",
+                config.release
+            ),
+            &d.outputs,
+            Status::Failed,
+        ));
+    }
+
+    let spec = upgrade_spec(config, images);
+    let started = Instant::now();
+    if let Err(e) = upgrade(target, &spec, runner, d.cancel).await {
+        return Err(after_failed_upgrade(d, target, previous, e).await);
+    }
+    let revision = current_revision(target, config)
+        .await
+        .map_err(|e| failure("Deploy failed", e, &d.outputs, Status::Failed))?;
+    d.outputs.revision = Some(revision);
+
+    let remaining = config.timeout.saturating_sub(started.elapsed());
+    if let Err(e) = watch(target, config, runner, revision, remaining, d.cancel).await {
+        return Err(after_failed_rollout(d, target, previous, e).await);
+    }
+    d.summary.rollout(&format!(
+        "Revision {revision} of release `{}` is ready ({:.1}s after the upgrade started).",
+        config.release,
+        started.elapsed().as_secs_f64()
+    ));
+
+    if let Err(e) = smoke(d, target).await {
+        return Err(roll_back_after(d, target, previous, "Smoke tests failed", e).await);
+    }
+    Ok(())
+}
+
+/// Step: check that every image tag exists in its registry (issue 5: registry.rs). Returns the
+/// `(helm key, image)` pairs to deploy (digest-pinned when `pin_digests` is on).
+async fn verify_images(d: &mut Deploy<'_>) -> Result<Vec<(String, String)>, Failure> {
+    let config = d.config;
+    let configured: Vec<(String, String)> = config
+        .images
+        .iter()
+        .map(|i| (i.key.clone(), i.reference.clone()))
+        .collect();
+    if config.images.is_empty() || !(config.verify_images || config.pin_digests) {
+        return Ok(configured);
+    }
+    let _g = d.runner.group("Verify images");
+    let verified = crate::registry::verify_config(config, d.runner)
+        .await
+        .map_err(|e| {
+            failure(
+                "Image verification failed",
+                e.into(),
+                &d.outputs,
+                Status::Failed,
+            )
+        })?;
+    if verified.is_empty() {
+        return Ok(configured);
+    }
+    for v in &verified {
+        d.summary.image_digest(&v.key, &v.digest);
+        d.outputs.digests.insert(v.key.clone(), v.digest.clone());
+        d.outputs.images.insert(v.key.clone(), v.deploy.clone());
+    }
+    Ok(verified.into_iter().map(|v| (v.key, v.deploy)).collect())
+}
+
+/// Step: approvals for protected environments (fail-closed), and the GitHub deployment
+/// in_progress (issue 6: github/). Nothing before this step touches the cluster.
+async fn approve(d: &mut Deploy<'_>, ctx: &RunContext) -> Result<(), Failure> {
+    let session = Session::start(d.config, ctx, d.runner, &mut d.summary)
+        .await
+        .map_err(|e| failure(e.title(), e.into(), &d.outputs, Status::Failed))?;
+    d.github = Some(session);
+    Ok(())
+}
+
+/// Step: the kube client and the helm binary (its major version detected, not guessed).
+pub async fn connect(config: &Config, runner: &Runner) -> anyhow::Result<Target> {
+    let _g = runner.group("Connect to the cluster");
+    let cluster = Cluster::connect(config).await?;
+    let helm = Helm::detect(&config.helm, cluster.kubeconfig_path()).await?;
+    runner.info(&format!(
+        "helm {} (major version {}) at {}",
+        helm.version,
+        helm.major,
+        config.helm.display()
+    ));
+    Ok(Target { cluster, helm })
+}
+
+/// The lease holder's identity: this run and process.
+fn holder_identity(ctx: &RunContext) -> String {
+    let run = match (&ctx.repository, ctx.run_id) {
+        (Some(repo), Some(id)) => format!("{repo} run {id} attempt {}", ctx.run_attempt),
+        _ => "local run".to_string(),
+    };
+    format!(
+        "{run}, pid {} #{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// Step: take the release's lease (creating the namespace it lives in), so that two runs on one
+/// release never interleave.
+async fn lock(
+    target: &Target,
+    config: &Config,
+    ctx: &RunContext,
+    runner: &Runner,
+    cancel: &Cancel,
+) -> anyhow::Result<LeaseGuard> {
+    let _g = runner.group("Lock the release");
+    let client = &target.cluster.client;
+    lease::ensure_namespace(client, &config.namespace).await?;
+    let guard = lease::acquire(
+        client,
+        runner,
+        &config.namespace,
+        &config.release,
+        &holder_identity(ctx),
+        config.timeout,
+        cancel,
+    )
+    .await?;
+    Ok(guard)
+}
+
+async fn unlock(lock: LeaseGuard, runner: &Runner) {
+    if let Err(e) = lock.release().await {
+        runner.warning(
+            "Release lock",
+            &format!("{e:#} (it expires by itself in {}s)", lease::LEASE_SECONDS),
+        );
+    }
+}
+
+/// Step: bring a release left in pending-install/upgrade/rollback by a killed run back to its
+/// last deployed revision. Returns the revision deployed before this run.
+async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::Result<Option<u32>> {
+    let _g = runner.group("Check the release");
+    let (release, ns) = (&config.release, &config.namespace);
+    let history = target.helm.history(release, ns).await?;
+    let Some(latest) = helm::latest(&history) else {
+        runner.info(&format!(
+            "Release {release:?} does not exist yet in namespace {ns:?}: it will be installed."
+        ));
+        return Ok(None);
+    };
+    let deployed = helm::last_deployed(&history).map(|r| r.revision);
+    if !latest.is_pending() {
+        runner.info(&format!(
+            "Release {release:?}: revision {} is {}; last deployed revision: {}.",
+            latest.revision,
+            latest.status,
+            deployed.map_or("none".to_string(), |r| r.to_string())
+        ));
+        return Ok(deployed);
+    }
+    let Some(good) = deployed else {
+        anyhow::bail!(
+            "failed to recover release {release:?} in namespace {ns:?}: revision {} is {} and no revision was ever deployed to roll back to; uninstall it (helm uninstall {release} -n {ns}) and deploy again",
+            latest.revision,
+            latest.status
+        );
+    };
+    runner.warning(
+        "Recovering a stuck release",
+        &format!(
+            "release {release:?} in namespace {ns:?} is stuck in {} at revision {} (a run was killed mid-operation); rolling it back to revision {good}, its last deployed revision",
+            latest.status, latest.revision
+        ),
+    );
+    target
+        .helm
+        .rollback(release, ns, good, config.history_max, config.timeout)
+        .await?;
+    let now = current_revision(target, config).await?;
+    watch(
+        target,
+        config,
+        runner,
+        now,
+        config.timeout,
+        &Cancel::never(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .context(format!(
+        "the recovery rollback of release {release:?} to revision {good} did not become ready"
+    ))?;
+    runner.info(&format!(
+        "Recovered release {release:?}: revision {good} is deployed again (as revision {now})."
+    ));
+    Ok(Some(now))
+}
+
+fn upgrade_spec(config: &Config, images: Vec<(String, String)>) -> UpgradeSpec {
+    let chart = match &config.chart_dir {
+        Some(dir) => dir.display().to_string(),
+        None => config.chart.clone(),
+    };
+    UpgradeSpec {
+        release: config.release.clone(),
+        namespace: config.namespace.clone(),
+        chart,
+        values_files: config.values_files.clone(),
+        images,
+        set: config.set.clone(),
+        history_max: config.history_max,
+        timeout: config.timeout,
+    }
+}
+
+/// Step: `helm upgrade --install`.
+async fn upgrade(
+    target: &Target,
+    spec: &UpgradeSpec,
+    runner: &Runner,
+    cancel: &Cancel,
+) -> Result<(), HelmError> {
+    let _g = runner.group(&format!("Upgrade release {:?}", spec.release));
+    let shown: Vec<String> = spec
+        .images
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    runner.info(&format!(
+        "helm upgrade --install {} {} --namespace {} ({})",
+        spec.release,
+        spec.chart,
+        spec.namespace,
+        if shown.is_empty() {
+            "no images set".to_string()
+        } else {
+            shown.join(", ")
+        }
+    ));
+    let out = target.helm.upgrade(spec, cancel).await?;
+    let out = out.split("NOTES:").next().unwrap_or_default();
+    runner.info(out.trim_end());
+    Ok(())
+}
+
+/// The revision helm reports as current.
+async fn current_revision(target: &Target, config: &Config) -> anyhow::Result<u32> {
+    match target
+        .helm
+        .status(&config.release, &config.namespace)
+        .await?
+    {
+        Some((_, revision)) => Ok(revision),
+        None => anyhow::bail!(
+            "release {:?} in namespace {:?} has no revision after the upgrade",
+            config.release,
+            config.namespace
+        ),
+    }
+}
+
+/// Step: watch revision `revision`'s workloads until ready, failing fast.
+async fn watch(
+    target: &Target,
+    config: &Config,
+    runner: &Runner,
+    revision: u32,
+    timeout: Duration,
+    cancel: &Cancel,
+) -> Result<(), Box<RolloutError>> {
+    let _g = runner.group(&format!("Watch the rollout of revision {revision}"));
+    let what = format!(
+        "the rollout of revision {revision} of release {:?} in namespace {:?}",
+        config.release, config.namespace
+    );
+    let manifest = target
+        .helm
+        .get_manifest(&config.release, &config.namespace, Some(revision))
+        .await
+        .map_err(|e| {
+            Box::new(RolloutError {
+                what: what.clone(),
+                cause: rollout::Cause::Watch(e.to_string()),
+                detected_at: std::time::SystemTime::now(),
+                detected: Instant::now(),
+                last_progress: Vec::new(),
+                pods: Vec::new(),
+            })
+        })?;
+    let workloads = rollout::workloads_from_manifest(&manifest, &config.namespace);
+    let names: Vec<String> = workloads.iter().map(|w| w.to_string()).collect();
+    runner.info(&format!(
+        "Waiting up to {} for {}",
+        humantime::format_duration(Duration::from_secs(timeout.as_secs())),
+        if names.is_empty() {
+            "nothing".into()
+        } else {
+            names.join(", ")
+        }
+    ));
+    rollout::watch(
+        &target.cluster.client,
+        runner,
+        &what,
+        &workloads,
+        timeout,
+        cancel,
+    )
+    .await
+}
+
+/// Step: the smoke tests (issue 5: smoke.rs).
+async fn smoke(d: &mut Deploy<'_>, target: &Target) -> anyhow::Result<()> {
+    if d.config.smoke_tests.is_none() && d.config.smoke_spec.is_none() {
+        return Ok(());
+    }
+    let _g = d.runner.group("Smoke tests");
+    let result = crate::smoke::run_config(d.config, Some(&target.cluster.client), d.runner).await;
+    // Every check's result goes into the summary, passed or failed.
+    if let Some(report) = crate::smoke::Report::of(&result) {
+        for r in &report.results {
+            d.summary
+                .smoke(r.name.clone(), r.passed, r.summary_detail());
+        }
+    }
+    result?;
+    Ok(())
+}
+
+/// The upgrade itself failed (or was cancelled): bring the release back if helm left a bad
+/// revision on top.
+async fn after_failed_upgrade(
+    d: &mut Deploy<'_>,
+    target: &Target,
+    previous: Option<u32>,
+    err: HelmError,
+) -> Failure {
+    let cancelled = err.is_cancelled();
+    let title = if cancelled {
+        "Deploy cancelled"
+    } else {
+        "Upgrade failed"
+    };
+    let history = target
+        .helm
+        .history(&d.config.release, &d.config.namespace)
+        .await
+        .unwrap_or_default();
+    let top_is_bad = helm::latest(&history).is_some_and(|r| !r.is_deployed());
+    if !top_is_bad {
+        // helm failed before writing a revision (a render or validation error): nothing changed.
+        d.outputs.revision = previous;
+        return failure(title, err.into(), &d.outputs, Status::Failed);
+    }
+    if !d.config.rollback_on_failure && !cancelled {
+        return failure(title, err.into(), &d.outputs, Status::Failed);
+    }
+    roll_back_after(d, target, previous, title, err.into()).await
+}
+
+/// The rollout failed: diagnostics into the summary, then roll back.
+async fn after_failed_rollout(
+    d: &mut Deploy<'_>,
+    target: &Target,
+    previous: Option<u32>,
+    err: Box<RolloutError>,
+) -> Failure {
+    let cancelled = err.is_cancelled();
+    if !cancelled {
+        let md = rollout::diagnostics(&target.cluster.client, &err).await;
+        d.runner.info(&md);
+        d.summary.diagnostics(&md);
+    }
+    let title = if cancelled {
+        "Deploy cancelled"
+    } else {
+        "Rollout failed"
+    };
+    if !d.config.rollback_on_failure && !cancelled {
+        return failure(title, anyhow::anyhow!("{err}"), &d.outputs, Status::Failed);
+    }
+    let detected = err.detected;
+    d.runner.info(&format!(
+        "Failure detected; starting the rollback {:.1}s later.",
+        detected.elapsed().as_secs_f64()
+    ));
+    roll_back_after(d, target, previous, title, anyhow::anyhow!("{err}")).await
+}
+
+/// Rolls back to `previous` after `error`, verifies it, and says what happened.
+async fn roll_back_after(
+    d: &mut Deploy<'_>,
+    target: &Target,
+    previous: Option<u32>,
+    title: &'static str,
+    error: anyhow::Error,
+) -> Failure {
+    let (config, runner) = (d.config, d.runner);
+    let Some(good) = previous else {
+        return failure(
+            title,
+            error.context(format!(
+                "release {:?} had no deployed revision before this run, so there is nothing to roll back to",
+                config.release
+            )),
+            &d.outputs,
+            Status::Failed,
+        );
+    };
+    let verify_for = if d.cancel.signal().is_some() {
+        CANCELLED_VERIFY
+    } else {
+        config.timeout
+    };
+    match roll_back_to(target, config, runner, good, verify_for).await {
+        Ok(now) => {
+            d.outputs.revision = Some(now);
+            d.summary.rollout(&format!(
+                "Rolled back to revision {good} (now revision {now}) and verified ready."
+            ));
+            failure(
+                if title == "Deploy cancelled" { title } else { "Deploy failed, rolled back" },
+                error.context(format!(
+                    "release {:?} was rolled back to revision {good} (now revision {now}), verified ready",
+                    config.release
+                )),
+                &d.outputs,
+                Status::RolledBack,
+            )
+        }
+        Err(rb) => {
+            if let Ok(now) = current_revision(target, config).await {
+                d.outputs.revision = Some(now);
+            }
+            failure(
+                "Rollback failed",
+                error.context(format!("and the rollback failed too: {rb:#}")),
+                &d.outputs,
+                Status::Failed,
+            )
+        }
+    }
+}
+
+/// `helm rollback` to `revision`, then the same watcher verifies it. Returns the new revision.
+pub async fn roll_back_to(
+    target: &Target,
+    config: &Config,
+    runner: &Runner,
+    revision: u32,
+    verify_for: Duration,
+) -> anyhow::Result<u32> {
+    {
+        let _g = runner.group(&format!("Roll back to revision {revision}"));
+        runner.info(&format!(
+            "Rolling back release {:?} in namespace {:?} to revision {revision}",
+            config.release, config.namespace
+        ));
+        target
+            .helm
+            .rollback(
+                &config.release,
+                &config.namespace,
+                revision,
+                config.history_max,
+                config.timeout,
+            )
+            .await?;
+    }
+    let now = current_revision(target, config).await?;
+    watch(target, config, runner, now, verify_for, &Cancel::never())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    runner.info(&format!(
+        "Rollback verified: revision {now} (= revision {revision}) is ready."
+    ));
+    Ok(now)
+}
+
+/// Step: the GitHub deployment status (and the outputs it owns), the job summary (written once,
+/// here) and the notification.
+async fn report(d: &mut Deploy<'_>, ctx: &RunContext, result: &mut Result<(), Failure>) {
+    let (outputs, message) = match result {
+        Ok(()) => (&mut d.outputs, None),
+        Err(f) => (&mut f.outputs, Some(format!("{:#}", f.error))),
+    };
+    outputs.duration_seconds = d.started.elapsed().as_secs_f64();
+    if let Some(github) = &d.github {
+        github
+            .finish(d.config, d.runner, outputs, message.as_deref())
+            .await;
+    }
+    d.summary.finish(outputs, message.as_deref());
+    if let Err(e) = d.summary.write(d.runner) {
+        d.runner.warning("Job summary", &e.to_string());
+    }
+    notify::notify(d.config, ctx, d.runner, outputs, message.as_deref()).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// mode: rollback — to rollback_revision or the previous good revision, verified.
+// ---------------------------------------------------------------------------------------------
+
+async fn rollback(
+    config: &Config,
+    ctx: &RunContext,
+    runner: &Runner,
+    cancel: &Cancel,
+) -> Result<Outputs, Failure> {
+    let mut outputs = resolve::outputs(config);
+    let mut summary = Summary::new(config);
+    let result = rollback_steps(config, ctx, runner, cancel, &mut outputs, &mut summary).await;
+    let message = result.as_ref().err().map(|f| format!("{:#}", f.error));
+    let final_outputs = match &result {
+        Ok(o) => o.clone(),
+        Err(f) => f.outputs.clone(),
+    };
+    summary.finish(&final_outputs, message.as_deref());
+    if let Err(e) = summary.write(runner) {
+        runner.warning("Job summary", &e.to_string());
+    }
+    result
+}
+
+async fn rollback_steps(
+    config: &Config,
+    ctx: &RunContext,
+    runner: &Runner,
+    cancel: &Cancel,
+    outputs: &mut Outputs,
+    summary: &mut Summary,
+) -> Result<Outputs, Failure> {
+    let target = connect(config, runner)
+        .await
+        .map_err(|e| failure("Cluster connection failed", e, outputs, Status::Failed))?;
+    let lock = lock(&target, config, ctx, runner, cancel)
+        .await
+        .map_err(|e| failure("Release locked", e, outputs, Status::Failed))?;
+    let result = async {
+        let history = target
+            .helm
+            .history(&config.release, &config.namespace)
+            .await
+            .map_err(|e| failure("Rollback failed", e.into(), outputs, Status::Failed))?;
+        let current = helm::latest(&history).map(|r| r.revision);
+        outputs.previous_revision = helm::last_deployed(&history).map(|r| r.revision);
+        let target_rev = match config.rollback_revision {
+            Some(r) => {
+                let Some(rev) = history.iter().find(|h| h.revision == r) else {
+                    return Err(failure(
+                        "Rollback failed",
+                        anyhow::anyhow!(
+                            "input `rollback_revision`: release {:?} in namespace {:?} has no revision {r} (it has {})",
+                            config.release,
+                            config.namespace,
+                            history.iter().map(|h| h.revision.to_string()).collect::<Vec<_>>().join(", ")
+                        ),
+                        outputs,
+                        Status::Failed,
+                    ));
+                };
+                rev.revision
+            }
+            None => {
+                let Some(cur) = current else {
+                    return Err(failure(
+                        "Rollback failed",
+                        anyhow::anyhow!("release {:?} does not exist in namespace {:?}", config.release, config.namespace),
+                        outputs,
+                        Status::Failed,
+                    ));
+                };
+                // The newest good revision below the deployed one (or below a bad top revision).
+                let below = helm::last_deployed(&history).map_or(cur, |r| r.revision);
+                match helm::previous_good(&history, below) {
+                    Some(r) => r.revision,
+                    None => {
+                        return Err(failure(
+                            "Rollback failed",
+                            anyhow::anyhow!(
+                                "release {:?} in namespace {:?} has no earlier good revision to roll back to",
+                                config.release,
+                                config.namespace
+                            ),
+                            outputs,
+                            Status::Failed,
+                        ));
+                    }
+                }
+            }
+        };
+        runner.info(&format!(
+            "Emergency rollback of release {:?}: revision {} → revision {target_rev}",
+            config.release,
+            current.map_or("none".into(), |c| c.to_string())
+        ));
+        match roll_back_to(&target, config, runner, target_rev, config.timeout).await {
+            Ok(now) => {
+                outputs.revision = Some(now);
+                outputs.rolled_back = true;
+                summary.rollout(&format!("Rolled back to revision {target_rev} (now revision {now}) and verified ready."));
+                Ok(outputs.clone())
+            }
+            Err(e) => {
+                if let Ok(now) = current_revision(&target, config).await {
+                    outputs.revision = Some(now);
+                }
+                Err(failure("Rollback failed", e, outputs, Status::Failed))
+            }
+        }
+    }
+    .await;
+    unlock(lock, runner).await;
+    result
+}
+
+// ---------------------------------------------------------------------------------------------
+// mode: plan — render with the new values and diff against the live release.
+// ---------------------------------------------------------------------------------------------
+
+async fn plan(config: &Config, ctx: &RunContext, runner: &Runner) -> Result<Outputs, Failure> {
+    let outputs = resolve::outputs(config);
+    {
+        let _g = runner.group("Resolve the plan");
+        runner.info(resolve::render_text(config, ctx).trim_end());
+    }
+    let fail = |e: anyhow::Error| failure("Plan failed", e, &outputs, Status::Failed);
+    let target = connect(config, runner).await.map_err(fail)?;
+    let images = config
+        .images
+        .iter()
+        .map(|i| (i.key.clone(), i.reference.clone()))
+        .collect();
+    let spec = upgrade_spec(config, images);
+    let _g = runner.group("Diff against the live release");
+    let planned = target
+        .helm
+        .template(&spec)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let history = target
+        .helm
+        .history(&config.release, &config.namespace)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let live = match helm::last_deployed(&history) {
+        Some(r) => {
+            runner.info(&format!(
+                "Live: revision {} of release {:?}",
+                r.revision, config.release
+            ));
+            target
+                .helm
+                .get_manifest(&config.release, &config.namespace, Some(r.revision))
+                .await
+                .map_err(|e| fail(e.into()))?
+        }
+        None => {
+            runner.info(&format!(
+                "Release {:?} is not deployed yet: everything is new.",
+                config.release
+            ));
+            String::new()
+        }
+    };
+    let d = crate::diff::diff(&live, &planned, &config.namespace);
+    runner.info(crate::diff::render_text(&d).trim_end());
+    runner
+        .summary(&crate::diff::render_markdown(
+            &d,
+            &config.release,
+            &config.namespace,
+        ))
+        .map_err(|e| fail(e.into()))?;
+    Ok(Outputs {
+        previous_revision: helm::last_deployed(&history).map(|r| r.revision),
+        revision: helm::last_deployed(&history).map(|r| r.revision),
+        ..outputs
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// mode: validate — helm lint and template for every environment's values.
+// ---------------------------------------------------------------------------------------------
+
+/// The values files validate checks: the given `values_files` (layered, as a deploy uses them),
+/// else every deploy/values/values-*.yaml of the workspace (each alone), else the chart's
+/// defaults alone.
+pub fn validation_sets(config: &Config) -> Vec<Vec<std::path::PathBuf>> {
+    let default = config
+        .workspace
+        .join(format!("deploy/values/values-{}.yaml", config.environment));
+    if !config.values_files.is_empty() && config.values_files != [default] {
+        return vec![config.values_files.clone()];
+    }
+    let dir = config.workspace.join("deploy/values");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("values-") && (n.ends_with(".yaml") || n.ends_with(".yml"))
+            })
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        vec![Vec::new()]
+    } else {
+        files.into_iter().map(|f| vec![f]).collect()
+    }
+}
+
+async fn validate(config: &Config, runner: &Runner) -> Result<Outputs, Failure> {
+    let outputs = resolve::outputs(config);
+    let fail = |e: anyhow::Error| failure("Validation failed", e, &outputs, Status::Failed);
+    // No cluster: lint and template are offline.
+    let helm = Helm::detect(&config.helm, None)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let chart = config
+        .chart_dir
+        .as_ref()
+        .map_or(config.chart.clone(), |d| d.display().to_string());
+    let sets = validation_sets(config);
+    let mut md = format!(
+        "### Chart validation of `{}`\n\n| values | lint | template |\n|---|---|---|\n",
+        config.chart
+    );
+    let mut errors = Vec::new();
+    for files in sets {
+        let label = if files.is_empty() {
+            "(chart defaults)".to_string()
+        } else {
+            files
+                .iter()
+                .map(|f| {
+                    f.strip_prefix(&config.workspace)
+                        .unwrap_or(f)
+                        .display()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _g = runner.group(&format!("Validate with {label}"));
+        let lint = helm.lint(&chart, &files).await;
+        let spec = UpgradeSpec {
+            values_files: files.clone(),
+            ..upgrade_spec(
+                config,
+                config
+                    .images
+                    .iter()
+                    .map(|i| (i.key.clone(), i.reference.clone()))
+                    .collect(),
+            )
+        };
+        let template = helm.template(&spec).await;
+        let cell = |ok: bool| if ok { "✅" } else { "❌" };
+        md.push_str(&format!(
+            "| `{label}` | {} | {} |\n",
+            cell(lint.is_ok()),
+            cell(template.is_ok())
+        ));
+        match &lint {
+            Ok(out) => runner.info(out.trim_end()),
+            Err(e) => {
+                runner.info(&e.to_string());
+                errors.push(e.to_string());
+            }
+        }
+        match &template {
+            Ok(out) => runner.info(&format!(
+                "rendered {} objects",
+                crate::diff::objects(out, &config.namespace, None).len()
+            )),
+            Err(e) => {
+                runner.info(&e.to_string());
+                errors.push(e.to_string());
+            }
+        }
+    }
+    runner.summary(&md).map_err(|e| fail(e.into()))?;
+    if errors.is_empty() {
+        Ok(outputs)
+    } else {
+        Err(fail(anyhow::anyhow!("{}", errors.join("\n"))))
+    }
 }
 
 /// Cancellation of a run by SIGTERM or SIGINT (a cancelled job): helm is stopped cleanly and the
@@ -109,4 +1003,3 @@ impl Cancel {
         }
     }
 }
-

@@ -12,8 +12,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams, LogParams};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
 
 use crate::pipeline::Cancel;
 use crate::runner::Runner;
@@ -150,7 +150,9 @@ pub fn deployment_progress(d: &Deployment) -> Progress {
     }) {
         return Progress::Failed(format!(
             "ProgressDeadlineExceeded: {}",
-            c.message.as_deref().unwrap_or("the rollout made no progress")
+            c.message
+                .as_deref()
+                .unwrap_or("the rollout made no progress")
         ));
     }
     if !observed(d.metadata.generation, st.observed_generation) {
@@ -285,8 +287,7 @@ pub fn pod_failure(pod: &Pod) -> Option<PodFailure> {
 /// Does a label selector (matchLabels and matchExpressions) select these labels?
 pub fn selects(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     let ml = sel.match_labels.as_ref();
-    if ml.is_none_or(|m| m.is_empty()) && sel.match_expressions.as_ref().is_none_or(Vec::is_empty)
-    {
+    if ml.is_none_or(|m| m.is_empty()) && sel.match_expressions.as_ref().is_none_or(Vec::is_empty) {
         return false;
     }
     if let Some(m) = ml
@@ -588,11 +589,15 @@ pub async fn watch(
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
     if workloads.is_empty() {
-        runner.info("No Deployments, StatefulSets, DaemonSets or Jobs in the release: nothing to wait for.");
+        runner.info(
+            "No Deployments, StatefulSets, DaemonSets or Jobs in the release: nothing to wait for.",
+        );
         return Ok(());
     }
-    let mut streams: Vec<BoxStream<'static, Update>> =
-        workloads.iter().map(|w| workload_stream(client, w)).collect();
+    let mut streams: Vec<BoxStream<'static, Update>> = workloads
+        .iter()
+        .map(|w| workload_stream(client, w))
+        .collect();
     let namespaces: BTreeSet<&str> = workloads.iter().map(|w| w.namespace.as_str()).collect();
     for ns in &namespaces {
         streams.push(pod_stream(client, ns));
@@ -628,7 +633,10 @@ pub async fn watch(
                 .map(|w| {
                     (
                         w.clone(),
-                        last_lines.get(w).cloned().unwrap_or_else(|| "not seen".into()),
+                        last_lines
+                            .get(w)
+                            .cloned()
+                            .unwrap_or_else(|| "not seen".into()),
                     )
                 })
                 .collect(),
@@ -999,7 +1007,10 @@ metadata:
                            "currentRevision": cur, "updateRevision": "s-2"}
             }))
         };
-        assert!(matches!(statefulset_progress(&s("s-2")), Progress::Ready(_)));
+        assert!(matches!(
+            statefulset_progress(&s("s-2")),
+            Progress::Ready(_)
+        ));
         assert!(matches!(
             statefulset_progress(&s("s-1")),
             Progress::Waiting(_)
@@ -1067,11 +1078,16 @@ metadata:
         assert!(seen.shape.current(&pod("r/x:v2", None)));
         // A pod of the previous revision (another image), e.g. a broken one being replaced
         // after a rollback, is not held against the workload.
-        assert!(!seen.shape.current(&pod("r/x:broken-pull", Some("ImagePullBackOff"))));
+        assert!(
+            !seen
+                .shape
+                .current(&pod("r/x:broken-pull", Some("ImagePullBackOff")))
+        );
         let mut terminating = pod("r/x:v2", None);
-        terminating.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-        ));
+        terminating.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
         assert!(!seen.shape.current(&terminating));
     }
 
@@ -1086,6 +1102,9 @@ metadata:
         let sel: LabelSelector = from(serde_json::json!({"matchLabels": {"a": "c"}}));
         assert!(!selects(&sel, &labels));
         let sel: LabelSelector = from(serde_json::json!({}));
-        assert!(!selects(&sel, &labels), "an empty selector selects nothing here");
+        assert!(
+            !selects(&sel, &labels),
+            "an empty selector selects nothing here"
+        );
     }
 }
