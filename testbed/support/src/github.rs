@@ -1812,3 +1812,84 @@ pub async fn serve(app: App, addr: std::net::SocketAddr) -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_fixture() -> Fixture {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/github/default.json");
+        load_fixture(&path).expect("the default fixture loads")
+    }
+
+    #[test]
+    fn the_default_fixture_resolves_refs_and_compares() {
+        let inner = Inner::new(default_fixture(), "http://127.0.0.1:45010").unwrap();
+        let repo = &inner.repos["acme/trader"];
+        let c3 = "ee3b2f7904fd6c989c87d6b5f7ecd382679612f4";
+        assert_eq!(repo.resolve("main").as_deref(), Some(c3));
+        assert_eq!(repo.resolve("refs/tags/v1.1.0").as_deref(), Some(c3));
+        assert_eq!(repo.resolve("ee3b2f7").as_deref(), Some(c3));
+        assert_eq!(repo.resolve("v9"), None);
+        let r = repo.compare("main...v1.2.0-rc.1", DOC_ROOT);
+        let b = r.body.unwrap();
+        assert_eq!(
+            (
+                b["status"].as_str(),
+                b["ahead_by"].as_u64(),
+                b["behind_by"].as_u64()
+            ),
+            (Some("diverged"), Some(1), Some(1))
+        );
+    }
+
+    #[test]
+    fn fixture_errors_are_caught() {
+        let mut f = default_fixture();
+        f.commits[1].parents = vec!["0".repeat(40)];
+        assert!(Inner::new(f, "http://x").is_err());
+        let typo = serde_json::from_str::<Fixture>(
+            r#"{"repository": {"owner": "a", "name": "b"}, "enviroments": []}"#,
+        );
+        assert!(typo.is_err(), "unknown keys are errors");
+    }
+
+    #[test]
+    fn faults_are_used_up_in_order() {
+        let mut inner = Inner::new(default_fixture(), "http://x").unwrap();
+        let fault = |prefix: &str, count| Fault {
+            kind: "bad_gateway".into(),
+            path_prefix: prefix.into(),
+            method: Some("POST".into()),
+            count,
+            status: None,
+            body: None,
+            retry_after: None,
+            delay_ms: None,
+        };
+        inner
+            .faults
+            .push_back(fault("/repos/acme/trader/deployments", 2));
+        assert!(
+            inner
+                .take_fault("GET", "/repos/acme/trader/deployments")
+                .is_none()
+        );
+        assert!(
+            inner
+                .take_fault("POST", "/repos/acme/trader/deployments")
+                .is_some()
+        );
+        assert!(
+            inner
+                .take_fault("post", "/repos/acme/trader/deployments/1/statuses")
+                .is_some()
+        );
+        assert!(
+            inner
+                .take_fault("POST", "/repos/acme/trader/deployments")
+                .is_none()
+        );
+    }
+}

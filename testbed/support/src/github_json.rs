@@ -314,3 +314,25 @@ pub fn git_user(login: &str, id: i64, date: &str) -> Value {
         .collect();
     json!({"name": login, "email": format!("{id}+{clean}@users.noreply.github.com"), "date": date})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_secs(FIXTURE_EPOCH), "2024-01-02T03:04:05Z");
+        assert_eq!(rfc3339_secs(1_709_164_800), "2024-02-29T00:00:00Z");
+        assert_eq!(rfc3339_secs(1_735_689_599), "2024-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn path_segments_round_trip() {
+        assert_eq!(enc("github-actions[bot]"), "github-actions%5Bbot%5D");
+        assert_eq!(enc("feature/x y"), "feature%2Fx%20y");
+        assert_eq!(dec("feature%2Fx%20y", false), "feature/x y");
+        assert_eq!(dec("a+b%", true), "a b%");
+        assert_eq!(dec("%zz%4", false), "%zz%4");
+    }
+}
