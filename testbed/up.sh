@@ -7,6 +7,8 @@ set -euo pipefail
 mkdir -p "$TD_BED_DIR/logs"
 LOGS=$TD_BED_DIR/logs
 github_up=$BED_REPO/testbed/github/up.sh
+# TD_BED_GITHUB=0 leaves the GitHub stand-in out (e.g. while another bed holds its ports).
+[ "${TD_BED_GITHUB:-1}" = 0 ] && github_up=/nonexistent
 
 if bed_ok && { [ ! -x "$github_up" ] || grep -q GITHUB_API_URL "$TD_BED_DIR/env"; }; then
   bed_log "already up ($TD_BED_DIR)"
@@ -65,6 +67,7 @@ if ! cluster_ok; then
     --kube-scheduler-binary "$BED_BIN/kube-scheduler-$K8S_VERSION" \
     --kwok-controller-binary "$BED_BIN/kwok-$KWOK_VERSION" \
     --enable-crds PortForward \
+    -c "$BED_REPO/testbed/kwok/kwokctl.yaml" \
     -c "$BED_REPO/testbed/kwok/default-stages.yaml" \
     -c "$BED_REPO/testbed/kwok/failure-stages.yaml" \
     -c "$BED_REPO/testbed/kwok/port-forward.yaml" \
@@ -76,8 +79,8 @@ if ! cluster_ok; then
   "$KWOKCTL" --name "$BED_CLUSTER" scale node --replicas 2 >>"$LOGS/kwokctl.log" 2>&1
   wait_for "2 Ready nodes" 60 bash -c \
     "[ \"\$(kubectl --kubeconfig '$BED_KUBECONFIG' get nodes --no-headers 2>/dev/null | grep -cw Ready)\" -ge 2 ]"
-  wait_for "default service account" 60 \
-    kubectl --kubeconfig "$BED_KUBECONFIG" --request-timeout=3s get serviceaccount default -n default
+  wait_for "default service account" 60 bash -c \
+    "kubectl --kubeconfig '$BED_KUBECONFIG' --request-timeout=3s get serviceaccount default -n default >/dev/null 2>&1"
 fi
 
 # 4. Fake app (after the cluster: it watches pods and creates their PortForward objects).

@@ -284,17 +284,35 @@ pub async fn http_get_via_port_forward(
             .write_all(req.as_bytes())
             .await
             .map_err(|e| format!("write: {e}"))?;
+        // Read until the headers and Content-Length bytes of body are in: the tunnel is not
+        // closed by the far side, so reading to EOF would hang.
         let mut buf = Vec::new();
-        stream
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        let mut chunk = [0u8; 8192];
+        let (head, body) = loop {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())
+                        .flatten()
+                });
+                if n == 0 || len.is_some_and(|len| body.len() >= len) {
+                    break (head.to_string(), body.to_string());
+                }
+            } else if n == 0 {
+                return Err(format!(
+                    "no HTTP response through the port-forward: {text:?}"
+                ));
+            }
+        };
         drop(stream);
         let _ = pf.join().await;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("no HTTP response through the port-forward: {text:?}"))?;
         let status = head
             .split_whitespace()
             .nth(1)
@@ -302,8 +320,8 @@ pub async fn http_get_via_port_forward(
             .ok_or_else(|| format!("bad status line: {head:?}"))?;
         Ok(PfResponse {
             status,
-            headers: head.to_string(),
-            body: body.to_string(),
+            headers: head,
+            body,
         })
     };
     tokio::time::timeout(Duration::from_secs(20), fut)
