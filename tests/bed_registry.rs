@@ -1,0 +1,368 @@
+//! Image verification against the bed's real registry (Debian's docker-registry): every pushed
+//! tag is found with the registry's digest, a missing tag is refused naming the reference — and
+//! through the action, before any helm call (the release's revision unchanged) — and digest
+//! pinning deploys `repository@sha256:…`. Needs a running bed (`make testbed-up`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Bed, create_namespace, delete_namespace, run_with_deadline, testapp_chart};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::Api;
+use trader_deploy::inputs::ImageSetting;
+use trader_deploy::registry::{self, ImageRef, Registry};
+use trader_deploy::runner::Runner;
+
+const TAGS: &[&str] = &[
+    "v1.0.0",
+    "v1.1.0",
+    "v1.2.0",
+    "v1.3.0-rc.1",
+    "broken-pull",
+    "crashloop",
+    "never-ready",
+    "unready-app",
+    "sha-0123abcd",
+];
+const REPOS: &[&str] = &["acme/python-orch", "acme/go-scanner"];
+const ACTION_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The sha256 of the manifest bytes, computed here (not taken from the registry's header).
+async fn manifest_sha256(bed: &Bed, repo: &str, tag: &str) -> String {
+    let bytes = reqwest::Client::new()
+        .get(format!("http://{}/v2/{repo}/manifests/{tag}", bed.registry))
+        .header("Accept", registry::MANIFEST_MEDIA_TYPES.join(", "))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("manifest");
+    std::fs::write(&f, &bytes).unwrap();
+    let out = Command::new("sha256sum").arg(&f).output().unwrap();
+    let hex = String::from_utf8(out.stdout).unwrap();
+    format!("sha256:{}", hex.split_whitespace().next().unwrap())
+}
+
+#[tokio::test]
+async fn every_pushed_tag_is_found_with_its_digest() {
+    let bed = Bed::load();
+    let runner = Runner::new(false, None, None);
+    let reg = Registry::new(None, &runner).unwrap();
+    let mut seen = BTreeMap::new();
+    for repo in REPOS {
+        for tag in TAGS {
+            let image = ImageRef::parse(&format!("{}/{repo}", bed.registry), tag).unwrap();
+            let digest = reg
+                .manifest_digest(&image)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                digest,
+                manifest_sha256(&bed, repo, tag).await,
+                "{repo}:{tag}"
+            );
+            assert!(
+                seen.insert(digest.clone(), format!("{repo}:{tag}"))
+                    .is_none(),
+                "{repo}:{tag} shares digest {digest} with {:?}",
+                seen.get(&digest)
+            );
+        }
+    }
+}
+
+fn setting(bed: &Bed, key: &str, repo: &str, version: &str) -> ImageSetting {
+    let repository = format!("{}/{repo}", bed.registry);
+    ImageSetting {
+        key: key.into(),
+        reference: format!("{repository}:{version}"),
+        repository,
+    }
+}
+
+#[tokio::test]
+async fn a_missing_tag_is_refused_naming_every_missing_reference() {
+    let bed = Bed::load();
+    let runner = Runner::new(false, None, None);
+    let reg = Registry::new(None, &runner).unwrap();
+    let one = [setting(&bed, "image.ref", "acme/python-orch", "v9.9.9")];
+    let e = registry::verify(&reg, &one, "v9.9.9", false)
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found());
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "image {r}/acme/python-orch:v9.9.9 does not exist: registry {r} has no manifest for \
+             tag \"v9.9.9\" (HEAD http://{r}/v2/acme/python-orch/manifests/v9.9.9 answered 404)",
+            r = bed.registry
+        )
+    );
+
+    let two = [
+        setting(&bed, "a", "acme/python-orch", "v9.9.9"),
+        setting(&bed, "b", "acme/go-scanner", "v9.9.9"),
+        setting(&bed, "c", "acme/no-such-repo", "v9.9.9"),
+    ];
+    let e = registry::verify(&reg, &two, "v9.9.9", false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("3 of 3 images failed verification:"), "{e}");
+    for name in ["acme/python-orch", "acme/go-scanner", "acme/no-such-repo"] {
+        assert!(
+            e.contains(&format!(
+                "image {}/{name}:v9.9.9 does not exist",
+                bed.registry
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pinning_gives_repository_at_digest() {
+    let bed = Bed::load();
+    let runner = Runner::new(false, None, None);
+    let reg = Registry::new(None, &runner).unwrap();
+    let images = [
+        setting(&bed, "image.ref", "acme/python-orch", "v1.2.0"),
+        setting(&bed, "scanner.ref", "acme/go-scanner", "v1.2.0"),
+    ];
+    let v = registry::verify(&reg, &images, "v1.2.0", true)
+        .await
+        .unwrap();
+    for (v, repo) in v.iter().zip(["acme/python-orch", "acme/go-scanner"]) {
+        let digest = manifest_sha256(&bed, repo, "v1.2.0").await;
+        assert_eq!(v.digest, digest);
+        assert_eq!(v.deploy, format!("{}/{repo}@{digest}", bed.registry));
+        assert_eq!(v.reference, format!("{}/{repo}:v1.2.0", bed.registry));
+    }
+    let unpinned = registry::verify(&reg, &images, "v1.2.0", false)
+        .await
+        .unwrap();
+    assert_eq!(unpinned[0].deploy, images[0].reference);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the action.
+
+/// The test chart with one change: the orchestrator's image can be given whole (`image.ref`),
+/// as the action's `images` input sets it (`repository:tag` or `repository@sha256:…`).
+fn chart_with_image_ref(dir: &Path) -> PathBuf {
+    let chart = dir.join("testapp");
+    copy_dir(&testapp_chart(), &chart);
+    let dep = chart.join("templates/deployment.yaml");
+    let text = std::fs::read_to_string(&dep).unwrap();
+    let old = r#"image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}""#;
+    assert!(text.contains(old), "the test chart's image line changed");
+    std::fs::write(
+        &dep,
+        text.replace(
+            old,
+            r#"image: {{ .Values.image.ref | default (printf "%s:%s" .Values.image.repository .Values.image.tag) | quote }}"#,
+        ),
+    )
+    .unwrap();
+    chart
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A helm that records every invocation in `log`, then runs the bed's helm 3.
+fn recording_helm(bed: &Bed, dir: &Path, log: &Path) -> PathBuf {
+    let path = dir.join("helm");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            bed.helm3.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+struct ActionRun {
+    success: bool,
+    stdout: String,
+    stderr: String,
+    outputs: BTreeMap<String, String>,
+}
+
+/// Runs `trader-deploy deploy` (plain CLI, no GitHub) with the given flags.
+fn run_action(bed: &Bed, workspace: &Path, flags: &[(&str, String)]) -> ActionRun {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
+    cmd.arg("deploy").current_dir(workspace);
+    for (k, v) in flags {
+        cmd.arg(format!("--{k}")).arg(v);
+    }
+    cmd.arg("--kubeconfig")
+        .arg(std::fs::read_to_string(&bed.kubeconfig).unwrap());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GITHUB_") || k.starts_with("INPUT_") || k == "KUBECONFIG" {
+            cmd.env_remove(k);
+        }
+    }
+    let home = common::repo_root().join("target/testbed/helm3-home");
+    cmd.env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    let out = run_with_deadline(&mut cmd, ACTION_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let outputs = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("output "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ActionRun {
+        success: out.status.success(),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        outputs,
+    }
+}
+
+fn deploy_flags(bed: &Bed, chart: &Path, ns: &str, version: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("chart", chart.display().to_string()),
+        ("release", "app".into()),
+        ("namespace", ns.into()),
+        ("environment", "dev".into()),
+        ("version", version.into()),
+        (
+            "images",
+            format!("image.ref={}/acme/python-orch", bed.registry),
+        ),
+        ("set", format!("image.tag={version}\nscanner.enabled=false")),
+        ("timeout", "90s".into()),
+    ]
+}
+
+async fn orch_image(bed: &Bed, ns: &str) -> String {
+    let d = Api::<Deployment>::namespaced(bed.client().await, ns)
+        .get("app-orch")
+        .await
+        .unwrap();
+    d.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+fn helm_revision(bed: &Bed, ns: &str) -> String {
+    let out = bed.run(
+        bed.helm(3).args([
+            "history",
+            "app",
+            "--namespace",
+            ns,
+            "--max",
+            "1",
+            "-o",
+            "json",
+        ]),
+        Duration::from_secs(60),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    format!("{} {}", v[0]["revision"], v[0]["status"])
+}
+
+#[tokio::test]
+async fn the_action_refuses_a_missing_tag_before_any_helm_call() {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ns = create_namespace(&client, "reg-missing").await;
+    let dir = tempfile::tempdir().unwrap();
+    let chart = chart_with_image_ref(dir.path());
+
+    // A good release first: revision 1 at v1.2.0.
+    let first = run_action(&bed, dir.path(), &{
+        let mut f = deploy_flags(&bed, &chart, &ns, "v1.2.0");
+        f.push(("helm", bed.helm3.display().to_string()));
+        f
+    });
+    assert!(first.success, "{}\n{}", first.stdout, first.stderr);
+    assert_eq!(helm_revision(&bed, &ns), "1 \"deployed\"");
+
+    // v9.9.9 is not in the registry: refused, and helm never runs.
+    let log = dir.path().join("helm-calls.log");
+    let helm = recording_helm(&bed, dir.path(), &log);
+    let mut flags = deploy_flags(&bed, &chart, &ns, "v9.9.9");
+    flags.push(("helm", helm.display().to_string()));
+    let run = run_action(&bed, dir.path(), &flags);
+    assert!(!run.success, "{}\n{}", run.stdout, run.stderr);
+    let all = format!("{}\n{}", run.stdout, run.stderr);
+    assert!(
+        all.contains(&format!(
+            "image {}/acme/python-orch:v9.9.9 does not exist",
+            bed.registry
+        )),
+        "{all}"
+    );
+    assert_eq!(
+        run.outputs.get("status").map(String::as_str),
+        Some("failed")
+    );
+    assert!(
+        !log.exists(),
+        "helm was called: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(helm_revision(&bed, &ns), "1 \"deployed\"");
+    assert_eq!(
+        orch_image(&bed, &ns).await,
+        format!("{}/acme/python-orch:v1.2.0", bed.registry)
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn digest_pinning_deploys_the_digest() {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ns = create_namespace(&client, "reg-pin").await;
+    let dir = tempfile::tempdir().unwrap();
+    let chart = chart_with_image_ref(dir.path());
+    let mut flags = deploy_flags(&bed, &chart, &ns, "v1.2.0");
+    flags.push(("helm", bed.helm3.display().to_string()));
+    flags.push(("pin-digests", "true".into()));
+    let run = run_action(&bed, dir.path(), &flags);
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+
+    let digest = manifest_sha256(&bed, "acme/python-orch", "v1.2.0").await;
+    let pinned = format!("{}/acme/python-orch@{digest}", bed.registry);
+    assert_eq!(orch_image(&bed, &ns).await, pinned);
+    let images: BTreeMap<String, String> = serde_json::from_str(&run.outputs["images"]).unwrap();
+    assert_eq!(images["image.ref"], pinned);
+    let digests: BTreeMap<String, String> = serde_json::from_str(&run.outputs["digests"]).unwrap();
+    assert_eq!(digests["image.ref"], digest);
+    assert_eq!(run.outputs["status"], "success");
+    // The summary shows the digest too.
+    assert!(run.stdout.contains(&digest[..19]), "{}", run.stdout);
+    delete_namespace(&client, &ns).await;
+}

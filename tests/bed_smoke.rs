@@ -1,0 +1,312 @@
+//! Smoke tests through the action, on the bed: checks reach the release's Service through
+//! port-forwards via the Kubernetes API (kwok sends them to the fake app, which answers per
+//! deployed version). A healthy version passes; a version whose /ready fails is rolled back; a
+//! transient 503 then 200 passes. Needs a running bed (`make testbed-up`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Bed, create_namespace, delete_namespace, run_with_deadline, testapp_chart};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::Api;
+
+const ACTION_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The seeds' checks (examples/smoke-tests.yaml) pointed at the test chart's Service
+/// `<release>-orch`, with budgets sized for a test.
+const SPEC: &str = r#"
+defaults:
+  service: ${release}-orch
+  port: http
+  timeout: 20s
+  interval: 500ms
+  request_timeout: 5s
+  successes: 2
+checks:
+  - name: healthz
+    path: /health
+    expect: {status: 200}
+  - name: ready
+    path: /ready
+    expect: {status: 200}
+  - name: metrics
+    path: /metrics
+    expect:
+      status: 200
+      metrics: [http_requests_total]
+  - name: api-status
+    path: /api/v1/status
+    headers: {Accept: application/json}
+    expect:
+      status: 200
+      json:
+        /status: ok
+        /version: ${version}
+        /namespace: ${namespace}
+"#;
+
+struct ActionRun {
+    success: bool,
+    stdout: String,
+    stderr: String,
+    outputs: BTreeMap<String, String>,
+}
+
+impl ActionRun {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `trader-deploy deploy` (plain CLI, no GitHub) with helm 3 and the given flags.
+fn run_action(bed: &Bed, workspace: &Path, flags: &[(&str, String)]) -> ActionRun {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
+    cmd.arg("deploy").current_dir(workspace);
+    for (k, v) in flags {
+        cmd.arg(format!("--{k}")).arg(v);
+    }
+    cmd.arg("--kubeconfig")
+        .arg(std::fs::read_to_string(&bed.kubeconfig).unwrap())
+        .arg("--helm")
+        .arg(&bed.helm3);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GITHUB_") || k.starts_with("INPUT_") || k == "KUBECONFIG" {
+            cmd.env_remove(k);
+        }
+    }
+    let home = common::repo_root().join("target/testbed/helm3-home");
+    cmd.env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    let out = run_with_deadline(&mut cmd, ACTION_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let outputs = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("output "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ActionRun {
+        success: out.status.success(),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        outputs,
+    }
+}
+
+/// A workspace with the test chart and the smoke spec; returns (workspace guard, chart path).
+fn workspace(spec: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("smoke.yaml"), spec).unwrap();
+    (dir, testapp_chart())
+}
+
+fn deploy_flags(bed: &Bed, chart: &Path, ns: &str, version: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("chart", chart.display().to_string()),
+        ("release", "app".into()),
+        ("namespace", ns.into()),
+        ("environment", "dev".into()),
+        ("version", version.into()),
+        (
+            "set",
+            format!(
+                "image.repository={}/acme/python-orch\nimage.tag={version}\nscanner.enabled=false",
+                bed.registry
+            ),
+        ),
+        ("smoke-tests", "smoke.yaml".into()),
+        ("timeout", "90s".into()),
+    ]
+}
+
+async fn orch_image(bed: &Bed, ns: &str) -> String {
+    let d = Api::<Deployment>::namespaced(bed.client().await, ns)
+        .get("app-orch")
+        .await
+        .unwrap();
+    d.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+/// `(revision, status)` of every revision of release `app`.
+fn helm_history(bed: &Bed, ns: &str) -> Vec<(u64, String)> {
+    let out = bed.run(
+        bed.helm(3)
+            .args(["history", "app", "--namespace", ns, "-o", "json"]),
+        Duration::from_secs(60),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_u64().unwrap(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The fake app's log of requests served in `ns`: (path, status).
+async fn app_requests(bed: &Bed, ns: &str) -> Vec<(String, u16)> {
+    let v: serde_json::Value = reqwest::get(format!("{}/requests?namespace={ns}", bed.app_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = v
+        .as_array()
+        .or_else(|| v["requests"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    list.iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap_or("").to_string(),
+                r["status"].as_u64().unwrap_or(0) as u16,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_healthy_version_passes_every_check() {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ns = create_namespace(&client, "smoke-ok").await;
+    let (ws, chart) = workspace(SPEC);
+    let run = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.2.0"));
+    assert!(run.success, "{}", run.all());
+    assert_eq!(run.outputs["status"], "success");
+    for check in ["healthz", "ready", "metrics", "api-status"] {
+        assert!(
+            run.stdout.contains(&format!(
+                "smoke check {check:?} (GET service/app-orch:http/"
+            )),
+            "{}",
+            run.stdout
+        );
+    }
+    // The summary table has every check, passed.
+    assert_eq!(
+        run.stdout.matches("| ✅ passed |").count(),
+        4,
+        "{}",
+        run.stdout
+    );
+    // The requests really reached the app through the port-forward, each check twice in a row.
+    let served = app_requests(&bed, &ns).await;
+    for path in ["/health", "/ready", "/metrics", "/api/v1/status"] {
+        let n = served
+            .iter()
+            .filter(|(p, s)| p == path && *s == 200)
+            .count();
+        assert!(n >= 2, "{path} served {n} times: {served:?}");
+    }
+    assert_eq!(helm_history(&bed, &ns), [(1, "deployed".to_string())]);
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_version_whose_ready_fails_is_rolled_back() {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ns = create_namespace(&client, "smoke-unready").await;
+    let (ws, chart) = workspace(&SPEC.replace("timeout: 20s", "timeout: 6s"));
+    let first = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.2.0"));
+    assert!(first.success, "{}", first.all());
+
+    // Tag unready-app: Ready in Kubernetes, but the app's /ready answers 503.
+    let run = run_action(
+        &bed,
+        ws.path(),
+        &deploy_flags(&bed, &chart, &ns, "unready-app"),
+    );
+    assert!(!run.success, "{}", run.all());
+    assert_eq!(run.outputs["status"], "rolled_back", "{}", run.all());
+    assert_eq!(run.outputs["rolled_back"], "true");
+    let all = run.all();
+    assert!(
+        all.contains("1 of 4 smoke checks failed"),
+        "the failure names the count: {all}"
+    );
+    assert!(
+        all.contains(
+            "check \"ready\" (GET service/app-orch:http/ready): got status 503 (body \"not ready"
+        ) || all.contains("check \"ready\" (GET service/app-orch:http/ready): got status 503"),
+        "the failure names the check, what it got and what it expected: {all}"
+    );
+    assert!(all.contains("expected 200"), "{all}");
+    assert!(run.stdout.contains("| ❌ failed |"), "{}", run.stdout);
+    // Back at the good version: a third revision (the rollback) is deployed, with v1.2.0.
+    let history = helm_history(&bed, &ns);
+    assert_eq!(
+        history.last().unwrap(),
+        &(3, "deployed".to_string()),
+        "{history:?}"
+    );
+    assert_eq!(
+        orch_image(&bed, &ns).await,
+        format!("{}/acme/python-orch:v1.2.0", bed.registry)
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_transient_503_then_200_passes() {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ns = create_namespace(&client, "smoke-blip").await;
+    let spec = r#"
+checks:
+  - name: ready
+    service: ${release}-orch
+    port: http
+    path: /ready
+    expect: {status: 200}
+    timeout: 20s
+    interval: 300ms
+    successes: 2
+"#;
+    let (ws, chart) = workspace(spec);
+    // The next 3 app requests of this version in this namespace answer 503: a cutover blip.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/control", bed.app_url))
+        .json(&serde_json::json!({"version": "v1.1.0", "namespace": ns, "fail_next": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    let run = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.1.0"));
+    assert!(run.success, "{}", run.all());
+    assert_eq!(run.outputs["status"], "success");
+    assert!(
+        run.stdout
+            .contains("smoke check \"ready\" attempt 1 failed: got status 503"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("passed after 3 failed attempts"),
+        "{}",
+        run.stdout
+    );
+    let served: Vec<u16> = app_requests(&bed, &ns)
+        .await
+        .into_iter()
+        .filter(|(p, _)| p == "/ready")
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(served, [503, 503, 503, 200, 200], "{served:?}");
+    assert_eq!(helm_history(&bed, &ns), [(1, "deployed".to_string())]);
+    delete_namespace(&client, &ns).await;
+}
