@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Tears the test bed down: the GitHub stand-in, the fake app, the registry and the kwok cluster
 # (everything up.sh started). The registry's storage and the build caches are kept.
+# usage: testbed/down.sh [github] [app] [registry] [cluster]   (default: all of them)
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+parts=" ${*:-github app registry cluster} "
+want() { [[ $parts == *" $1 "* ]]; }
 status=0
-if [ -x "$BED_REPO/testbed/github/down.sh" ]; then
+if want github && [ -x "$BED_REPO/testbed/github/down.sh" ]; then
   TD_BED_DIR=$TD_BED_DIR "$BED_REPO/testbed/github/down.sh" || { bed_log "testbed/github/down.sh failed"; status=1; }
 fi
-pid_stop fake_app fake_app
-pid_stop registry docker-registry
-if [ -x "$KWOKCTL" ] && [ -d "$KWOK_WORKDIR/clusters/$BED_CLUSTER" ]; then
+want app && pid_stop fake_app fake_app
+want registry && pid_stop registry docker-registry
+if want cluster && [ -x "$KWOKCTL" ] && [ -d "$KWOK_WORKDIR/clusters/$BED_CLUSTER" ]; then
   bed_log "deleting kwok cluster $BED_CLUSTER"
   mkdir -p "$TD_BED_DIR/logs"
   timeout 120 "$KWOKCTL" --name "$BED_CLUSTER" delete cluster --kubeconfig "$BED_KUBECONFIG" \
     >>"$TD_BED_DIR/logs/kwokctl.log" 2>&1 || { bed_log "kwokctl delete cluster failed"; status=1; }
+  rm -f "$BED_KUBECONFIG"
 fi
-rm -f "$TD_BED_DIR/env" "$BED_KUBECONFIG"
-bed_log "down"
+# Whatever went down, the env no longer describes a running bed.
+rm -f "$TD_BED_DIR/env"
+bed_log "down:${parts% }"
 exit $status

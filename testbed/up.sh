@@ -30,6 +30,7 @@ command -v kubectl >/dev/null || { bed_log "kwokctl needs kubectl on PATH"; exit
 # 1. The fake app's binary (built first: cargo is the slow part when cold).
 bed_log "cargo build -p trader-deploy-testbed --bins"
 (cd "$BED_REPO" && cargo build -q -p trader-deploy-testbed --bins)
+bed_log "  built (${SECONDS}s)"
 target_dir=$(cd "$BED_REPO" && cargo metadata --format-version 1 --no-deps \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 FAKE_APP=${target_dir:-$BED_REPO/target}/debug/fake_app
@@ -60,7 +61,7 @@ if ! cluster_ok; then
   fi
   bed_log "creating kwok cluster $BED_CLUSTER (kube $K8S_VERSION, etcd $ETCD_VERSION)"
   rm -f "$BED_KUBECONFIG"
-  if ! "$KWOKCTL" --name "$BED_CLUSTER" create cluster --runtime binary \
+  if ! timeout 300 "$KWOKCTL" --name "$BED_CLUSTER" create cluster --runtime binary \
     --etcd-binary "$BED_BIN/etcd-$ETCD_VERSION" \
     --kube-apiserver-binary "$BED_BIN/kube-apiserver-$K8S_VERSION" \
     --kube-controller-manager-binary "$BED_BIN/kube-controller-manager-$K8S_VERSION" \
@@ -76,11 +77,12 @@ if ! cluster_ok; then
     tail -n 30 "$LOGS/kwokctl.log" >&2
     exit 1
   fi
-  "$KWOKCTL" --name "$BED_CLUSTER" scale node --replicas 2 >>"$LOGS/kwokctl.log" 2>&1
+  timeout 60 "$KWOKCTL" --name "$BED_CLUSTER" scale node --replicas 2 >>"$LOGS/kwokctl.log" 2>&1
   wait_for "2 Ready nodes" 60 bash -c \
     "[ \"\$(kubectl --kubeconfig '$BED_KUBECONFIG' get nodes --no-headers 2>/dev/null | grep -cw Ready)\" -ge 2 ]"
   wait_for "default service account" 60 bash -c \
     "kubectl --kubeconfig '$BED_KUBECONFIG' --request-timeout=3s get serviceaccount default -n default >/dev/null 2>&1"
+  bed_log "  cluster up (${SECONDS}s)"
 fi
 
 # 4. Fake app (after the cluster: it watches pods and creates their PortForward objects).
@@ -114,5 +116,5 @@ fi
   grep '^export ' "$LOGS/github-env" || true
 } >"$TD_BED_DIR/env.tmp"
 mv "$TD_BED_DIR/env.tmp" "$TD_BED_DIR/env"
-bed_log "up; env in $TD_BED_DIR/env"
+bed_log "up in ${SECONDS}s; env in $TD_BED_DIR/env"
 cat "$TD_BED_DIR/env"
