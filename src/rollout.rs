@@ -772,6 +772,13 @@ pub async fn diagnostics(client: &kube::Client, err: &RolloutError) -> String {
                     );
                 }
                 Ok(Ok(_)) => {}
+                Ok(Err(kube::Error::Api(status))) => {
+                    let _ = writeln!(
+                        s,
+                        "Logs of `{}`: not available ({})",
+                        c.name, status.message
+                    );
+                }
                 Ok(Err(e)) => {
                     let _ = writeln!(s, "Logs of `{}`: not available ({e})", c.name);
                 }

@@ -1,0 +1,793 @@
+//! End-to-end tests of the deploy engine on the bed, with helm 3 and helm 4: the real binary
+//! (`trader-deploy`) run as a GitHub Action (INPUT_* variables, GITHUB_OUTPUT and
+//! GITHUB_STEP_SUMMARY files), then the outputs, the summary and the cluster state asserted
+//! through kube and helm. Needs a running bed (`make testbed-up`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Bed, create_namespace, delete_namespace, list_pods, testapp_chart, wait_for};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+
+/// Deadline of one run of the action (its own `timeout` input is shorter).
+const RUN_DEADLINE: Duration = Duration::from_secs(240);
+
+/// A workspace: the bed's test chart copied to `chart/`, plus a pre-upgrade hook Pod that never
+/// completes when `slowHook=true` (helm then waits on it with the release in pending-upgrade).
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let dir = tempfile::tempdir().expect("workspace");
+        copy_dir(&testapp_chart(), &dir.path().join("chart"));
+        std::fs::write(
+            dir.path().join("chart/templates/slow-hook.yaml"),
+            r#"{{- if .Values.slowHook }}
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ .Release.Name }}-slow-hook
+  annotations:
+    "helm.sh/hook": pre-upgrade
+    "helm.sh/hook-delete-policy": before-hook-creation
+spec:
+  containers:
+  - name: wait
+    image: "{{ .Values.image.repository }}:v1.0.0"
+{{- end }}
+"#,
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("helm")).unwrap();
+        Workspace { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// One test's release on the bed: namespace, release name, helm major version.
+struct Case {
+    bed: Bed,
+    client: kube::Client,
+    ws: Workspace,
+    ns: String,
+    release: String,
+    major: u8,
+}
+
+impl Case {
+    async fn new(name: &str, major: u8) -> Case {
+        let bed = Bed::load();
+        let client = bed.client().await;
+        let ns = create_namespace(&client, &format!("deploy-{name}-h{major}")).await;
+        Case {
+            bed,
+            client,
+            ws: Workspace::new(),
+            ns,
+            release: format!("app-h{major}"),
+            major,
+        }
+    }
+
+    /// The action with the inputs of a dev deploy of `tag` (both images), plus `extra`.
+    fn action(&self, tag: &str, extra: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("INPUT_") || k.starts_with("GITHUB_") || k == "KUBECONFIG" {
+                cmd.env_remove(k);
+            }
+        }
+        let kubeconfig = std::fs::read_to_string(&self.bed.kubeconfig).unwrap();
+        let home = self.ws.path().join("helm");
+        let set = format!("image.tag={tag}\nscanner.image.tag={tag}");
+        let mut inputs: BTreeMap<&str, String> = [
+            ("chart", "chart".to_string()),
+            ("release", self.release.clone()),
+            ("namespace", self.ns.clone()),
+            ("environment", "dev".into()),
+            ("version", tag.to_string()),
+            ("set", set),
+            ("verify_images", "false".into()),
+            ("timeout", "120s".into()),
+            ("kubeconfig", kubeconfig),
+            ("helm", self.bed.helm_path(self.major).display().to_string()),
+        ]
+        .into();
+        for (k, v) in extra {
+            inputs.insert(k, v.to_string());
+        }
+        for (k, v) in inputs {
+            cmd.env(format!("INPUT_{}", k.to_uppercase()), v);
+        }
+        cmd.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_WORKSPACE", self.ws.path())
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_DATA_HOME", home.join("data"));
+        cmd
+    }
+
+    /// Runs the action to its end.
+    fn run(&self, tag: &str, extra: &[(&str, &str)]) -> Finished {
+        Running::start(self.action(tag, extra), self.ws.path()).wait()
+    }
+
+    fn helm_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut cmd = self.bed.helm(self.major);
+        cmd.args(args)
+            .args([self.release.as_str(), "-n", &self.ns, "-o", "json"]);
+        let out = self.bed.run(&mut cmd, Duration::from_secs(60));
+        serde_json::from_slice(&out.stdout).expect("helm json")
+    }
+
+    /// (revision, status) of every revision.
+    fn history(&self) -> Vec<(u64, String)> {
+        self.helm_json(&["history"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["revision"].as_u64().unwrap(),
+                    r["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn status(&self) -> (String, u64) {
+        let v = self.helm_json(&["status"]);
+        (
+            v["info"]["status"].as_str().unwrap().to_string(),
+            v["version"].as_u64().unwrap(),
+        )
+    }
+
+    /// The orch Deployment's image tag, once it is fully rolled out and ready.
+    async fn ready_orch_tag(&self) -> String {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
+        let d = api.get(&format!("{}-orch", self.release)).await.unwrap();
+        let st = d.status.clone().unwrap();
+        let want = d.spec.as_ref().unwrap().replicas.unwrap();
+        assert!(
+            st.observed_generation >= d.metadata.generation
+                && st.updated_replicas == Some(want)
+                && st.ready_replicas == Some(want)
+                && st.available_replicas == Some(want),
+            "orch not ready: {st:?}"
+        );
+        let image = d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap();
+        image.rsplit(':').next().unwrap().to_string()
+    }
+
+    async fn lease_gone(&self) -> bool {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.ns);
+        api.get_opt(&format!("trader-deploy-{}", self.release))
+            .await
+            .unwrap()
+            .is_none()
+    }
+
+    async fn done(self) {
+        delete_namespace(&self.client, &self.ns).await;
+    }
+}
+
+/// A running action whose stdout lines are recorded with the instant they arrived.
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+    reader: std::thread::JoinHandle<()>,
+    output: PathBuf,
+    summary: PathBuf,
+}
+
+impl Running {
+    fn start(mut cmd: Command, ws: &Path) -> Running {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let output = ws.join(format!("output-{n}"));
+        let summary = ws.join(format!("summary-{n}"));
+        cmd.env("GITHUB_OUTPUT", &output)
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn trader-deploy");
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        Running {
+            child,
+            lines,
+            reader,
+            output,
+            summary,
+        }
+    }
+
+    fn has_line(&self, needle: &str) -> bool {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, l)| l.contains(needle))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait(mut self) -> Finished {
+        let deadline = Instant::now() + RUN_DEADLINE;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "trader-deploy still running after {RUN_DEADLINE:?}; log:\n{}",
+                    self.lines
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .map(|l| l.1.clone())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        self.reader.join().unwrap();
+        let lines = std::mem::take(&mut *self.lines.lock().unwrap());
+        let outputs = parse_outputs(&std::fs::read_to_string(&self.output).unwrap_or_default());
+        let summary = std::fs::read_to_string(&self.summary).unwrap_or_default();
+        let f = Finished {
+            code: status.code(),
+            lines,
+            outputs,
+            summary,
+        };
+        eprintln!(
+            "---- trader-deploy exited {:?}; log:\n{}\n---- outputs: {:?}",
+            f.code,
+            f.log(),
+            f.outputs
+        );
+        f
+    }
+}
+
+struct Finished {
+    code: Option<i32>,
+    lines: Vec<(Instant, String)>,
+    outputs: BTreeMap<String, String>,
+    summary: String,
+}
+
+impl Finished {
+    fn log(&self) -> String {
+        self.lines
+            .iter()
+            .map(|l| l.1.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    fn out(&self, name: &str) -> &str {
+        self.outputs.get(name).map(String::as_str).unwrap_or("")
+    }
+    fn line_at(&self, needle: &str) -> Option<Instant> {
+        self.lines
+            .iter()
+            .find(|(_, l)| l.contains(needle))
+            .map(|(t, _)| *t)
+    }
+}
+
+/// Parses `name<<DELIM\nvalue\nDELIM` blocks.
+fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(head) = lines.next() {
+        let Some((name, delim)) = head.split_once("<<") else {
+            continue;
+        };
+        let mut value = Vec::new();
+        for l in lines.by_ref() {
+            if l == delim {
+                break;
+            }
+            value.push(l);
+        }
+        out.insert(name.to_string(), value.join("\n"));
+    }
+    out
+}
+
+fn assert_success(f: &Finished) {
+    assert_eq!(f.code, Some(0), "the run failed:\n{}", f.log());
+    assert_eq!(f.out("status"), "success");
+    assert_eq!(f.out("rolled_back"), "false");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn healthy_deploy(major: u8) {
+    let case = Case::new("healthy", major).await;
+    let first = case.run("v1.0.0", &[]);
+    assert_success(&first);
+    assert_eq!(first.out("revision"), "1");
+    assert_eq!(first.out("previous_revision"), "");
+    assert!(first.log().contains(&format!("(major version {major})")));
+
+    let second = case.run("v1.1.0", &[]);
+    assert_success(&second);
+    assert_eq!(second.out("revision"), "2");
+    assert_eq!(second.out("previous_revision"), "1");
+    assert_eq!(second.out("version"), "v1.1.0");
+    assert_eq!(second.out("environment"), "dev");
+    assert!(second.summary.contains("v1.1.0"), "{}", second.summary);
+    // The watcher reported progress and saw both workloads ready.
+    let log = second.log();
+    assert!(
+        log.contains(&format!("Deployment/{}-orch", case.release)),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("StatefulSet/{}-scanner", case.release)),
+        "{log}"
+    );
+
+    assert_eq!(case.status(), ("deployed".to_string(), 2));
+    assert_eq!(case.ready_orch_tag().await, "v1.1.0");
+    assert!(case.lease_gone().await, "the lease is released at the end");
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthy_deploy_helm3() {
+    healthy_deploy(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthy_deploy_helm4() {
+    healthy_deploy(4).await;
+}
+
+/// Deploys a failing tag after a good one: the failure is detected from the pod status, the
+/// release rolled back to the good revision and verified. Prints the time from the first
+/// failing pod status (seen by this test's own watch) to the start of the rollback.
+async fn failing_tag_rolled_back(major: u8, tag: &str, reason: &str) {
+    let case = Case::new(tag, major).await;
+    assert_success(&case.run("v1.0.0", &[]));
+
+    let running = Running::start(case.action(tag, &[]), case.ws.path());
+    // This test's own view of the pods: the first instant a pod shows the failing reason.
+    let selector = format!("app.kubernetes.io/instance={}", case.release);
+    let first_failing = wait_for(
+        &format!("a pod in {reason}"),
+        Duration::from_secs(120),
+        || async {
+            let pods = list_pods(&case.client, &case.ns, &selector).await;
+            let failing = pods.iter().any(|p| {
+                p.status
+                    .iter()
+                    .flat_map(|s| s.container_statuses.iter().flatten())
+                    .any(|c| {
+                        c.state
+                            .as_ref()
+                            .and_then(|s| s.waiting.as_ref())
+                            .and_then(|w| w.reason.as_deref())
+                            .is_some_and(|r| {
+                                r == reason || (reason == "ImagePullBackOff" && r == "ErrImagePull")
+                            })
+                    })
+            });
+            if failing {
+                Ok(Instant::now())
+            } else {
+                Err("no failing pod yet".to_string())
+            }
+        },
+    )
+    .await;
+    let f = running.wait();
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "rolled_back");
+    assert_eq!(f.out("rolled_back"), "true");
+    assert_eq!(f.out("previous_revision"), "1");
+    assert_eq!(f.out("revision"), "3", "the rollback is revision 3");
+    let log = f.log();
+    assert!(
+        log.contains(reason) || log.contains("ErrImagePull"),
+        "{log}"
+    );
+    assert!(log.contains("Rollback verified"), "{log}");
+    assert!(
+        log.contains("::error title=Deploy failed%2C rolled back::"),
+        "{log}"
+    );
+    // Diagnostics in the job summary: the failing container's state and the events.
+    assert!(f.summary.contains("Rollout diagnostics"), "{}", f.summary);
+    assert!(f.summary.contains(tag), "{}", f.summary);
+
+    let rollback_start = f
+        .line_at("Rolling back release")
+        .expect("a rollback line in the log");
+    let gap = rollback_start.saturating_duration_since(first_failing);
+    eprintln!(
+        "MEASURED helm{major} {tag}: first failing pod status seen by the test → rollback start: {:.2}s",
+        gap.as_secs_f64()
+    );
+
+    assert_eq!(case.status(), ("deployed".to_string(), 3));
+    let history = case.history();
+    assert!(
+        history.iter().all(|(_, s)| !s.starts_with("pending")),
+        "{history:?}"
+    );
+    assert_eq!(case.ready_orch_tag().await, "v1.0.0");
+    assert!(case.lease_gone().await);
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_pull_is_rolled_back_helm3() {
+    failing_tag_rolled_back(3, "broken-pull", "ImagePullBackOff").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_pull_is_rolled_back_helm4() {
+    failing_tag_rolled_back(4, "broken-pull", "ImagePullBackOff").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crashloop_is_rolled_back_helm3() {
+    failing_tag_rolled_back(3, "crashloop", "CrashLoopBackOff").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crashloop_is_rolled_back_helm4() {
+    failing_tag_rolled_back(4, "crashloop", "CrashLoopBackOff").await;
+}
+
+async fn emergency_rollback(major: u8) {
+    let case = Case::new("rollback", major).await;
+    assert_success(&case.run("v1.0.0", &[]));
+    assert_success(&case.run("v1.1.0", &[]));
+    assert_success(&case.run("v1.2.0", &[]));
+
+    // To the previous good revision (2 = v1.1.0).
+    let f = case.run("v1.2.0", &[("mode", "rollback")]);
+    assert_eq!(f.code, Some(0), "{}", f.log());
+    assert_eq!(f.out("status"), "success");
+    assert_eq!(f.out("rolled_back"), "true");
+    assert_eq!(f.out("previous_revision"), "3");
+    assert_eq!(f.out("revision"), "4");
+    assert_eq!(case.ready_orch_tag().await, "v1.1.0");
+
+    // To an explicit revision (1 = v1.0.0).
+    let f = case.run(
+        "v1.2.0",
+        &[("mode", "rollback"), ("rollback_revision", "1")],
+    );
+    assert_eq!(f.code, Some(0), "{}", f.log());
+    assert_eq!(f.out("revision"), "5");
+    assert_eq!(case.ready_orch_tag().await, "v1.0.0");
+    assert_eq!(case.status(), ("deployed".to_string(), 5));
+
+    // A revision that does not exist: a clear error, nothing changed.
+    let f = case.run(
+        "v1.2.0",
+        &[("mode", "rollback"), ("rollback_revision", "42")],
+    );
+    assert_eq!(f.code, Some(1));
+    assert!(f.log().contains("has no revision 42"), "{}", f.log());
+    assert_eq!(case.status(), ("deployed".to_string(), 5));
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emergency_rollback_helm3() {
+    emergency_rollback(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emergency_rollback_helm4() {
+    emergency_rollback(4).await;
+}
+
+/// Waits until helm reports the release in `status`.
+async fn wait_for_status(case: &Case, want: &str) {
+    wait_for(
+        &format!("release {} in {want}", case.release),
+        Duration::from_secs(90),
+        || async {
+            let mut cmd = case.bed.helm(case.major);
+            cmd.args(["status", &case.release, "-n", &case.ns, "-o", "json"]);
+            let out = cmd.output().map_err(|e| e.to_string())?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+            let s = v["info"]["status"].as_str().unwrap_or_default().to_string();
+            if s == want { Ok(()) } else { Err(s) }
+        },
+    )
+    .await;
+}
+
+/// A helm upgrade killed (SIGKILL) while it waits on a hook leaves the release in
+/// pending-upgrade for real; the next deploy recovers it first, then upgrades.
+async fn pending_upgrade_recovered(major: u8) {
+    let case = Case::new("pending", major).await;
+    assert_success(&case.run("v1.0.0", &[]));
+
+    let mut helm = case.bed.helm(case.major);
+    helm.args(["upgrade", &case.release])
+        .arg(case.ws.path().join("chart"))
+        .args([
+            "-n",
+            &case.ns,
+            "--set",
+            "slowHook=true",
+            "--set",
+            "image.tag=v1.1.0",
+            "--timeout",
+            "300s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = helm.spawn().unwrap();
+    wait_for_status(&case, "pending-upgrade").await;
+    child.kill().unwrap(); // SIGKILL: helm gets no chance to clean up
+    child.wait().unwrap();
+    assert_eq!(case.status().0, "pending-upgrade");
+
+    let f = case.run("v1.2.0", &[]);
+    assert_success(&f);
+    let log = f.log();
+    assert!(
+        log.contains("is stuck in pending-upgrade at revision 2"),
+        "{log}"
+    );
+    assert!(log.contains("rolling it back to revision 1"), "{log}");
+    // 1 deployed, 2 pending (killed), 3 = recovery rollback to 1, 4 = this deploy.
+    assert_eq!(f.out("previous_revision"), "3");
+    assert_eq!(f.out("revision"), "4");
+    assert_eq!(case.status(), ("deployed".to_string(), 4));
+    assert!(
+        case.history()
+            .iter()
+            .all(|(_, s)| !s.starts_with("pending")),
+        "{:?}",
+        case.history()
+    );
+    assert_eq!(case.ready_orch_tag().await, "v1.2.0");
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_upgrade_is_recovered_helm3() {
+    pending_upgrade_recovered(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_upgrade_is_recovered_helm4() {
+    pending_upgrade_recovered(4).await;
+}
+
+/// Two deploys of one release started together: the second waits for the first's lease, so
+/// helm never sees a concurrent operation and both succeed, one after the other.
+async fn concurrent_deploys_serialized(major: u8) {
+    let case = Case::new("concurrent", major).await;
+    assert_success(&case.run("v1.0.0", &[]));
+
+    let first = Running::start(case.action("v1.1.0", &[]), case.ws.path());
+    wait_for("the first run to lock", Duration::from_secs(60), || async {
+        if first.has_line("Locked release") {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await;
+    let second = Running::start(case.action("v1.2.0", &[]), case.ws.path());
+    let (first, second) = (first.wait(), second.wait());
+    assert_success(&first);
+    assert_success(&second);
+    assert!(
+        second.log().contains("is locked by another run"),
+        "the second run waited: {}",
+        second.log()
+    );
+    let first_end = first.lines.last().unwrap().0;
+    let second_locked = second.line_at("Locked release").unwrap();
+    assert!(
+        second_locked >= first_end,
+        "the second run locked the release only after the first finished"
+    );
+    assert_eq!(first.out("revision"), "2");
+    assert_eq!(second.out("revision"), "3");
+    assert_eq!(second.out("previous_revision"), "2");
+    assert_eq!(
+        case.history(),
+        [
+            (1, "superseded".to_string()),
+            (2, "superseded".to_string()),
+            (3, "deployed".to_string())
+        ]
+    );
+    assert_eq!(case.ready_orch_tag().await, "v1.2.0");
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_deploys_are_serialized_helm3() {
+    concurrent_deploys_serialized(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_deploys_are_serialized_helm4() {
+    concurrent_deploys_serialized(4).await;
+}
+
+/// SIGTERM while helm is in the middle of the upgrade (waiting on a hook, release in
+/// pending-upgrade): helm is stopped, the release rolled back; no pending state is left.
+async fn sigterm_during_upgrade(major: u8) {
+    let case = Case::new("sigterm", major).await;
+    assert_success(&case.run("v1.0.0", &[]));
+
+    let running = Running::start(
+        case.action("v1.1.0", &[("set", "image.tag=v1.1.0\nslowHook=true")]),
+        case.ws.path(),
+    );
+    wait_for_status(&case, "pending-upgrade").await;
+    assert!(running.has_line("helm upgrade --install"));
+    // SAFETY: kill(2) on the child this test spawned.
+    unsafe {
+        libc::kill(running.pid() as libc::pid_t, libc::SIGTERM);
+    }
+    let f = running.wait();
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    let log = f.log();
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains("::error title=Deploy cancelled::"), "{log}");
+    assert_eq!(f.out("status"), "rolled_back");
+    let history = case.history();
+    assert!(
+        history.iter().all(|(_, s)| !s.starts_with("pending")),
+        "{history:?}"
+    );
+    let (status, revision) = case.status();
+    assert_eq!(status, "deployed");
+    assert_eq!(f.out("revision"), revision.to_string());
+    assert_eq!(case.ready_orch_tag().await, "v1.0.0");
+    assert!(case.lease_gone().await);
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_upgrade_leaves_no_pending_state_helm3() {
+    sigterm_during_upgrade(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_upgrade_leaves_no_pending_state_helm4() {
+    sigterm_during_upgrade(4).await;
+}
+
+async fn plan_shows_the_image_change(major: u8) {
+    let case = Case::new("plan", major).await;
+    assert_success(&case.run("v1.0.0", &[]));
+    // A secret in the chart's values must never show in the diff.
+    let f = case.run("v1.2.0", &[("mode", "plan")]);
+    assert_eq!(f.code, Some(0), "{}", f.log());
+    let orch = format!("Deployment {}/{}-orch", case.ns, case.release);
+    for text in [&f.summary, &f.log()] {
+        assert!(text.contains(&orch), "{text}");
+        assert!(
+            text.contains("-        image: 127.0.0.1:45000/acme/python-orch:v1.0.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("+        image: 127.0.0.1:45000/acme/python-orch:v1.2.0"),
+            "{text}"
+        );
+    }
+    // Nothing deployed.
+    assert_eq!(case.history().len(), 1);
+    assert_eq!(case.ready_orch_tag().await, "v1.0.0");
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_the_image_change_helm3() {
+    plan_shows_the_image_change(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_the_image_change_helm4() {
+    plan_shows_the_image_change(4).await;
+}
+
+async fn validate_every_environment(major: u8) {
+    let case = Case::new("validate", major).await;
+    let values = case.ws.path().join("deploy/values");
+    std::fs::create_dir_all(&values).unwrap();
+    std::fs::write(values.join("values-dev.yaml"), "replicas: 1\n").unwrap();
+    std::fs::write(values.join("values-prod.yaml"), "replicas: 3\n").unwrap();
+    let f = case.run("v1.2.0", &[("mode", "validate")]);
+    assert_eq!(f.code, Some(0), "{}", f.log());
+    assert!(
+        f.summary.contains("deploy/values/values-dev.yaml"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.summary.contains("deploy/values/values-prod.yaml"),
+        "{}",
+        f.summary
+    );
+    // A values file that breaks the chart fails validation and names it.
+    std::fs::write(
+        values.join("values-staging.yaml"),
+        "replicas: [1, 2]\nimage: 3\n",
+    )
+    .unwrap();
+    let f = case.run("v1.2.0", &[("mode", "validate")]);
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert!(
+        f.summary
+            .contains("| `deploy/values/values-staging.yaml` | ❌"),
+        "{}",
+        f.summary
+    );
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_every_environment_helm3() {
+    validate_every_environment(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_every_environment_helm4() {
+    validate_every_environment(4).await;
+}
