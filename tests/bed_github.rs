@@ -706,3 +706,35 @@ async fn lists_paginate_and_primary_limits_and_delays_pass_prism() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn faults_and_the_log_can_be_scoped_to_one_repository() {
+    with_github(|gh| async move {
+        let other = "/repos/acme/trader-other";
+        gh.control(
+            Method::POST,
+            "/_standin/faults",
+            Some(json!([
+                {"kind": "bad_gateway", "path_prefix": format!("{REPO}/deployments"), "count": 5},
+                {"kind": "bad_gateway", "path_prefix": format!("{other}/deployments"), "count": 5}
+            ])),
+        )
+        .await;
+        let q = format!("/_standin/faults?path_prefix={other}");
+        let removed = gh.control(Method::DELETE, &q, None).await;
+        assert_eq!(removed["removed"], 1);
+        let left = gh.control(Method::GET, "/_standin/faults", None).await;
+        assert_eq!(
+            left[0]["path_prefix"],
+            format!("{REPO}/deployments"),
+            "{left}"
+        );
+
+        gh.get(REPO).await;
+        gh.get(&format!("{REPO}/environments/dev")).await;
+        let q = format!("/_standin/log?path_prefix={REPO}/environments/");
+        let log = gh.control(Method::GET, &q, None).await;
+        assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+    })
+    .await;
+}

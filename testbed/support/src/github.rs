@@ -727,8 +727,13 @@ fn control(app: &App, method: &Method, path: &str, query: &str, body: &Bytes) ->
         ("GET", "/_standin/health") => Reply::json(200, json!({"ok": true})),
         ("GET", "/_standin/log") => {
             let since: u64 = q.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let prefix = q.get("path_prefix").map(String::as_str).unwrap_or("");
             let inner = app.lock();
-            let entries: Vec<&LogEntry> = inner.log.iter().filter(|e| e.seq > since).collect();
+            let entries: Vec<&LogEntry> = inner
+                .log
+                .iter()
+                .filter(|e| e.seq > since && e.path.starts_with(prefix))
+                .collect();
             Reply::json(200, serde_json::to_value(entries).unwrap_or_default())
         }
         ("DELETE", "/_standin/log") => {
@@ -778,8 +783,15 @@ fn control(app: &App, method: &Method, path: &str, query: &str, body: &Bytes) ->
             serde_json::to_value(&app.lock().faults).unwrap_or_default(),
         ),
         ("DELETE", "/_standin/faults") => {
-            app.lock().faults.clear();
-            Reply::json(200, json!({"ok": true}))
+            // With ?path_prefix=P only the faults whose own prefix starts with P.
+            let prefix = q.get("path_prefix").map(String::as_str).unwrap_or("");
+            let mut inner = app.lock();
+            let before = inner.faults.len();
+            inner.faults.retain(|f| !f.path_prefix.starts_with(prefix));
+            Reply::json(
+                200,
+                json!({"ok": true, "removed": before - inner.faults.len()}),
+            )
         }
         ("POST", "/_standin/faults") => {
             // One fault object or an array of them.
@@ -815,8 +827,8 @@ fn control(app: &App, method: &Method, path: &str, query: &str, body: &Bytes) ->
         _ => Reply::json(
             404,
             json!({"error": "unknown control endpoint", "endpoints": [
-            "GET /_standin/health", "GET /_standin/log?since=SEQ", "DELETE /_standin/log", "GET /_standin/state",
-            "POST /_standin/reset", "POST /_standin/fixture", "POST /_standin/repos", "GET|POST|DELETE /_standin/faults"]}),
+            "GET /_standin/health", "GET /_standin/log?since=SEQ&path_prefix=P", "DELETE /_standin/log", "GET /_standin/state",
+            "POST /_standin/reset", "POST /_standin/fixture", "POST /_standin/repos", "GET|POST /_standin/faults", "DELETE /_standin/faults?path_prefix=P"]}),
         ),
     }
 }
