@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::context::RunContext;
+use crate::inputs::Config;
 use crate::outputs::{Outputs, Status};
+use crate::runner::Runner;
 use crate::secret::Secret;
 
 /// The notification could not be delivered. Never shows the URL (a secret).
@@ -16,6 +18,26 @@ pub enum NotifyError {
     Transport(String),
     #[error("failed to send the notification to notify_webhook: it answered {status}: {body}")]
     Status { status: u16, body: String },
+}
+
+/// Sends the outcome to `notify_webhook` when it is set; a failure is a warning.
+pub async fn notify(
+    config: &Config,
+    ctx: &RunContext,
+    runner: &Runner,
+    outputs: &Outputs,
+    error: Option<&str>,
+) {
+    let Some(url) = &config.notify_webhook else {
+        return;
+    };
+    match send(url, &message(ctx, outputs, error)).await {
+        Ok(()) => runner.info(&format!(
+            "Sent the {} notification to notify_webhook",
+            outputs.status.as_str()
+        )),
+        Err(e) => runner.warning("Notification", &e.to_string()),
+    }
 }
 
 /// The JSON document for one outcome.

@@ -84,7 +84,7 @@ pub enum Refusal {
     NoReviewers { environment: String },
     #[error(
         "approval of environment {environment} can only be checked inside a GitHub Actions run \
-         (GITHUB_RUN_ID is not set): deploy to a protected environment from a workflow job that \
+         (GITHUB_REPOSITORY or GITHUB_RUN_ID is not set): deploy to a protected environment from a workflow job that \
          declares `environment: {environment}`"
     )]
     NoRun { environment: String },
@@ -110,17 +110,17 @@ pub enum Refusal {
         approver: String,
     },
     #[error(
-        "tag {tag} ({sha}) is not on the default branch {default_branch} (compare: {status}, {ahead} \
-         commit(s) not on {default_branch}): release to {environment} only from a tag on \
-         {default_branch}; merge the commit first and tag the merge"
+        "tag {tag} ({sha}) is not on the default branch {default_branch} (compare: {compare}): \
+         release to {environment} only from a tag on {default_branch}; merge the commit first and \
+         tag the merge"
     )]
     TagNotOnDefaultBranch {
         environment: String,
         tag: String,
         sha: String,
         default_branch: String,
-        status: String,
-        ahead: u64,
+        /// e.g. "diverged, 1 commit(s) not on main".
+        compare: String,
     },
     #[error(
         "no GitHub token to check the approval of environment {environment}: pass `github_token` \
@@ -133,10 +133,17 @@ pub enum Refusal {
 /// The approval check failed: refused, or GitHub could not be asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
+    // Not a `source`: the message already holds it, and `{:#}` would print it twice.
     #[error("deployment to protected environment refused: {0}")]
-    Refused(#[from] Refusal),
+    Refused(Refusal),
     #[error(transparent)]
     GitHub(#[from] GitHubError),
+}
+
+impl From<Refusal> for ApprovalError {
+    fn from(r: Refusal) -> Self {
+        ApprovalError::Refused(r)
+    }
 }
 
 /// The required reviewers of an environment (GET environment's body); a refusal when it has none.
@@ -303,8 +310,7 @@ pub fn on_default_branch(
             tag: release.tag.clone(),
             sha,
             default_branch: default_branch.to_string(),
-            status: status.to_string(),
-            ahead,
+            compare: format!("{status}, {ahead} commit(s) not on {default_branch}"),
         })
     }
 }

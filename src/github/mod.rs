@@ -9,6 +9,7 @@
 
 pub mod approval;
 pub mod deployments;
+pub mod session;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -79,12 +80,9 @@ pub enum GitHubError {
         elapsed: Duration,
         last: String,
     },
-    #[error("failed to {what}: {source}")]
-    Transport {
-        what: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    // The reqwest error is in the message, not a `source`, so `{:#}` prints it once.
+    #[error("failed to {what}: {message}")]
+    Transport { what: String, message: String },
     #[error("failed to {what}: the answer is not the JSON GitHub documents: {message}")]
     Decode { what: String, message: String },
     #[error("failed to build the GitHub client for {api_url}: {message}")]
@@ -256,10 +254,10 @@ impl GitHub {
                     let headers = resp.headers().clone();
                     match resp.text().await {
                         Ok(t) => (status, headers, t),
-                        Err(source) => {
+                        Err(e) => {
                             return Err(GitHubError::Transport {
                                 what: what.to_string(),
-                                source,
+                                message: chain(&e.without_url()),
                             });
                         }
                     }
@@ -274,13 +272,13 @@ impl GitHub {
                     }
                     return Err(GitHubError::Transport {
                         what: what.to_string(),
-                        source: e,
+                        message: chain(&e.without_url()),
                     });
                 }
-                Err(source) => {
+                Err(e) => {
                     return Err(GitHubError::Transport {
                         what: what.to_string(),
-                        source,
+                        message: chain(&e.without_url()),
                     });
                 }
             };
@@ -353,6 +351,21 @@ impl GitHub {
         let left = self.policy.max_total.checked_sub(started.elapsed())?;
         (wait < left).then_some(wait)
     }
+}
+
+/// An error and its sources, `: `-joined (reqwest's own Display stops at "error sending request").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
 }
 
 /// Exponential backoff: base × 2^(attempt-1), at most 30 s.

@@ -1,0 +1,263 @@
+//! GitHub's part of one deploy: before the cluster is touched, the approval of a protected
+//! environment (fail-closed) and the deployment in_progress; at the end, its final status, the
+//! outputs deployment_id / environment_url and the count of API calls.
+
+use super::approval::{self, Approval, ApprovalError, ApprovalRequest, Refusal, TagRelease};
+use super::deployments::{self, Deployment, DeploymentRequest, Reuse};
+use super::{GitHub, GitHubError, RetryPolicy};
+use crate::context::RunContext;
+use crate::inputs::Config;
+use crate::outputs::{Outputs, Status};
+use crate::runner::Runner;
+use crate::summary::Summary;
+
+/// Why the run stops before the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    #[error(transparent)]
+    Deployment(GitHubError),
+}
+
+impl SessionError {
+    /// The annotation's title.
+    pub fn title(&self) -> &'static str {
+        match self {
+            SessionError::Approval(ApprovalError::Refused(_)) => "Deployment refused",
+            SessionError::Approval(ApprovalError::GitHub(_)) => "Approval check failed",
+            SessionError::Deployment(_) => "GitHub deployment failed",
+        }
+    }
+}
+
+/// GitHub state of a run between its start and its end.
+#[derive(Debug, Default)]
+pub struct Session {
+    gh: Option<GitHub>,
+    pub approval: Option<Approval>,
+    request: Option<DeploymentRequest>,
+    pub deployment: Option<Deployment>,
+}
+
+/// Ephemeral environments (review apps) get `transient_environment`: `pr-…`, `preview-…`,
+/// `review-…` (or `/` instead of `-`).
+pub fn is_transient(environment: &str) -> bool {
+    let e = environment.to_ascii_lowercase();
+    ["pr", "preview", "review"].iter().any(|p| {
+        e.strip_prefix(p)
+            .is_some_and(|rest| rest.starts_with('-') || rest.starts_with('/'))
+    })
+}
+
+/// The ref a deployment names: the exact commit when known, else the short ref.
+fn deployment_ref(config: &Config, ctx: &RunContext) -> Option<String> {
+    ctx.sha.clone().or_else(|| {
+        let r = config.git_ref.as_deref().or(ctx.git_ref.as_deref())?;
+        Some(
+            r.strip_prefix("refs/heads/")
+                .or_else(|| r.strip_prefix("refs/tags/"))
+                .unwrap_or(r)
+                .to_string(),
+        )
+    })
+}
+
+impl Session {
+    /// Approval (protected environments) then the deployment, in_progress. Nothing here touches
+    /// the cluster; any error stops the run before it does.
+    pub async fn start(
+        config: &Config,
+        ctx: &RunContext,
+        runner: &Runner,
+        summary: &mut Summary,
+    ) -> Result<Session, SessionError> {
+        summary.run_url = ctx.run_url();
+        let gh = match (&config.github_token, &ctx.repository) {
+            (Some(token), Some(repo)) => Some(
+                GitHub::new(&ctx.api_url, token.clone(), repo, RetryPolicy::default())
+                    .map_err(SessionError::Deployment)?,
+            ),
+            _ => None,
+        };
+        let mut session = Session {
+            gh,
+            ..Session::default()
+        };
+        let env = &config.environment;
+        if config.protected {
+            let _g = runner.group(&format!("Check the approval for {env}"));
+            let gh = session.gh.as_ref().ok_or_else(|| {
+                ApprovalError::from(if config.github_token.is_none() {
+                    Refusal::NoToken {
+                        environment: env.clone(),
+                    }
+                } else {
+                    Refusal::NoRun {
+                        environment: env.clone(),
+                    }
+                })
+            })?;
+            let git_ref = config.git_ref.as_deref().or(ctx.git_ref.as_deref());
+            let req = ApprovalRequest {
+                environment: env.clone(),
+                run_id: ctx.run_id,
+                actor: ctx.actor.clone(),
+                require_distinct_approver: config.require_distinct_approver,
+                tag: git_ref
+                    .and_then(|r| r.strip_prefix("refs/tags/"))
+                    .map(|tag| TagRelease {
+                        tag: tag.to_string(),
+                        sha: ctx.sha.clone(),
+                        default_branch: ctx.default_branch.clone(),
+                    }),
+            };
+            let approval = approval::check(gh, &req).await?;
+            runner.info(&format!(
+                "{env} requires a review by {}; run {} approved by {}",
+                approval.reviewers.join(", "),
+                ctx.run_id.unwrap_or_default(),
+                approval.describe()
+            ));
+            if let Some(t) = &approval.tag_check {
+                runner.info(t);
+            }
+            summary.approvals(approval.describe());
+            session.approval = Some(approval);
+        }
+
+        let (Some(gh), Some(run_id), Some(log_url), Some(git_ref)) = (
+            session.gh.as_ref(),
+            ctx.run_id,
+            ctx.run_url(),
+            deployment_ref(config, ctx),
+        ) else {
+            runner.info(
+                "No GitHub deployment recorded: not a GitHub Actions run with a token \
+                 (GITHUB_REPOSITORY, GITHUB_RUN_ID and github_token are needed)",
+            );
+            return Ok(session);
+        };
+        let _g = runner.group(&format!("Record the GitHub deployment to {env}"));
+        let request = DeploymentRequest {
+            environment: env.clone(),
+            git_ref,
+            sha: ctx.sha.clone(),
+            source_ref: config.git_ref.clone().or_else(|| ctx.git_ref.clone()),
+            version: config.version.clone(),
+            images: config
+                .images
+                .iter()
+                .map(|i| (i.key.clone(), i.reference.clone()))
+                .collect(),
+            release: config.release.clone(),
+            namespace: config.namespace.clone(),
+            production: config.protected,
+            transient: is_transient(env),
+            run_id,
+            run_attempt: ctx.run_attempt,
+            log_url,
+            environment_url: config.environment_url.clone(),
+        };
+        let dep = deployments::start(gh, &request)
+            .await
+            .map_err(SessionError::Deployment)?;
+        let how = match dep.reused {
+            None => "created".to_string(),
+            Some(Reuse::CreatedByGitHub) => "GitHub's deployment for this job".to_string(),
+            Some(Reuse::EarlierAttempt) => "from an earlier attempt of this run".to_string(),
+        };
+        runner.info(&format!(
+            "GitHub deployment {} ({how}) of {} to {env}: in_progress",
+            dep.id, config.version
+        ));
+        summary.deployment = Some(format!("{} ({how})", dep.id));
+        session.request = Some(request);
+        session.deployment = Some(dep);
+        Ok(session)
+    }
+
+    /// The final status, the outputs it owns, and the API call count. A GitHub failure here is a
+    /// warning: the cluster's outcome stands.
+    pub async fn finish(
+        &self,
+        config: &Config,
+        runner: &Runner,
+        outputs: &mut Outputs,
+        error: Option<&str>,
+    ) {
+        if outputs.environment_url.is_none() {
+            outputs.environment_url = config.environment_url.clone();
+        }
+        let (Some(gh), Some(dep), Some(req)) = (&self.gh, &self.deployment, &self.request) else {
+            self.report_calls(runner);
+            return;
+        };
+        outputs.deployment_id = Some(dep.id);
+        let _g = runner.group("Report the GitHub deployment status");
+        let rev = |r: Option<u32>| r.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
+        let description = match outputs.status {
+            Status::Success => format!(
+                "Deployed {} (revision {})",
+                outputs.version,
+                rev(outputs.revision)
+            ),
+            Status::RolledBack => format!(
+                "{} failed; rolled back to revision {}",
+                outputs.version,
+                rev(outputs.revision)
+            ),
+            Status::Failed => format!(
+                "Deploying {} failed: {}",
+                outputs.version,
+                error
+                    .and_then(|e| e.lines().next())
+                    .unwrap_or("see the run log")
+            ),
+        };
+        match deployments::finish(gh, dep, req, outputs.status, &description).await {
+            Ok(inactive) => {
+                runner.info(&format!(
+                    "GitHub deployment {}: {}{}",
+                    dep.id,
+                    deployments::final_state(outputs.status),
+                    if inactive > 0 {
+                        format!(
+                            "; {inactive} older deployment(s) of {} made inactive",
+                            req.environment
+                        )
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+            Err(e) => runner.warning("GitHub deployment status", &e.to_string()),
+        }
+        self.report_calls(runner);
+    }
+
+    fn report_calls(&self, runner: &Runner) {
+        if let Some(gh) = &self.gh {
+            runner.info(&format!(
+                "GitHub API calls: {} ({} retries)",
+                gh.calls(),
+                gh.retries()
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_environments() {
+        assert!(is_transient("pr-123"));
+        assert!(is_transient("preview/feature-x"));
+        assert!(is_transient("Review-7"));
+        assert!(!is_transient("prod"));
+        assert!(!is_transient("production"));
+        assert!(!is_transient("preview"));
+    }
+}

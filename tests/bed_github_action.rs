@@ -1,0 +1,875 @@
+//! End-to-end tests of the action's GitHub steps: the real binary, run as a docker action would be
+//! (INPUT_*, GITHUB_*, a real webhook payload), talks to the bed's GitHub stand-in through the Prism
+//! validator. Approval refusals, deployments and their statuses, re-runs and retries are asserted
+//! from the stand-in's request log.
+//!
+//! Each test adds its own repository to the stand-in (POST /_standin/repos, default fixture with a
+//! unique name) and reads only that repository's log entries, so the tests run in parallel and
+//! alongside other users of the stand-in. Needs testbed/github/up.sh (or testbed/up.sh) and the
+//! bed env file (TD_BED_ENV, default target/testbed/env); the cluster-side assertions also need
+//! the cluster part of the bed (KUBECONFIG in the env file).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const FULL: &str = "ghs_bed_full";
+const MAIN_TIP: &str = "ee3b2f7904fd6c989c87d6b5f7ecd382679612f4";
+const RC_SHA: &str = "062c90ffefec078056c06f04523bec100933fe16";
+
+fn env_file() -> PathBuf {
+    std::env::var_os("TD_BED_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::repo_root().join("target/testbed/env"))
+}
+
+fn bed_vars() -> BTreeMap<String, String> {
+    let path = env_file();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the bed is not up: cannot read {} ({e}); run testbed/up.sh (or testbed/github/up.sh \
+             with its output in a file named by TD_BED_ENV)",
+            path.display()
+        )
+    });
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.trim().to_string(),
+                v.trim().trim_matches(|c| c == '"' || c == '\'').to_string(),
+            )
+        })
+        .collect()
+}
+
+/// One repository of our own in the stand-in.
+struct Repo {
+    /// `acme/<unique>`.
+    full: String,
+    api: String,
+    standin: String,
+    http: reqwest::Client,
+}
+
+impl Repo {
+    /// Adds the default fixture under a unique repository name; `edit` may change it first.
+    async fn add(prefix: &str, edit: impl FnOnce(&mut Value)) -> Repo {
+        let vars = bed_vars();
+        let get = |k: &str| {
+            vars.get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("{} has no {k}", env_file().display()))
+        };
+        let name = common::unique_name(prefix);
+        let mut fx: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                common::repo_root().join("tests/fixtures/github/default.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        fx["repository"]["name"] = json!(name);
+        edit(&mut fx);
+        let repo = Repo {
+            full: format!("acme/{name}"),
+            api: get("GITHUB_API_URL"),
+            standin: get("TD_GITHUB_STANDIN_URL"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+        };
+        let r = repo.control("POST", "/_standin/repos", Some(fx)).await;
+        assert_eq!(r["repo"], json!(repo.full), "{r}");
+        repo
+    }
+
+    async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.standin);
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), &url)
+            .header("content-type", "application/json");
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {url}: {status} {v}");
+        v
+    }
+
+    /// This repository's entries of the stand-in's request log, oldest first.
+    async fn log(&self) -> Vec<Value> {
+        let prefix = format!("/repos/{}", self.full);
+        let all = self.control("GET", "/_standin/log", None).await;
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["path"]
+                    .as_str()
+                    .is_some_and(|p| p == prefix || p.starts_with(&format!("{prefix}/")))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// A fault on a path of this repository (`rest` after `/repos/acme/<name>`).
+    async fn fault(&self, mut fault: Value, rest: &str) {
+        fault["path_prefix"] = json!(format!("/repos/{}{rest}", self.full));
+        self.control("POST", "/_standin/faults", Some(fault)).await;
+    }
+
+    /// The stand-in's deployments of this repository.
+    async fn deployments(&self) -> Vec<Value> {
+        let state = self.control("GET", "/_standin/state", None).await;
+        let list = state
+            .get("repos")
+            .and_then(|r| r.get(&self.full))
+            .and_then(|r| r.get("deployments"))
+            .or_else(|| state.get("deployments"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        list.as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// `METHOD path-after-repo` of each log entry, with the answer's status.
+fn calls(log: &[Value], full: &str) -> Vec<String> {
+    let prefix = format!("/repos/{full}");
+    log.iter()
+        .map(|e| {
+            let path = e["path"].as_str().unwrap();
+            let q = e["query"].as_str().unwrap_or("");
+            format!(
+                "{} {}{}{} -> {}",
+                e["method"].as_str().unwrap(),
+                path.strip_prefix(&prefix).unwrap_or(path),
+                if q.is_empty() { "" } else { "?" },
+                q,
+                e["status"]
+            )
+        })
+        .collect()
+}
+
+/// The states posted as deployment statuses, in order.
+fn posted_states(log: &[Value]) -> Vec<String> {
+    log.iter()
+        .filter(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/statuses"))
+        .map(|e| e["body"]["state"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+fn creates(log: &[Value]) -> usize {
+    log.iter()
+        .filter(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/deployments"))
+        .count()
+}
+
+/// A real webhook payload from @octokit/webhooks-examples.
+fn example_payload(event: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    let home = std::env::var_os("TRADER_DEPLOY_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/trader-deploy")
+        });
+    let path = home.join("npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json");
+    let all: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run testbed/install-deps.sh)", path.display())),
+    )
+    .unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == event)
+        .flat_map(|e| e["examples"].as_array().unwrap().iter())
+        .find(|x| pick(x))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {event} example matches"))
+}
+
+/// One run of the action.
+struct Run {
+    code: i32,
+    stdout: String,
+    outputs: BTreeMap<String, String>,
+    summary: String,
+}
+
+impl Run {
+    fn output(&self, name: &str) -> &str {
+        self.outputs.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// How to run the action.
+struct Action {
+    vars: BTreeMap<String, String>,
+    dir: tempfile::TempDir,
+}
+
+impl Action {
+    /// A workflow_dispatch run of `repo` deploying v1.1.0 (main's tip) to prod as run 1001.
+    fn new(repo: &Repo) -> Action {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Action {
+            vars: BTreeMap::new(),
+            dir,
+        };
+        let payload = example_payload("workflow_dispatch", |x| {
+            x["repository"]["default_branch"] == "main"
+        });
+        a.event("workflow_dispatch", payload);
+        let ws = a.dir.path().to_str().unwrap().to_string();
+        for (k, v) in [
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_REPOSITORY", repo.full.as_str()),
+            ("GITHUB_API_URL", repo.api.as_str()),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_RUN_ID", "1001"),
+            ("GITHUB_RUN_ATTEMPT", "1"),
+            ("GITHUB_ACTOR", "carol"),
+            ("GITHUB_JOB", "deploy"),
+            ("GITHUB_REF", "refs/heads/main"),
+            ("GITHUB_REF_NAME", "main"),
+            ("GITHUB_SHA", MAIN_TIP),
+            ("GITHUB_WORKSPACE", ws.as_str()),
+            ("INPUT_ENVIRONMENT", "prod"),
+            ("INPUT_VERSION", "v1.1.0"),
+            ("INPUT_GITHUB_TOKEN", FULL),
+            (
+                "INPUT_IMAGES",
+                "image.repository=127.0.0.1:45000/acme/testapp",
+            ),
+            ("INPUT_VERIFY_IMAGES", "false"),
+            ("INPUT_NAMESPACE", "td-github-no-such-ns"),
+            ("INPUT_TIMEOUT", "60s"),
+        ] {
+            a.vars.insert(k.into(), v.into());
+        }
+        a.vars.insert(
+            "INPUT_CHART".into(),
+            common::testapp_chart().to_str().unwrap().into(),
+        );
+        a
+    }
+
+    fn var(mut self, k: &str, v: &str) -> Self {
+        self.vars.insert(k.into(), v.into());
+        self
+    }
+
+    fn event(&mut self, name: &str, payload: Value) {
+        let path = self.dir.path().join("event.json");
+        std::fs::write(&path, payload.to_string()).unwrap();
+        self.vars.insert("GITHUB_EVENT_NAME".into(), name.into());
+        self.vars
+            .insert("GITHUB_EVENT_PATH".into(), path.to_str().unwrap().into());
+    }
+
+    /// Runs the binary (60 s deadline) with only these variables plus PATH and HOME.
+    fn run(&self) -> Run {
+        let out_path = self.dir.path().join("output");
+        let sum_path = self.dir.path().join("summary");
+        let _ = std::fs::remove_file(&out_path);
+        let _ = std::fs::remove_file(&sum_path);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
+        cmd.env_clear()
+            .envs(&self.vars)
+            .env("GITHUB_OUTPUT", &out_path)
+            .env("GITHUB_STEP_SUMMARY", &sum_path)
+            .current_dir(self.dir.path());
+        for k in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
+            }
+        }
+        let out = common::run_with_deadline(&mut cmd, Duration::from_secs(60));
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if !stderr.trim().is_empty() {
+            eprintln!("--- stderr ---\n{stderr}");
+        }
+        eprintln!("--- stdout ---\n{stdout}");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            outputs: parse_outputs(&out_path),
+            summary: std::fs::read_to_string(&sum_path).unwrap_or_default(),
+        }
+    }
+}
+
+fn parse_outputs(path: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(head) = lines.next() {
+        let Some((name, delim)) = head.split_once("<<") else {
+            continue;
+        };
+        let mut value = Vec::new();
+        for l in lines.by_ref() {
+            if l == delim {
+                break;
+            }
+            value.push(l);
+        }
+        out.insert(name.to_string(), value.join("\n"));
+    }
+    out
+}
+
+/// The single error annotation of a run.
+fn error_annotation(run: &Run) -> String {
+    run.stdout
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_else(|| panic!("no ::error annotation in:\n{}", run.stdout))
+        .to_string()
+}
+
+/// A refused run: exit 1, one "Deployment refused" annotation containing `expect`, no deployment
+/// created or touched on GitHub, no cluster group started, the outputs say failed.
+async fn assert_refused(repo: &Repo, run: &Run, expect: &str) {
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let err = error_annotation(run);
+    assert!(
+        err.starts_with(
+            "::error title=Deployment refused::deployment to protected environment refused: "
+        ),
+        "{err}"
+    );
+    assert!(err.contains(expect), "expected {expect:?} in {err}");
+    assert!(!err.contains(FULL), "the token leaked: {err}");
+    let log = repo.log().await;
+    assert!(
+        log.iter().all(|e| e["method"] == "GET"),
+        "a refused run changed GitHub: {:#?}",
+        calls(&log, &repo.full)
+    );
+    assert!(
+        !log.iter()
+            .any(|e| e["path"].as_str().unwrap().contains("/deployments")),
+        "a refused run looked at deployments: {:#?}",
+        calls(&log, &repo.full)
+    );
+    // Nothing after the approval group: no GitHub deployment, no cluster step.
+    let groups: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("::group::"))
+        .collect();
+    assert_eq!(groups.len(), 2, "groups: {groups:?}");
+    assert_eq!(groups[0], "Resolve the plan");
+    assert!(
+        groups[1].starts_with("Check the approval for "),
+        "{groups:?}"
+    );
+    assert_eq!(run.output("status"), "failed");
+    assert_eq!(run.output("deployment_id"), "");
+    assert!(run.summary.contains("**failed**"), "{}", run.summary);
+    // The token shows only in the mask command that hides it.
+    assert!(
+        run.stdout
+            .lines()
+            .filter(|l| l.contains(FULL))
+            .all(|l| l == format!("::add-mask::{FULL}")),
+        "the token leaked"
+    );
+}
+
+/// The namespace of the bed's cluster is untouched: no helm release stored in it, when the
+/// cluster part of the bed is up.
+async fn assert_cluster_untouched(namespace: &str) {
+    let vars = bed_vars();
+    let Some(kc) = vars.get("KUBECONFIG").filter(|k| Path::new(k).exists()) else {
+        eprintln!("note: the bed has no cluster; the refusal was checked on GitHub's side only");
+        return;
+    };
+    let kc = kube::config::Kubeconfig::read_from(kc).unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client, namespace);
+    let list = secrets
+        .list(&kube::api::ListParams::default().labels("owner=helm"))
+        .await;
+    match list {
+        Ok(l) => assert!(l.items.is_empty(), "helm stored a release in {namespace}"),
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => panic!("list secrets in {namespace}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn prod_without_reviewers_is_refused_before_any_cluster_change() {
+    let repo = Repo::add("td-norev", |_| {}).await;
+    let ns = common::unique_name("td-gh-norev");
+    let action = Action::new(&repo)
+        .var("INPUT_ENVIRONMENT", "prod-noreviewers")
+        .var("INPUT_PROTECTED_ENVIRONMENTS", "prod-noreviewers")
+        .var("INPUT_NAMESPACE", &ns);
+    let action = match bed_vars().get("KUBECONFIG") {
+        Some(kc) if Path::new(kc).exists() => {
+            action.var("INPUT_KUBECONFIG", &std::fs::read_to_string(kc).unwrap())
+        }
+        _ => action,
+    };
+    let run = action.run();
+    assert_refused(
+        &repo,
+        &run,
+        "environment prod-noreviewers has no required reviewers: add a required reviewers rule",
+    )
+    .await;
+    assert_eq!(
+        calls(&repo.log().await, &repo.full),
+        vec!["GET /environments/prod-noreviewers -> 200"]
+    );
+    assert_cluster_untouched(&ns).await;
+}
+
+#[tokio::test]
+async fn an_unknown_environment_is_refused() {
+    let repo = Repo::add("td-noenv", |_| {}).await;
+    let run = Action::new(&repo)
+        .var("INPUT_ENVIRONMENT", "prod-eu")
+        .var("INPUT_PROTECTED_ENVIRONMENTS", "prod-eu")
+        .run();
+    assert_refused(
+        &repo,
+        &run,
+        &format!("environment prod-eu does not exist in {}", repo.full),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_run_without_approval_is_refused() {
+    let repo = Repo::add("td-noappr", |_| {}).await;
+    let run = Action::new(&repo).var("GITHUB_RUN_ID", "1002").run();
+    assert_refused(
+        &repo,
+        &run,
+        "run 1002 has no approval for environment prod: declare `environment: prod`",
+    )
+    .await;
+    assert_eq!(
+        calls(&repo.log().await, &repo.full),
+        vec![
+            "GET /environments/prod -> 200",
+            "GET /actions/runs/1002/approvals -> 200"
+        ]
+    );
+
+    // Approved for staging only: not an approval for prod.
+    let run = Action::new(&repo).var("GITHUB_RUN_ID", "1005").run();
+    assert_refused(&repo, &run, "run 1005 has no approval for environment prod").await;
+
+    // Rejected: the refusal names who rejected it and why.
+    let run = Action::new(&repo).var("GITHUB_RUN_ID", "1004").run();
+    assert_refused(
+        &repo,
+        &run,
+        "run 1004 has no approval for environment prod (rejected by alice (\"Not during market hours\"))",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn self_approval_is_refused_when_configured() {
+    let repo = Repo::add("td-self", |_| {}).await;
+    let run = Action::new(&repo)
+        .var("GITHUB_RUN_ID", "1003")
+        .var("GITHUB_ACTOR", "bob")
+        .var("INPUT_REQUIRE_DISTINCT_APPROVER", "true")
+        .run();
+    assert_refused(
+        &repo,
+        &run,
+        "run 1003 was approved for environment prod only by bob, who triggered it, and \
+         `require_distinct_approver` is on",
+    )
+    .await;
+
+    // Off (the default): bob's approval of his own run passes the check.
+    let run = Action::new(&repo)
+        .var("GITHUB_RUN_ID", "1003")
+        .var("GITHUB_ACTOR", "bob")
+        .run();
+    assert!(
+        run.stdout
+            .contains("run 1003 approved by bob (\"Approving my own run\")"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(creates(&repo.log().await), 1);
+}
+
+#[tokio::test]
+async fn prevent_self_review_on_the_environment_is_enforced_too() {
+    let repo = Repo::add("td-psr", |fx| {
+        for e in fx["environments"].as_array_mut().unwrap() {
+            if e["name"] == "prod" {
+                e["prevent_self_review"] = json!(true);
+            }
+        }
+    })
+    .await;
+    let run = Action::new(&repo)
+        .var("GITHUB_RUN_ID", "1003")
+        .var("GITHUB_ACTOR", "bob")
+        .run();
+    assert_refused(&repo, &run, "only by bob, who triggered it").await;
+}
+
+/// A tag push payload from the examples, pointed at this fixture's tag and default branch.
+fn tag_push(tag: &str, sha: &str) -> Value {
+    let mut p = example_payload("push", |x| {
+        x["ref"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("refs/tags/"))
+            && x["after"].as_str().is_some_and(|a| !a.starts_with("0000"))
+    });
+    p["ref"] = json!(format!("refs/tags/{tag}"));
+    p["after"] = json!(sha);
+    p["repository"]["default_branch"] = json!("main");
+    p["repository"]["master_branch"] = json!("main");
+    p
+}
+
+#[tokio::test]
+async fn a_tag_not_on_the_default_branch_is_refused() {
+    let repo = Repo::add("td-tag", |_| {}).await;
+    let mut action = Action::new(&repo)
+        .var("GITHUB_REF", "refs/tags/v1.2.0-rc.1")
+        .var("GITHUB_REF_NAME", "v1.2.0-rc.1")
+        .var("GITHUB_SHA", RC_SHA)
+        .var("INPUT_VERSION", "")
+        .var("INPUT_ENVIRONMENT", "prod");
+    action.event("push", tag_push("v1.2.0-rc.1", RC_SHA));
+    let run = action.run();
+    assert_refused(
+        &repo,
+        &run,
+        "tag v1.2.0-rc.1 (062c90ff) is not on the default branch main (compare: diverged, 1 \
+         commit(s) not on main)",
+    )
+    .await;
+    assert_eq!(
+        calls(&repo.log().await, &repo.full),
+        vec![
+            "GET /environments/prod -> 200",
+            "GET /actions/runs/1001/approvals -> 200",
+            format!("GET /compare/main...{RC_SHA}?per_page=1 -> 200").as_str(),
+        ]
+    );
+
+    // v1.1.0 is main's tip: the check passes and the deployment is recorded.
+    let repo = Repo::add("td-tagok", |_| {}).await;
+    let mut action = Action::new(&repo)
+        .var("GITHUB_REF", "refs/tags/v1.1.0")
+        .var("GITHUB_REF_NAME", "v1.1.0")
+        .var("INPUT_VERSION", "")
+        .var("INPUT_ENVIRONMENT", "");
+    action.event("push", tag_push("v1.1.0", MAIN_TIP));
+    let run = action.run();
+    assert!(
+        run.stdout
+            .contains(&format!("tag v1.1.0 ({}) is on main", &MAIN_TIP[..8])),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.output("environment"), "prod");
+    assert_eq!(creates(&repo.log().await), 1);
+}
+
+#[tokio::test]
+async fn an_approved_prod_deploy_records_its_deployment_and_statuses() {
+    let repo = Repo::add("td-ok", |_| {}).await;
+    let run = Action::new(&repo)
+        .var("INPUT_ENVIRONMENT_URL", "https://trader.example/prod")
+        .run();
+    let log = repo.log().await;
+    let seq = calls(&log, &repo.full);
+    eprintln!("GitHub API calls of this deploy ({}):", seq.len());
+    for c in &seq {
+        eprintln!("  {c}");
+    }
+    assert!(
+        run.stdout
+            .contains("run 1001 approved by alice (\"Ship it\")"),
+        "{}",
+        run.stdout
+    );
+    let id = run.output("deployment_id").to_string();
+    assert!(!id.is_empty(), "no deployment_id output");
+    assert_eq!(
+        &seq[..4],
+        &[
+            "GET /environments/prod -> 200".to_string(),
+            "GET /actions/runs/1001/approvals -> 200".to_string(),
+            format!("GET /deployments?sha={MAIN_TIP}&environment=prod&per_page=20 -> 200"),
+            "POST /deployments -> 201".to_string(),
+        ]
+    );
+    let create = log
+        .iter()
+        .find(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/deployments"))
+        .unwrap();
+    let b = &create["body"];
+    assert_eq!(b["ref"], MAIN_TIP);
+    assert_eq!(b["environment"], "prod");
+    assert_eq!(b["auto_merge"], false);
+    assert_eq!(b["required_contexts"], json!([]));
+    assert_eq!(b["production_environment"], true);
+    assert_eq!(b["transient_environment"], false);
+    assert_eq!(b["payload"]["trader_deploy"]["version"], "v1.1.0");
+    assert_eq!(
+        b["payload"]["trader_deploy"]["images"]["image.repository"],
+        "127.0.0.1:45000/acme/testapp:v1.1.0"
+    );
+    // Every status links the run's log and the environment.
+    let statuses: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/statuses"))
+        .collect();
+    assert!(statuses.len() >= 2);
+    for s in &statuses {
+        assert_eq!(
+            s["body"]["log_url"],
+            "https://github.com/".to_string() + &repo.full + "/actions/runs/1001/attempts/1"
+        );
+        assert_eq!(s["body"]["environment_url"], "https://trader.example/prod");
+        assert!(
+            s["body"]["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
+        assert!(
+            s["path"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("/deployments/{id}/")),
+            "status on another deployment: {}",
+            s["path"]
+        );
+    }
+    assert_eq!(run.output("environment_url"), "https://trader.example/prod");
+    // The sequence for the run's outcome.
+    let expected_final = match run.output("status") {
+        "success" => "success",
+        "rolled_back" => "failure",
+        "failed" => "error",
+        other => panic!("status output {other:?}"),
+    };
+    assert_eq!(posted_states(&log)[..2], ["in_progress", expected_final]);
+    // The count the action reports is the count the stand-in served.
+    assert!(
+        run.stdout
+            .contains(&format!("GitHub API calls: {} (0 retries)", log.len())),
+        "{}",
+        run.stdout
+    );
+    println!("GitHub API calls per deploy: {}", log.len());
+    assert!(
+        run.summary.contains("| Approvals | alice (\"Ship it\") |"),
+        "{}",
+        run.summary
+    );
+    assert!(
+        run.summary
+            .contains(&format!("| GitHub deployment | {id} (created) |"))
+    );
+}
+
+#[tokio::test]
+async fn a_rerun_makes_no_duplicate_deployment() {
+    let repo = Repo::add("td-rerun", |_| {}).await;
+    let first = Action::new(&repo).run();
+    let id = first.output("deployment_id").to_string();
+    assert!(!id.is_empty());
+    let second = Action::new(&repo).var("GITHUB_RUN_ATTEMPT", "2").run();
+    assert_eq!(second.output("deployment_id"), id);
+    assert!(
+        second
+            .stdout
+            .contains("from an earlier attempt of this run")
+    );
+    let log = repo.log().await;
+    assert_eq!(creates(&log), 1, "{:#?}", calls(&log, &repo.full));
+    assert_eq!(repo.deployments().await.len(), 1);
+    // The second attempt's statuses point at its own log.
+    let last = log
+        .iter()
+        .rev()
+        .find(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/statuses"))
+        .unwrap();
+    assert!(
+        last["body"]["log_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/actions/runs/1001/attempts/2")
+    );
+}
+
+#[tokio::test]
+async fn githubs_own_deployment_for_the_job_is_reused() {
+    let repo = Repo::add("td-reuse", |fx| {
+        let name = fx["repository"]["name"].as_str().unwrap().to_string();
+        fx["deployments"] = json!([
+            // An older deployment of another run: not reused.
+            {"ref": "main", "sha": MAIN_TIP, "environment": "prod", "creator": "github-actions[bot]",
+             "production_environment": true,
+             "statuses": [{"state": "success", "log_url": format!("https://github.com/acme/{name}/actions/runs/990/job/1")}]},
+            // What GitHub creates for a job with `environment: prod` in run 1001.
+            {"ref": "main", "sha": MAIN_TIP, "environment": "prod", "creator": "github-actions[bot]",
+             "production_environment": true,
+             "statuses": [{"state": "queued", "log_url": format!("https://github.com/acme/{name}/actions/runs/1001/job/7")}]}
+        ]);
+    })
+    .await;
+    let seeded: Vec<u64> = repo
+        .deployments()
+        .await
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeded.len(), 2);
+    let run = Action::new(&repo).run();
+    assert_eq!(run.output("deployment_id"), seeded[1].to_string());
+    assert!(run.stdout.contains("GitHub's deployment for this job"));
+    let log = repo.log().await;
+    assert_eq!(creates(&log), 0, "{:#?}", calls(&log, &repo.full));
+}
+
+#[tokio::test]
+async fn a_502_then_success_is_retried() {
+    let repo = Repo::add("td-502", |_| {}).await;
+    repo.fault(
+        json!({"kind": "bad_gateway", "count": 1}),
+        "/actions/runs/1001/approvals",
+    )
+    .await;
+    repo.fault(
+        json!({"kind": "secondary_rate_limit", "count": 1, "retry_after": 1, "method": "POST"}),
+        "/deployments",
+    )
+    .await;
+    let run = Action::new(&repo).run();
+    let log = repo.log().await;
+    let seq = calls(&log, &repo.full);
+    assert_eq!(
+        &seq[..3],
+        &[
+            "GET /environments/prod -> 200",
+            "GET /actions/runs/1001/approvals -> 502",
+            "GET /actions/runs/1001/approvals -> 200",
+        ],
+        "{seq:#?}"
+    );
+    let posts: Vec<&String> = seq
+        .iter()
+        .filter(|c| c.starts_with("POST /deployments "))
+        .collect();
+    assert_eq!(
+        posts,
+        ["POST /deployments -> 403", "POST /deployments -> 201"]
+    );
+    assert_eq!(creates(&log), 2);
+    assert_eq!(repo.deployments().await.len(), 1);
+    assert!(
+        run.stdout
+            .contains(&format!("GitHub API calls: {} (2 retries)", log.len())),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.output("deployment_id").is_empty());
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let repo = Repo::add("td-5xx", |_| {}).await;
+    repo.fault(
+        json!({"kind": "bad_gateway", "count": 20}),
+        "/environments/prod",
+    )
+    .await;
+    let run = Action::new(&repo).run();
+    assert_eq!(run.code, 1);
+    let err = error_annotation(&run);
+    assert!(
+        err.starts_with("::error title=Approval check failed::"),
+        "{err}"
+    );
+    assert!(err.contains("gave up after 5 attempts"), "{err}");
+    assert_eq!(repo.log().await.len(), 5);
+    // Clear what is left of the fault.
+    repo.control("DELETE", "/_standin/faults", None).await;
+}
+
+#[tokio::test]
+async fn a_token_without_a_permission_gets_an_error_naming_it() {
+    let repo = Repo::add("td-perm", |_| {}).await;
+    let run = Action::new(&repo)
+        .var("INPUT_GITHUB_TOKEN", "ghs_bed_noactions")
+        .run();
+    assert_eq!(run.code, 1);
+    let err = error_annotation(&run);
+    assert!(
+        err.contains("the token lacks the `actions: read` permission"),
+        "{err}"
+    );
+    assert!(!err.contains("ghs_bed_noactions"));
+
+    let run = Action::new(&repo)
+        .var("INPUT_GITHUB_TOKEN", "ghs_bed_readonly")
+        .run();
+    assert_eq!(run.code, 1);
+    let err = error_annotation(&run);
+    assert!(
+        err.starts_with("::error title=GitHub deployment failed::"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the token lacks the `deployments: write` permission"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn dev_needs_no_approval_but_gets_a_deployment() {
+    let repo = Repo::add("td-dev", |_| {}).await;
+    let run = Action::new(&repo)
+        .var("INPUT_ENVIRONMENT", "pr-42")
+        .var("INPUT_VERSION", "sha-ee3b2f79")
+        .var("GITHUB_RUN_ID", "1002")
+        .run();
+    let log = repo.log().await;
+    let seq = calls(&log, &repo.full);
+    assert!(
+        !seq.iter()
+            .any(|c| c.contains("/approvals") || c.contains("/environments/")),
+        "{seq:#?}"
+    );
+    let create = log
+        .iter()
+        .find(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/deployments"))
+        .unwrap_or_else(|| panic!("no deployment created: {seq:#?}\n{}", run.stdout));
+    assert_eq!(create["body"]["transient_environment"], true);
+    assert_eq!(create["body"]["production_environment"], false);
+}
