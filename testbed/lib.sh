@@ -7,11 +7,13 @@ BED_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TD_BED_DIR=${TD_BED_DIR:-$BED_REPO/target/testbed}
 BED_CACHE=${TRADER_DEPLOY_CACHE:-$HOME/.cache/trader-deploy}
 BED_BIN=$BED_CACHE/bin
-BED_CLUSTER=trader-bed
-BED_REGISTRY=127.0.0.1:45000
-BED_APP_CONTROL=127.0.0.1:45020
-BED_APP_FALLBACK=127.0.0.1:45021
-BED_APP_POOL=45030-45099
+# The defaults are the one bed of a machine; the TD_BED_* overrides let a second bed (another
+# state dir) run beside it, e.g. to try the scripts while tests use the first.
+BED_CLUSTER=${TD_BED_CLUSTER:-trader-bed}
+BED_REGISTRY=127.0.0.1:${TD_BED_REGISTRY_PORT:-45000}
+BED_APP_CONTROL=127.0.0.1:${TD_BED_APP_PORT:-45020}
+BED_APP_FALLBACK=127.0.0.1:${TD_BED_APP_FALLBACK_PORT:-45021}
+BED_APP_POOL=${TD_BED_APP_POOL:-45030-45099}
 export KWOK_WORKDIR=$TD_BED_DIR/kwok
 BED_KUBECONFIG=$TD_BED_DIR/kubeconfig
 KWOKCTL=$BED_BIN/kwokctl-$KWOK_VERSION

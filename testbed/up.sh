@@ -39,7 +39,8 @@ FAKE_APP=${target_dir:-$BED_REPO/target}/debug/fake_app
 if ! registry_ok; then
   pid_stop registry docker-registry
   mkdir -p "$TD_BED_DIR/registry/storage"
-  sed "s#@STORAGE@#$TD_BED_DIR/registry/storage#" "$BED_REPO/testbed/registry/config.yml.in" \
+  sed -e "s#@STORAGE@#$TD_BED_DIR/registry/storage#" -e "s#@ADDR@#$BED_REGISTRY#" \
+    "$BED_REPO/testbed/registry/config.yml.in" \
     >"$TD_BED_DIR/registry/config.yml"
   bed_log "starting registry on $BED_REGISTRY"
   setsid docker-registry serve "$TD_BED_DIR/registry/config.yml" >>"$LOGS/registry.log" 2>&1 </dev/null &
@@ -61,6 +62,9 @@ if ! cluster_ok; then
   fi
   bed_log "creating kwok cluster $BED_CLUSTER (kube $K8S_VERSION, etcd $ETCD_VERSION)"
   rm -f "$BED_KUBECONFIG"
+  # The fallback port-forward target is the fake app's fallback port.
+  sed "s/port: 45021/port: ${BED_APP_FALLBACK##*:}/" "$BED_REPO/testbed/kwok/port-forward.yaml" \
+    >"$TD_BED_DIR/kwok-port-forward.yaml"
   if ! timeout 300 "$KWOKCTL" --name "$BED_CLUSTER" create cluster --runtime binary \
     --etcd-binary "$BED_BIN/etcd-$ETCD_VERSION" \
     --kube-apiserver-binary "$BED_BIN/kube-apiserver-$K8S_VERSION" \
@@ -71,7 +75,7 @@ if ! cluster_ok; then
     -c "$BED_REPO/testbed/kwok/kwokctl.yaml" \
     -c "$BED_REPO/testbed/kwok/default-stages.yaml" \
     -c "$BED_REPO/testbed/kwok/failure-stages.yaml" \
-    -c "$BED_REPO/testbed/kwok/port-forward.yaml" \
+    -c "$TD_BED_DIR/kwok-port-forward.yaml" \
     --kubeconfig "$BED_KUBECONFIG" --wait 2m >>"$LOGS/kwokctl.log" 2>&1; then
     bed_log "kwokctl create cluster failed; last lines of $LOGS/kwokctl.log:"
     tail -n 30 "$LOGS/kwokctl.log" >&2
