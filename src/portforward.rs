@@ -2,6 +2,9 @@
 //! selector, the service port mapped to its targetPort, and a port-forward stream to that pod
 //! (what `kubectl port-forward svc/…` does). Never the proxy subresource, never pod IPs.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Client;
@@ -54,8 +57,8 @@ pub enum ForwardError {
         source: kube::Error,
     },
     #[error(
-        "no Ready pod behind service {service:?} in namespace {namespace:?} (selector {selector}; \
-         {total} pods)"
+        "no Ready pod of the current rollout behind service {service:?} in namespace \
+         {namespace:?} (selector {selector}; {total} pods)"
     )]
     NoReadyPod {
         namespace: String,
@@ -152,6 +155,55 @@ pub fn is_ready(pod: &Pod) -> bool {
         })
 }
 
+/// The controlling owner of an object, of `kind`.
+fn controller<'a>(
+    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    kind: &str,
+) -> Option<&'a str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == kind && o.controller == Some(true))
+        .map(|o| o.name.as_str())
+}
+
+/// The pods of the current rollout: a pod owned by a ReplicaSet is kept only when that
+/// ReplicaSet has its Deployment's highest `deployment.kubernetes.io/revision`, so a check never
+/// hits an old version's pod that is still around just after the rollout. Other pods are kept.
+pub fn current_pods<'a>(pods: &[&'a Pod], replica_sets: &[ReplicaSet]) -> Vec<&'a Pod> {
+    let revision = |rs: &ReplicaSet| -> Option<u64> {
+        rs.metadata
+            .annotations
+            .as_ref()?
+            .get("deployment.kubernetes.io/revision")?
+            .parse()
+            .ok()
+    };
+    // ReplicaSet name → (its Deployment, its revision); Deployment → newest revision.
+    let mut by_rs: BTreeMap<&str, (&str, u64)> = BTreeMap::new();
+    let mut newest: BTreeMap<&str, u64> = BTreeMap::new();
+    for rs in replica_sets {
+        if let (Some(name), Some(dep), Some(rev)) = (
+            rs.metadata.name.as_deref(),
+            controller(&rs.metadata, "Deployment"),
+            revision(rs),
+        ) {
+            by_rs.insert(name, (dep, rev));
+            let n = newest.entry(dep).or_insert(rev);
+            *n = (*n).max(rev);
+        }
+    }
+    pods.iter()
+        .copied()
+        .filter(
+            |p| match controller(&p.metadata, "ReplicaSet").and_then(|rs| by_rs.get(rs)) {
+                Some((dep, rev)) => newest.get(dep) == Some(rev),
+                None => true,
+            },
+        )
+        .collect()
+}
+
 /// Opens a port-forward to a Ready pod behind `service`'s selector, on the pod port that
 /// `port` maps to. Each call picks a pod afresh (at random among the Ready ones).
 pub async fn connect_service(
@@ -206,7 +258,21 @@ pub async fn connect_service(
             service: service.into(),
             source,
         })?;
-    let ready: Vec<&Pod> = list.items.iter().filter(|p| is_ready(p)).collect();
+    let mut ready: Vec<&Pod> = list.items.iter().filter(|p| is_ready(p)).collect();
+    if ready
+        .iter()
+        .any(|p| controller(&p.metadata, "ReplicaSet").is_some())
+    {
+        let sets = Api::<ReplicaSet>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|source| ForwardError::Pods {
+                namespace: namespace.into(),
+                service: service.into(),
+                source,
+            })?;
+        ready = current_pods(&ready, &sets.items);
+    }
     let pod = *ready
         .choose(&mut rand::rng())
         .ok_or_else(|| ForwardError::NoReadyPod {
@@ -279,6 +345,39 @@ mod tests {
             serde_json::json!({"metadata": {"name": "b"}, "spec": {"containers": [{"name": "c"}]}}),
         );
         assert_eq!(target_port(http, &bare), Err("http".to_string()));
+    }
+
+    #[test]
+    fn only_pods_of_the_newest_replica_set_are_targets() {
+        let owned = |name: &str, kind: &str, owner: &str| {
+            serde_json::json!({"name": name, "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": kind, "name": owner, "uid": owner, "controller": true}
+            ]})
+        };
+        let rs = |name: &str, dep: &str, rev: &str| -> ReplicaSet {
+            let mut meta = owned(name, "Deployment", dep);
+            meta["annotations"] = serde_json::json!({"deployment.kubernetes.io/revision": rev});
+            serde_json::from_value(serde_json::json!({"metadata": meta})).unwrap()
+        };
+        let sets = [
+            rs("web-1", "web", "1"),
+            rs("web-2", "web", "2"),
+            rs("api-7", "api", "7"),
+        ];
+        let pods = [
+            pod(serde_json::json!({"metadata": owned("old", "ReplicaSet", "web-1")})),
+            pod(serde_json::json!({"metadata": owned("new", "ReplicaSet", "web-2")})),
+            pod(serde_json::json!({"metadata": owned("api", "ReplicaSet", "api-7")})),
+            pod(serde_json::json!({"metadata": owned("sts-0", "StatefulSet", "db")})),
+            pod(serde_json::json!({"metadata": owned("orphan", "ReplicaSet", "gone")})),
+            pod(serde_json::json!({"metadata": {"name": "bare"}})),
+        ];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let names: Vec<_> = current_pods(&refs, &sets)
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["new", "api", "sts-0", "orphan", "bare"]);
     }
 
     #[test]
