@@ -48,6 +48,19 @@ spec:
 "#,
         )
         .unwrap();
+        std::fs::write(
+            dir.path().join("chart/templates/db-secret.yaml"),
+            r#"{{- if .Values.dbPassword }}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .Release.Name }}-db
+stringData:
+  password: {{ .Values.dbPassword | quote }}
+{{- end }}
+"#,
+        )
+        .unwrap();
         std::fs::create_dir_all(dir.path().join("helm")).unwrap();
         Workspace { dir }
     }
@@ -592,12 +605,16 @@ async fn pending_upgrade_recovered(major: u8) {
     assert_eq!(f.out("previous_revision"), "3");
     assert_eq!(f.out("revision"), "4");
     assert_eq!(case.status(), ("deployed".to_string(), 4));
-    assert!(
-        case.history()
-            .iter()
-            .all(|(_, s)| !s.starts_with("pending")),
-        "{:?}",
-        case.history()
+    // Helm keeps the killed revision's record as it was; the release itself is deployed, on a
+    // revision above it.
+    assert_eq!(
+        case.history(),
+        [
+            (1, "superseded".to_string()),
+            (2, "pending-upgrade".to_string()),
+            (3, "superseded".to_string()),
+            (4, "deployed".to_string())
+        ]
     );
     assert_eq!(case.ready_orch_tag().await, "v1.2.0");
     case.done().await;
@@ -715,12 +732,25 @@ async fn sigterm_during_upgrade_leaves_no_pending_state_helm4() {
 
 async fn plan_shows_the_image_change(major: u8) {
     let case = Case::new("plan", major).await;
-    assert_success(&case.run("v1.0.0", &[]));
-    // A secret in the chart's values must never show in the diff.
-    let f = case.run("v1.2.0", &[("mode", "plan")]);
+    let sets = |tag: &str, password: &str| {
+        format!("image.tag={tag}\nscanner.image.tag={tag}\ndbPassword={password}")
+    };
+    assert_success(&case.run("v1.0.0", &[("set", &sets("v1.0.0", "old-pw-4711"))]));
+    let f = case.run(
+        "v1.2.0",
+        &[("mode", "plan"), ("set", &sets("v1.2.0", "new-pw-0815"))],
+    );
     assert_eq!(f.code, Some(0), "{}", f.log());
     let orch = format!("Deployment {}/{}-orch", case.ns, case.release);
-    for text in [&f.summary, &f.log()] {
+    let secret = format!("Secret {}/{}-db", case.ns, case.release);
+    // The log's diff section (the resolved plan above it lists the `set` input as given).
+    let log = f.log();
+    let diff_log = log
+        .split_once("Diff against the live release")
+        .expect("a diff section")
+        .1
+        .to_string();
+    for text in [&f.summary, &diff_log] {
         assert!(text.contains(&orch), "{text}");
         assert!(
             text.contains("-        image: 127.0.0.1:45000/acme/python-orch:v1.0.0"),
@@ -728,6 +758,13 @@ async fn plan_shows_the_image_change(major: u8) {
         );
         assert!(
             text.contains("+        image: 127.0.0.1:45000/acme/python-orch:v1.2.0"),
+            "{text}"
+        );
+        // The Secret's change shows, its values never do.
+        assert!(text.contains(&secret), "{text}");
+        assert!(text.contains("+  password: (redacted, changed)"), "{text}");
+        assert!(
+            !text.contains("old-pw-4711") && !text.contains("new-pw-0815"),
             "{text}"
         );
     }
