@@ -1,5 +1,7 @@
 //! THE sequence of a run: resolve, verify images, approve, upgrade, watch, smoke-test, roll back,
 //! report. Each step is one group in the log.
+// A `Failure` carries the outputs a failed run still writes; it is returned once per run.
+#![allow(clippy::result_large_err)]
 
 use std::time::{Duration, Instant};
 

@@ -485,7 +485,7 @@ impl RolloutError {
 
 enum Update {
     Workload(Workload, Event<Seen>),
-    Pods(String, Event<Pod>),
+    Pods(String, Box<Event<Pod>>),
     Error(String),
 }
 
@@ -529,7 +529,7 @@ fn pod_stream(client: &kube::Client, namespace: &str) -> BoxStream<'static, Upda
     watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .map(move |r| match r {
-            Ok(e) => Update::Pods(ns.clone(), e),
+            Ok(e) => Update::Pods(ns.clone(), Box::new(e)),
             Err(e) => Update::Error(e.to_string()),
         })
         .boxed()
@@ -672,7 +672,7 @@ pub async fn watch(
                 let name = w.name.clone();
                 objects.entry(w).or_default().apply(e, |_| name.clone());
             }
-            Some(Update::Pods(ns, e)) => pods.entry(ns).or_default().apply(e, pod_key),
+            Some(Update::Pods(ns, e)) => pods.entry(ns).or_default().apply(*e, pod_key),
         }
 
         // Fail fast: a failing pod of a workload's current revision, or a failed workload.
