@@ -1097,6 +1097,86 @@ mod tests {
     }
 
     #[test]
+    fn registry_credentials_come_in_pairs_and_the_password_is_masked() {
+        let base = [
+            ("mode", "resolve"),
+            ("environment", "dev"),
+            ("version", "v1.0.0"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            resolve(&raw(&pairs), &push_main())
+        };
+        let e = with(&[("registry_username", "bot")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "input `registry_password`: is required with registry_username"
+        );
+        let e = with(&[("registry_password", "hunter2-token")]).unwrap_err();
+        assert_eq!(e.input, "registry_username");
+        assert!(!e.to_string().contains("hunter2"));
+        let e = with(&[
+            ("registry_username", "a:b"),
+            ("registry_password", "pw-123456"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.input, "registry_username");
+        let c = with(&[
+            ("registry_username", "bot"),
+            ("registry_password", "hunter2-token"),
+            ("pin_digests", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.registry_username.as_deref(), Some("bot"));
+        assert!(c.pin_digests);
+        assert!(c.secrets().contains(&"hunter2-token".to_string()));
+        let r = raw(&[("registry_password", "hunter2-token")]);
+        assert!(r.secret_values().contains(&"hunter2-token".to_string()));
+        assert!(!with(&[]).unwrap().pin_digests);
+        assert_eq!(
+            with(&[("pin_digests", "yes")]).unwrap_err().input,
+            "pin_digests"
+        );
+    }
+
+    #[test]
+    fn a_bad_smoke_spec_is_an_input_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("smoke.yaml"),
+            "checks:\n  - name: ready\n    service: ${release}\n    port: http\n    expect: {status: 2000}\n",
+        )
+        .unwrap();
+        let mut ctx = push_main();
+        ctx.workspace = dir.path().to_path_buf();
+        let r = raw(&[
+            ("mode", "resolve"),
+            ("environment", "dev"),
+            ("version", "v1.0.0"),
+            ("smoke_tests", "smoke.yaml"),
+        ]);
+        let e = resolve(&r, &ctx).unwrap_err();
+        assert_eq!(e.input, "smoke_tests");
+        assert!(
+            e.to_string()
+                .contains("check \"ready\": `expect.status` 2000 is not an HTTP status"),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("smoke.yaml"),
+            "checks:\n  - name: ready\n    service: ${release}\n    port: http\n",
+        )
+        .unwrap();
+        let c = resolve(&r, &ctx).unwrap();
+        let spec = c.smoke_spec.unwrap();
+        assert_eq!(
+            spec.checks[0].target.to_string(),
+            "service/traderadmin:http/"
+        );
+    }
+
+    #[test]
     fn every_input_is_read() {
         let r = raw(&[
             ("mode", "resolve"),
