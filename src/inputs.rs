@@ -162,7 +162,12 @@ pub const INPUTS: &[InputSpec] = &[
         "10",
         false,
     ),
-    input("smoke_tests", "Path to the smoke test spec.", "none", false),
+    input(
+        "smoke_tests",
+        "Path to the smoke test spec (YAML; docs/smoke-tests.md).",
+        "none",
+        false,
+    ),
     input(
         "rollback_revision",
         "Target revision of mode rollback.",
