@@ -79,9 +79,12 @@ fn text(repo: &str, o: &Outputs, error: Option<&str>, run_url: Option<&str>) -> 
     let rev = |r: Option<u32>| r.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
     let mut line = match o.status {
         Status::Success => format!(
-            ":white_check_mark: {who}deployed `{v}` to *{env}* (revision {}, was {}) in {:.1}s",
+            ":white_check_mark: {who}deployed `{v}` to *{env}* (revision {}, {}) in {:.1}s",
             rev(o.revision),
-            rev(o.previous_revision),
+            match o.previous_revision {
+                Some(p) => format!("was {p}"),
+                None => "the first".to_string(),
+            },
             o.duration_seconds
         ),
         Status::RolledBack => format!(

@@ -873,3 +873,277 @@ async fn dev_needs_no_approval_but_gets_a_deployment() {
     assert_eq!(create["body"]["transient_environment"], true);
     assert_eq!(create["body"]["production_environment"], false);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Real deploys on the bed's cluster: the status sequence of each outcome.
+
+/// A release of our own on the bed's cluster.
+struct Cluster {
+    bed: common::Bed,
+    client: kube::Client,
+    ns: String,
+}
+
+impl Cluster {
+    async fn new(prefix: &str) -> Cluster {
+        let bed = common::Bed::load();
+        let client = bed.client().await;
+        let ns = common::create_namespace(&client, prefix).await;
+        Cluster { bed, client, ns }
+    }
+
+    /// `action` set up to deploy the test chart with both images at `tag` (helm 3).
+    fn deploy(&self, action: Action, environment: &str, tag: &str) -> Action {
+        let home = action.dir.path().join("helm");
+        let kubeconfig = std::fs::read_to_string(&self.bed.kubeconfig).unwrap();
+        action
+            .var("INPUT_ENVIRONMENT", environment)
+            .var("INPUT_VERSION", tag)
+            .var("INPUT_IMAGES", "")
+            .var(
+                "INPUT_SET",
+                &format!("image.tag={tag}\nscanner.image.tag={tag}"),
+            )
+            .var("INPUT_NAMESPACE", &self.ns)
+            .var("INPUT_RELEASE", "app")
+            .var("INPUT_KUBECONFIG", &kubeconfig)
+            .var("INPUT_HELM", self.bed.helm3.to_str().unwrap())
+            .var("INPUT_TIMEOUT", "120s")
+            .var("HELM_CONFIG_HOME", home.join("config").to_str().unwrap())
+            .var("HELM_CACHE_HOME", home.join("cache").to_str().unwrap())
+            .var("HELM_DATA_HOME", home.join("data").to_str().unwrap())
+    }
+
+    async fn done(self) {
+        common::delete_namespace(&self.client, &self.ns).await;
+    }
+}
+
+/// The statuses a run posted (from `since` on), as (deployment id, state, description).
+fn statuses_since(log: &[Value], since: u64) -> Vec<(u64, String, String)> {
+    log.iter()
+        .filter(|e| e["seq"].as_u64().unwrap() > since)
+        .filter(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/statuses"))
+        .map(|e| {
+            let path = e["path"].as_str().unwrap();
+            let id = path.rsplit('/').nth(1).unwrap().parse().unwrap();
+            (
+                id,
+                e["body"]["state"].as_str().unwrap().to_string(),
+                e["body"]["description"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn last_seq(log: &[Value]) -> u64 {
+    log.iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn status_sequences_for_success_and_rolled_back() {
+    let repo = Repo::add("td-seq", |_| {}).await;
+    let cluster = Cluster::new("gh-seq").await;
+
+    let good = cluster
+        .deploy(Action::new(&repo), "staging", "v1.0.0")
+        .run();
+    assert_eq!(good.output("status"), "success", "{}", good.stdout);
+    let id = good.output("deployment_id").to_string();
+    let log = repo.log().await;
+    let states = statuses_since(&log, 0);
+    assert_eq!(
+        states
+            .iter()
+            .map(|(d, s, _)| (d.to_string(), s.as_str()))
+            .collect::<Vec<_>>(),
+        [(id.clone(), "in_progress"), (id.clone(), "success")]
+    );
+    assert_eq!(states[1].2, "Deployed v1.0.0 (revision 1)");
+    println!(
+        "GitHub API calls per deploy (staging, success): {}",
+        log.len()
+    );
+
+    // Another run deploys a crash-looping tag: rolled back, a `failure` status.
+    let since = last_seq(&log);
+    let bad = cluster
+        .deploy(Action::new(&repo), "staging", "crashloop")
+        .var("GITHUB_RUN_ID", "1002")
+        .run();
+    assert_eq!(bad.output("status"), "rolled_back", "{}", bad.stdout);
+    let bad_id = bad.output("deployment_id").to_string();
+    assert_ne!(bad_id, id, "another run gets its own deployment");
+    let log = repo.log().await;
+    let states = statuses_since(&log, since);
+    assert_eq!(
+        states
+            .iter()
+            .map(|(d, s, _)| (d.to_string(), s.as_str()))
+            .collect::<Vec<_>>(),
+        [(bad_id.clone(), "in_progress"), (bad_id, "failure")]
+    );
+    assert!(
+        states[1]
+            .2
+            .starts_with("crashloop failed; rolled back to revision"),
+        "{}",
+        states[1].2
+    );
+    assert!(bad.summary.contains("**rolled_back**"), "{}", bad.summary);
+    cluster.done().await;
+}
+
+#[tokio::test]
+async fn status_sequence_for_failed() {
+    let repo = Repo::add("td-fail", |_| {}).await;
+    let cluster = Cluster::new("gh-fail").await;
+    let run = cluster
+        .deploy(Action::new(&repo), "staging", "crashloop")
+        .var("INPUT_ROLLBACK_ON_FAILURE", "false")
+        .run();
+    assert_eq!(run.output("status"), "failed", "{}", run.stdout);
+    let id = run.output("deployment_id").to_string();
+    let states = statuses_since(&repo.log().await, 0);
+    assert_eq!(
+        states
+            .iter()
+            .map(|(d, s, _)| (d.to_string(), s.as_str()))
+            .collect::<Vec<_>>(),
+        [(id.clone(), "in_progress"), (id, "error")]
+    );
+    assert!(
+        states[1].2.starts_with("Deploying crashloop failed: "),
+        "{}",
+        states[1].2
+    );
+    assert!(states[1].2.chars().count() <= 140);
+    cluster.done().await;
+}
+
+/// A one-shot webhook receiver on 127.0.0.1 (a thread): the URL, and the body it got.
+fn webhook_receiver() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/T0/B0/secret", l.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = s.read(&mut chunk).unwrap_or(0);
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                    return body.to_string();
+                }
+            }
+            if n == 0 {
+                return text;
+            }
+        }
+    });
+    (url, h)
+}
+
+#[tokio::test]
+async fn an_approved_prod_deploy_succeeds_marks_the_older_one_inactive_and_notifies() {
+    let repo = Repo::add("td-prod", |fx| {
+        let name = fx["repository"]["name"].as_str().unwrap().to_string();
+        fx["deployments"] = json!([
+            {"ref": "v1.0.0", "environment": "prod", "production_environment": true,
+             "payload": {"trader_deploy": {"version": "v1.0.0", "run_id": 900}},
+             "statuses": [{"state": "success", "log_url": format!("https://github.com/acme/{name}/actions/runs/900/attempts/1")}]}
+        ]);
+    })
+    .await;
+    let old_id = repo.deployments().await[0]["id"].as_u64().unwrap();
+    let cluster = Cluster::new("gh-prod").await;
+    let (hook, received) = webhook_receiver();
+    let run = cluster
+        .deploy(Action::new(&repo), "prod", "v1.1.0")
+        .var("INPUT_ENVIRONMENT_URL", "https://trader.example/prod")
+        .var("INPUT_NOTIFY_WEBHOOK", &hook)
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.output("status"), "success");
+    let id: u64 = run.output("deployment_id").parse().unwrap();
+    assert_eq!(run.output("environment_url"), "https://trader.example/prod");
+
+    let log = repo.log().await;
+    let seq = calls(&log, &repo.full);
+    println!(
+        "GitHub API calls per deploy (prod, approved, success): {}",
+        log.len()
+    );
+    for c in &seq {
+        println!("  {c}");
+    }
+    let states: Vec<(u64, String)> = statuses_since(&log, 0)
+        .into_iter()
+        .map(|(d, s, _)| (d, s))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (id, "in_progress".to_string()),
+            (id, "success".to_string()),
+            (old_id, "inactive".to_string())
+        ]
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("GitHub API calls: {} (0 retries)", log.len())),
+        "{}",
+        run.stdout
+    );
+    // The summary: one table with what happened.
+    for row in [
+        "| Environment | [prod](https://trader.example/prod) (protected) |",
+        "| Version | `v1.1.0` |",
+        "| Revision | 1 |",
+        "| Approvals | alice (\"Ship it\") |",
+        "| Outcome | **success** |",
+    ] {
+        assert!(
+            run.summary.contains(row),
+            "{row} missing in:\n{}",
+            run.summary
+        );
+    }
+    // The notification: one JSON document with a Slack-compatible text.
+    let body: Value = serde_json::from_str(&received.join().unwrap()).unwrap();
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["deployment_id"], id);
+    assert!(
+        body["text"].as_str().unwrap().starts_with(&format!(
+            ":white_check_mark: *{}*: deployed `v1.1.0` to *prod* (revision 1, the first) in ",
+            repo.full
+        )),
+        "{}",
+        body["text"]
+    );
+    // The webhook URL (a secret) shows only in the mask command that hides it.
+    assert!(
+        run.stdout
+            .lines()
+            .filter(|l| l.contains("/hooks/T0/B0/secret"))
+            .all(|l| l.starts_with("::add-mask::")),
+        "the webhook URL leaked"
+    );
+    cluster.done().await;
+}
