@@ -87,6 +87,8 @@ if ! cluster_ok; then
   wait_for "default service account" 60 bash -c \
     "kubectl --kubeconfig '$BED_KUBECONFIG' --request-timeout=3s get serviceaccount default -n default >/dev/null 2>&1"
   bed_log "  cluster up (${SECONDS}s)"
+  # A fake app from before watches the old cluster (old kubeconfig): start it afresh.
+  pid_stop fake_app fake_app
 fi
 
 # 4. Fake app (after the cluster: it watches pods and creates their PortForward objects).

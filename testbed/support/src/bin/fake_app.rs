@@ -497,7 +497,7 @@ fn parse_args() -> Result<Args> {
     let mut a = Args {
         control: "127.0.0.1:45020".parse()?,
         fallback: "127.0.0.1:45021".parse()?,
-        pool: (45030..=45099).collect(),
+        pool: (45030..=45079).collect(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
