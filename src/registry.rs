@@ -28,6 +28,10 @@ pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts per image when the registry fails transiently.
+pub const ATTEMPTS: u32 = 3;
+/// The pause before attempt n+1 is n × this.
+pub const RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// A failure to verify an image. Every message names the image reference.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +114,15 @@ fn list(errors: &[RegistryError]) -> String {
 }
 
 impl RegistryError {
+    /// True for failures worth another attempt: the network, timeouts, 429 and 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Request { .. } => true,
+            RegistryError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
     /// True when the failure is an image that does not exist (as opposed to an access problem).
     pub fn is_not_found(&self) -> bool {
         match self {
@@ -364,8 +377,26 @@ impl Registry {
         MANIFEST_MEDIA_TYPES.join(", ")
     }
 
-    /// HEAD the manifest of `image`; returns its digest, or why it cannot be had.
+    /// HEAD the manifest of `image`; returns its digest, or why it cannot be had. Transient
+    /// failures (connection errors, timeouts, 429 and 5xx answers) are tried again, at most
+    /// [`ATTEMPTS`] times in all, [`RETRY_DELAY`] × the attempt number apart.
     pub async fn manifest_digest(&self, image: &ImageRef) -> Result<String, RegistryError> {
+        let mut attempt = 1;
+        loop {
+            match self.manifest_digest_once(image).await {
+                Err(e) if attempt < ATTEMPTS && e.is_transient() => {
+                    self.runner.info(&format!(
+                        "attempt {attempt} of {ATTEMPTS} failed, trying again: {e}"
+                    ));
+                    tokio::time::sleep(RETRY_DELAY * attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn manifest_digest_once(&self, image: &ImageRef) -> Result<String, RegistryError> {
         let url = image.manifest_url();
         let cached = self.cached_token(image);
         let resp = self
@@ -900,6 +931,20 @@ mod tests {
                                     (401, String::new(), r#"{"errors":[]}"#.to_string())
                                 }
                             }
+                            t if t.starts_with("/v2/flaky/") => {
+                                let n =
+                                    log.lock().unwrap().iter().filter(|s| s.target == t).count();
+                                if n <= 2 {
+                                    (503, String::new(), String::new())
+                                } else {
+                                    (
+                                        200,
+                                        format!("Docker-Content-Digest: {DIGEST}\r\n"),
+                                        String::new(),
+                                    )
+                                }
+                            }
+                            t if t.starts_with("/v2/down/") => (503, String::new(), String::new()),
                             t if t.starts_with("/v2/basic/") => {
                                 if auth == Some(BASIC) {
                                     (
@@ -1039,6 +1084,52 @@ mod tests {
             let e = reg.manifest_digest(&image).await.unwrap_err().to_string();
             assert!(e.starts_with(&format!("failed to get a registry token for image {host}/acme/x:v1 from http://{host}/token: HTTP 401")), "{e}");
             assert!(e.contains("registry_username/registry_password"), "{e}");
+        }
+
+        #[tokio::test]
+        async fn transient_failures_are_tried_again_up_to_the_limit() {
+            let (host, seen) = serve().await;
+            let (runner, out) = crate::runner::capture(false);
+            let reg = Registry::new(None, &runner).unwrap();
+            let calls = |t: &str| {
+                seen.lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|s| s.target.contains(t))
+                    .count()
+            };
+            // Two 503s, then 200: the third attempt succeeds.
+            let flaky = ImageRef::parse(&format!("{host}/flaky/app"), "v1").unwrap();
+            assert_eq!(reg.manifest_digest(&flaky).await.unwrap(), DIGEST);
+            assert_eq!(calls("/flaky/app"), 3);
+            // Always 503: the error after the last attempt names the image and the status.
+            let down = ImageRef::parse(&format!("{host}/down/app"), "v1").unwrap();
+            let e = reg.manifest_digest(&down).await.unwrap_err().to_string();
+            assert_eq!(calls("/down/app"), ATTEMPTS as usize);
+            assert_eq!(
+                e,
+                format!(
+                    "failed to verify image {host}/down/app:v1: \
+                     http://{host}/v2/down/app/manifests/v1 answered HTTP 503"
+                )
+            );
+            // A 404 is final: one request.
+            let creds = Registry::new(creds(), &runner).unwrap();
+            let missing = ImageRef::parse(&format!("{host}/acme/x"), "v9").unwrap();
+            assert!(
+                creds
+                    .manifest_digest(&missing)
+                    .await
+                    .unwrap_err()
+                    .is_not_found()
+            );
+            assert_eq!(
+                calls("/acme/x/manifests/v9"),
+                2,
+                "the challenge, then the 404"
+            );
+            let log = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+            assert_eq!(log.matches("failed, trying again").count(), 4, "{log}");
         }
 
         #[tokio::test]

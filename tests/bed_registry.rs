@@ -362,7 +362,12 @@ async fn digest_pinning_deploys_the_digest() {
     let digests: BTreeMap<String, String> = serde_json::from_str(&run.outputs["digests"]).unwrap();
     assert_eq!(digests["image.ref"], digest);
     assert_eq!(run.outputs["status"], "success");
-    // The summary shows the digest too.
-    assert!(run.stdout.contains(&digest[..19]), "{}", run.stdout);
+    // The job summary's Images row shows the digest too.
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("| Images |"))
+        .unwrap_or_else(|| panic!("no Images row in the summary: {}", run.stdout));
+    assert!(row.contains(&format!("(`{digest}`)")), "{row}");
     delete_namespace(&client, &ns).await;
 }
