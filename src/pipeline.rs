@@ -176,8 +176,17 @@ async fn deploy_locked(
         .map_err(|e| failure("Deploy failed", e, &d.outputs, Status::Failed))?;
     d.outputs.revision = Some(revision);
 
-    let remaining = config.timeout.saturating_sub(started.elapsed());
-    if let Err(e) = watch(target, config, runner, revision, remaining, d.cancel).await {
+    if let Err(e) = watch(
+        target,
+        config,
+        runner,
+        revision,
+        config.timeout,
+        started,
+        d.cancel,
+    )
+    .await
+    {
         return Err(after_failed_rollout(d, target, previous, e).await);
     }
     d.summary.rollout(&format!(
@@ -344,6 +353,7 @@ async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::R
         runner,
         now,
         config.timeout,
+        Instant::now(),
         &Cancel::never(),
     )
     .await
@@ -427,6 +437,7 @@ async fn watch(
     runner: &Runner,
     revision: u32,
     timeout: Duration,
+    since: Instant,
     cancel: &Cancel,
 ) -> Result<(), Box<RolloutError>> {
     let _g = runner.group(&format!("Watch the rollout of revision {revision}"));
@@ -452,7 +463,9 @@ async fn watch(
     let names: Vec<String> = workloads.iter().map(|w| w.to_string()).collect();
     runner.info(&format!(
         "Waiting up to {} for {}",
-        humantime::format_duration(Duration::from_secs(timeout.as_secs())),
+        humantime::format_duration(Duration::from_secs(
+            timeout.saturating_sub(since.elapsed()).as_secs()
+        )),
         if names.is_empty() {
             "nothing".into()
         } else {
@@ -465,6 +478,7 @@ async fn watch(
         &what,
         &workloads,
         timeout,
+        since,
         cancel,
     )
     .await
@@ -629,9 +643,17 @@ pub async fn roll_back_to(
             .await?;
     }
     let now = current_revision(target, config).await?;
-    watch(target, config, runner, now, verify_for, &Cancel::never())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    watch(
+        target,
+        config,
+        runner,
+        now,
+        verify_for,
+        Instant::now(),
+        &Cancel::never(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     runner.info(&format!(
         "Rollback verified: revision {now} (= revision {revision}) is ready."
     ));

@@ -577,17 +577,20 @@ fn pod_key(p: &Pod) -> String {
     p.metadata.name.clone().unwrap_or_default()
 }
 
-/// Watches `workloads` until every one is ready (Ok), or fails fast with the cause.
+/// Watches `workloads` until every one is ready (Ok), or fails fast with the cause. The deadline
+/// is `timeout` counted from `since` (the start of the upgrade: the timeout covers the whole
+/// rollout).
 pub async fn watch(
     client: &kube::Client,
     runner: &Runner,
     what: &str,
     workloads: &[Workload],
     timeout: Duration,
+    since: Instant,
     cancel: &Cancel,
 ) -> Result<(), Box<RolloutError>> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::from_std(since + timeout);
     if workloads.is_empty() {
         runner.info(
             "No Deployments, StatefulSets, DaemonSets or Jobs in the release: nothing to wait for.",

@@ -828,3 +828,77 @@ async fn validate_every_environment_helm3() {
 async fn validate_every_environment_helm4() {
     validate_every_environment(4).await;
 }
+
+/// `never-ready` pods never fail by status: the Deployment's progress deadline (15 s in the test
+/// chart) is the failure the watcher reports, well before the run's own timeout.
+async fn never_ready_hits_the_progress_deadline(major: u8) {
+    let case = Case::new("never-ready", major).await;
+    assert_success(&case.run("v1.0.0", &[]));
+    let f = case.run("never-ready", &[]);
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "rolled_back");
+    let log = f.log();
+    assert!(log.contains("ProgressDeadlineExceeded"), "{log}");
+    assert_eq!(case.ready_orch_tag().await, "v1.0.0");
+    assert_eq!(case.status(), ("deployed".to_string(), 3));
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn never_ready_hits_the_progress_deadline_helm3() {
+    never_ready_hits_the_progress_deadline(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn never_ready_hits_the_progress_deadline_helm4() {
+    never_ready_hits_the_progress_deadline(4).await;
+}
+
+/// The run's own deadline (the `timeout` input) ends a rollout that neither fails nor
+/// finishes; then the release is rolled back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timeout_input_is_the_deadline() {
+    let case = Case::new("deadline", 3).await;
+    assert_success(&case.run("v1.0.0", &[]));
+    let f = case.run("never-ready", &[("timeout", "6s")]);
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "rolled_back");
+    assert!(
+        f.log().contains("not ready within the timeout of 6s"),
+        "{}",
+        f.log()
+    );
+    assert_eq!(case.status(), ("deployed".to_string(), 3));
+    case.done().await;
+}
+
+/// A chart that does not render: helm's stderr framed under what was attempted; no revision
+/// written, the release untouched, status failed (nothing to roll back).
+async fn upgrade_error_is_framed(major: u8) {
+    let case = Case::new("render-error", major).await;
+    assert_success(&case.run("v1.0.0", &[]));
+    let f = case.run("v1.1.0", &[("set", "image=3")]);
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "failed");
+    assert_eq!(f.out("rolled_back"), "false");
+    assert_eq!(f.out("revision"), "1");
+    let log = f.log();
+    let expected = format!(
+        "::error title=Upgrade failed::failed to upgrade release \"{}\" in namespace \"{}\": helm exit status: 1; its stderr:%0A  │ ",
+        case.release, case.ns
+    );
+    assert!(log.contains(&expected), "{log}");
+    assert_eq!(case.history(), [(1, "deployed".to_string())]);
+    assert!(case.lease_gone().await);
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_error_is_framed_helm3() {
+    upgrade_error_is_framed(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_error_is_framed_helm4() {
+    upgrade_error_is_framed(4).await;
+}
