@@ -47,7 +47,13 @@ fn empty_root() -> tempfile::TempDir {
 }
 
 fn chroot(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
-    let out = Command::new("chroot")
+    // Found on this process's PATH: the child's PATH is the empty root's.
+    let chroot = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join("chroot"))
+        .find(|p| p.is_file())
+        .expect("chroot (coreutils)");
+    let out = Command::new(chroot)
         .arg(root)
         .args(args)
         .env_clear()
