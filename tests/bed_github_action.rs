@@ -389,47 +389,15 @@ async fn assert_refused(repo: &Repo, run: &Run, expect: &str) {
     );
 }
 
-/// The namespace of the bed's cluster is untouched: no helm release stored in it, when the
-/// cluster part of the bed is up.
-async fn assert_cluster_untouched(namespace: &str) {
-    let vars = bed_vars();
-    let Some(kc) = vars.get("KUBECONFIG").filter(|k| Path::new(k).exists()) else {
-        eprintln!("note: the bed has no cluster; the refusal was checked on GitHub's side only");
-        return;
-    };
-    let kc = kube::config::Kubeconfig::read_from(kc).unwrap();
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
-    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
-        kube::Api::namespaced(client, namespace);
-    let list = secrets
-        .list(&kube::api::ListParams::default().labels("owner=helm"))
-        .await;
-    match list {
-        Ok(l) => assert!(l.items.is_empty(), "helm stored a release in {namespace}"),
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => panic!("list secrets in {namespace}: {e}"),
-    }
-}
-
 #[tokio::test]
 async fn prod_without_reviewers_is_refused_before_any_cluster_change() {
     let repo = Repo::add("td-norev", |_| {}).await;
-    let ns = common::unique_name("td-gh-norev");
-    let action = Action::new(&repo)
-        .var("INPUT_ENVIRONMENT", "prod-noreviewers")
+    let cluster = Cluster::new("gh-norev").await;
+    // Inputs that deploy for real (see the control below), to an environment without reviewers.
+    let run = cluster
+        .deploy(Action::new(&repo), "prod-noreviewers", "v1.1.0")
         .var("INPUT_PROTECTED_ENVIRONMENTS", "prod-noreviewers")
-        .var("INPUT_NAMESPACE", &ns);
-    let action = match bed_vars().get("KUBECONFIG") {
-        Some(kc) if Path::new(kc).exists() => {
-            action.var("INPUT_KUBECONFIG", &std::fs::read_to_string(kc).unwrap())
-        }
-        _ => action,
-    };
-    let run = action.run();
+        .run();
     assert_refused(
         &repo,
         &run,
@@ -440,7 +408,13 @@ async fn prod_without_reviewers_is_refused_before_any_cluster_change() {
         calls(&repo.log().await, &repo.full),
         vec!["GET /environments/prod-noreviewers -> 200"]
     );
-    assert_cluster_untouched(&ns).await;
+    assert_eq!(cluster.helm_releases().await, 0, "helm stored a release");
+
+    // Control: the same inputs to the approved `prod` do change the cluster.
+    let run = cluster.deploy(Action::new(&repo), "prod", "v1.1.0").run();
+    assert_eq!(run.output("status"), "success", "{}", run.stdout);
+    assert_eq!(cluster.helm_releases().await, 1);
+    cluster.done().await;
 }
 
 #[tokio::test]
@@ -912,6 +886,18 @@ impl Cluster {
             .var("HELM_CONFIG_HOME", home.join("config").to_str().unwrap())
             .var("HELM_CACHE_HOME", home.join("cache").to_str().unwrap())
             .var("HELM_DATA_HOME", home.join("data").to_str().unwrap())
+    }
+
+    /// Helm release revisions stored in the namespace (helm's `owner=helm` secrets).
+    async fn helm_releases(&self) -> usize {
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(self.client.clone(), &self.ns);
+        secrets
+            .list(&kube::api::ListParams::default().labels("owner=helm"))
+            .await
+            .unwrap_or_else(|e| panic!("list secrets in {}: {e}", self.ns))
+            .items
+            .len()
     }
 
     async fn done(self) {
