@@ -142,8 +142,17 @@ impl Case {
             .env("GITHUB_WORKSPACE", self.ws.path())
             .env("HELM_CONFIG_HOME", home.join("config"))
             .env("HELM_CACHE_HOME", home.join("cache"))
-            .env("HELM_DATA_HOME", home.join("data"));
+            .env("HELM_DATA_HOME", home.join("data"))
+            // The private kubeconfig directory goes here, so a test can see it removed.
+            .env("TMPDIR", self.tmp());
         cmd
+    }
+
+    /// The action's temporary directory.
+    fn tmp(&self) -> PathBuf {
+        let t = self.ws.path().join("tmp");
+        std::fs::create_dir_all(&t).unwrap();
+        t
     }
 
     /// Runs the action to its end.
@@ -392,6 +401,11 @@ async fn healthy_deploy(major: u8) {
     assert_eq!(case.status(), ("deployed".to_string(), 2));
     assert_eq!(case.ready_orch_tag().await, "v1.1.0");
     assert!(case.lease_gone().await, "the lease is released at the end");
+    let left: Vec<_> = std::fs::read_dir(case.tmp()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the kubeconfig's temporary directory is removed: {left:?}"
+    );
     case.done().await;
 }
 
@@ -901,4 +915,102 @@ async fn upgrade_error_is_framed_helm3() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrade_error_is_framed_helm4() {
     upgrade_error_is_framed(4).await;
+}
+
+/// SIGTERM while the watcher waits on the new revision (helm already done): the release is
+/// rolled back to the previous revision rather than left unverified.
+async fn sigterm_during_watch(major: u8) {
+    let case = Case::new("sigterm-watch", major).await;
+    assert_success(&case.run("v1.0.0", &[]));
+    let running = Running::start(case.action("never-ready", &[]), case.ws.path());
+    wait_for("the watch to start", Duration::from_secs(90), || async {
+        if running.has_line("Watch the rollout of revision 2") {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await;
+    // SAFETY: kill(2) on the child this test spawned.
+    unsafe {
+        libc::kill(running.pid() as libc::pid_t, libc::SIGTERM);
+    }
+    let f = running.wait();
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert!(
+        f.log().contains("::error title=Deploy cancelled::"),
+        "{}",
+        f.log()
+    );
+    assert!(f.log().contains("cancelled by SIGTERM"), "{}", f.log());
+    assert_eq!(f.out("status"), "rolled_back");
+    assert_eq!(case.status(), ("deployed".to_string(), 3));
+    assert_eq!(case.ready_orch_tag().await, "v1.0.0");
+    assert!(case.lease_gone().await);
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_watch_rolls_back_helm3() {
+    sigterm_during_watch(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_watch_rolls_back_helm4() {
+    sigterm_during_watch(4).await;
+}
+
+/// Writes the release's Lease as another holder's, renewed `secs_ago` seconds ago.
+async fn foreign_lease(case: &Case, holder: &str, secs_ago: i64) {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use k8s_openapi::jiff::Timestamp;
+    let t = Timestamp::from_second(Timestamp::now().as_second() - secs_ago).unwrap();
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("trader-deploy-{}", case.release)},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 30}
+    }))
+    .unwrap();
+    let mut lease = lease;
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.renew_time = Some(MicroTime(t));
+        spec.acquire_time = Some(MicroTime(t));
+    }
+    let api: Api<Lease> = Api::namespaced(case.client.clone(), &case.ns);
+    api.create(&Default::default(), &lease).await.unwrap();
+}
+
+/// A lease left by a killed run (not renewed for longer than its duration) is taken over.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_lease_is_taken_over() {
+    let case = Case::new("lease-expired", 3).await;
+    foreign_lease(&case, "killed run", 120).await;
+    let f = case.run("v1.0.0", &[]);
+    assert_success(&f);
+    assert!(
+        f.log().contains("Took over the expired lease of release"),
+        "{}",
+        f.log()
+    );
+    assert!(case.lease_gone().await);
+    case.done().await;
+}
+
+/// A lease another run holds and renews: this run waits, and gives up at its timeout with an
+/// error naming the holder, the release untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_lease_blocks_until_the_timeout() {
+    let case = Case::new("lease-held", 3).await;
+    assert_success(&case.run("v1.0.0", &[]));
+    // Renewed "in the future": still valid for the whole test.
+    foreign_lease(&case, "the other run", -600).await;
+    let f = case.run("v1.1.0", &[("timeout", "5s")]);
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert!(
+        f.log()
+            .contains("is still held by \"the other run\" after waiting 5s"),
+        "{}",
+        f.log()
+    );
+    assert_eq!(case.history(), [(1, "deployed".to_string())]);
+    case.done().await;
 }
