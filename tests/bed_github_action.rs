@@ -475,7 +475,7 @@ async fn self_approval_is_refused_when_configured() {
     assert_refused(
         &repo,
         &run,
-        "run 1003 was approved for environment prod only by bob, who triggered it, and \
+        "run 1003 was approved for environment prod only by bob, who started or re-ran it, and \
          `require_distinct_approver` is on",
     )
     .await;
@@ -495,6 +495,39 @@ async fn self_approval_is_refused_when_configured() {
 }
 
 #[tokio::test]
+async fn self_approval_by_whoever_reran_the_run_is_refused_too() {
+    // carol started run 1010; alice re-ran it and approved her own re-run.
+    let repo = Repo::add("td-rerun-self", |fx| {
+        fx["runs"].as_array_mut().unwrap().push(json!({
+            "id": 1010, "actor": "carol", "triggering_actor": "alice", "run_attempt": 2,
+            "head_branch": "main", "head_sha": MAIN_TIP,
+            "approvals": [{"environments": ["prod"], "state": "approved", "user": "alice", "comment": "rerun"}]
+        }));
+    })
+    .await;
+    let run = Action::new(&repo)
+        .var("GITHUB_RUN_ID", "1010")
+        .var("GITHUB_RUN_ATTEMPT", "2")
+        .var("GITHUB_ACTOR", "carol")
+        .var("INPUT_REQUIRE_DISTINCT_APPROVER", "true")
+        .run();
+    assert_refused(
+        &repo,
+        &run,
+        "run 1010 was approved for environment prod only by alice, who started or re-ran it",
+    )
+    .await;
+    assert_eq!(
+        calls(&repo.log().await, &repo.full),
+        vec![
+            "GET /environments/prod -> 200",
+            "GET /actions/runs/1010/approvals -> 200",
+            "GET /actions/runs/1010 -> 200",
+        ]
+    );
+}
+
+#[tokio::test]
 async fn prevent_self_review_on_the_environment_is_enforced_too() {
     let repo = Repo::add("td-psr", |fx| {
         for e in fx["environments"].as_array_mut().unwrap() {
@@ -508,7 +541,7 @@ async fn prevent_self_review_on_the_environment_is_enforced_too() {
         .var("GITHUB_RUN_ID", "1003")
         .var("GITHUB_ACTOR", "bob")
         .run();
-    assert_refused(&repo, &run, "only by bob, who triggered it").await;
+    assert_refused(&repo, &run, "only by bob, who started or re-ran it").await;
 }
 
 /// A tag push payload from the examples, pointed at this fixture's tag and default branch.

@@ -100,9 +100,9 @@ pub enum Refusal {
         rejected: String,
     },
     #[error(
-        "run {run_id} was approved for environment {environment} only by {approver}, who triggered \
-         it, and `require_distinct_approver` is on: ask another required reviewer to approve (or \
-         turn on \"Prevent self-review\" for {environment} so GitHub enforces it)"
+        "run {run_id} was approved for environment {environment} only by {approver}, who started or \
+         re-ran it, and `require_distinct_approver` is on: ask another required reviewer to approve \
+         (or turn on \"Prevent self-review\" for {environment} so GitHub enforces it)"
     )]
     SelfApproved {
         environment: String,
@@ -194,11 +194,12 @@ pub fn required_reviewers(environment: &str, env: &Value) -> Result<(Vec<String>
     Ok((reviewers, prevent_self_review))
 }
 
-/// The approvals of this run for the environment (the run approvals body), fail-closed.
+/// The approvals of this run for the environment (the run approvals body), fail-closed. With
+/// `require_distinct`, approvals by the run's `actors` (who started or re-ran it) do not count.
 pub fn approvers(
     environment: &str,
     run_id: u64,
-    actor: Option<&str>,
+    actors: &[String],
     require_distinct: bool,
     body: &Value,
 ) -> Result<Vec<Approver>, Refusal> {
@@ -261,17 +262,16 @@ pub fn approvers(
             },
         });
     }
-    if require_distinct && let Some(actor) = actor {
-        let others: Vec<Approver> = approved
-            .iter()
-            .filter(|a| !a.login.eq_ignore_ascii_case(actor))
-            .cloned()
-            .collect();
+    if require_distinct {
+        let is_actor = |a: &Approver| actors.iter().any(|x| x.eq_ignore_ascii_case(&a.login));
+        let others: Vec<Approver> = approved.iter().filter(|a| !is_actor(a)).cloned().collect();
         if others.is_empty() {
+            let mut selves: Vec<String> = approved.iter().map(|a| a.login.clone()).collect();
+            selves.dedup();
             return Err(Refusal::SelfApproved {
                 environment: environment.to_string(),
                 run_id,
-                approver: actor.to_string(),
+                approver: selves.join(", "),
             });
         }
         return Ok(others);
@@ -350,13 +350,26 @@ pub async fn check(gh: &GitHub, req: &ApprovalRequest) -> Result<Approval, Appro
         )
         .await?
         .body;
-    let approvers = approvers(
-        env_name,
-        run_id,
-        req.actor.as_deref(),
-        req.require_distinct_approver || prevent_self_review,
-        &body,
-    )?;
+    let require_distinct = req.require_distinct_approver || prevent_self_review;
+    let mut actors: Vec<String> = req.actor.iter().cloned().collect();
+    if require_distinct {
+        // Who started the run and who re-ran it, from GitHub rather than the environment.
+        let run = gh
+            .get(
+                &format!("/actions/runs/{run_id}"),
+                &[],
+                &format!("read run {run_id} in {}", gh.repository()),
+                "actions: read",
+            )
+            .await?
+            .body;
+        for who in ["/actor/login", "/triggering_actor/login"] {
+            if let Some(login) = run.pointer(who).and_then(Value::as_str) {
+                actors.push(login.to_string());
+            }
+        }
+    }
+    let approvers = approvers(env_name, run_id, &actors, require_distinct, &body)?;
     let tag_check = match &req.tag {
         None => None,
         Some(release) => {
@@ -458,7 +471,7 @@ mod tests {
 
     #[test]
     fn approval_from_the_spec_example() {
-        let a = approvers("staging", 7, Some("carol"), true, &example("approvals")).unwrap();
+        let a = approvers("staging", 7, &["carol".into()], true, &example("approvals")).unwrap();
         assert_eq!(
             a,
             vec![Approver {
@@ -467,19 +480,19 @@ mod tests {
             }]
         );
         // Environment names compare case-insensitively, like GitHub's.
-        assert!(approvers("Staging", 7, None, false, &example("approvals")).is_ok());
+        assert!(approvers("Staging", 7, &[], false, &example("approvals")).is_ok());
     }
 
     #[test]
     fn approval_for_another_environment_is_not_one() {
-        let e = approvers("prod", 7, None, false, &example("approvals")).unwrap_err();
+        let e = approvers("prod", 7, &[], false, &example("approvals")).unwrap_err();
         assert!(matches!(e, Refusal::NotApproved { run_id: 7, .. }));
         assert!(
             e.to_string()
                 .starts_with("run 7 has no approval for environment prod:")
         );
-        assert!(approvers("prod", 7, None, false, &json!([])).is_err());
-        assert!(approvers("prod", 7, None, false, &json!({"message": "x"})).is_err());
+        assert!(approvers("prod", 7, &[], false, &json!([])).is_err());
+        assert!(approvers("prod", 7, &[], false, &json!({"message": "x"})).is_err());
     }
 
     #[test]
@@ -487,7 +500,7 @@ mod tests {
         let mut body = example("approvals");
         body[0]["state"] = json!("rejected");
         body[0]["comment"] = json!("Not during market hours");
-        let e = approvers("staging", 9, None, false, &body).unwrap_err();
+        let e = approvers("staging", 9, &[], false, &body).unwrap_err();
         assert!(
             e.to_string()
                 .contains("(rejected by octocat (\"Not during market hours\"))"),
@@ -499,8 +512,8 @@ mod tests {
     fn self_approval() {
         let body = example("approvals");
         // Allowed unless asked otherwise.
-        assert!(approvers("staging", 7, Some("octocat"), false, &body).is_ok());
-        let e = approvers("staging", 7, Some("OctoCat"), true, &body).unwrap_err();
+        assert!(approvers("staging", 7, &["octocat".into()], false, &body).is_ok());
+        let e = approvers("staging", 7, &["OctoCat".into()], true, &body).unwrap_err();
         assert!(matches!(e, Refusal::SelfApproved { .. }));
         assert!(e.to_string().contains("ask another required reviewer"));
         // A second, distinct approver satisfies it.
@@ -508,7 +521,14 @@ mod tests {
         let mut other = body[0].clone();
         other["user"]["login"] = json!("alice");
         two.as_array_mut().unwrap().push(other);
-        let a = approvers("staging", 7, Some("octocat"), true, &two).unwrap();
+        let a = approvers(
+            "staging",
+            7,
+            &["someone".into(), "octocat".into()],
+            true,
+            &two,
+        )
+        .unwrap();
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].login, "alice");
     }
