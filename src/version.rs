@@ -105,10 +105,7 @@ pub fn resolve_version(
     }
     if let Some(tag) = trigger.tag() {
         if parse_semver_tag(tag).is_none() {
-            return Err(refuse(
-                "ref",
-                format!("tag {tag:?} is not a semver release tag (expected vX.Y.Z, e.g. v1.2.0)"),
-            ));
+            return Err(not_a_release_tag(tag));
         }
         check_tag_syntax("ref", tag)?;
         return Ok((tag.to_string(), Source::Tag));
@@ -128,6 +125,13 @@ pub fn resolve_version(
             "no version given and none can be inferred (no tag ref, no commit sha); set `version`",
         )),
     }
+}
+
+fn not_a_release_tag(tag: &str) -> PolicyError {
+    refuse(
+        "ref",
+        format!("tag {tag:?} is not a semver release tag (expected vX.Y.Z, e.g. v1.2.0)"),
+    )
 }
 
 fn check_tag_syntax(input: &'static str, tag: &str) -> Result<(), PolicyError> {
@@ -158,23 +162,16 @@ pub fn resolve_environment(
         check_environment_name("environment", e)?;
         return Ok((e.to_string(), Source::DispatchInput));
     }
-    if let Some(tag) = trigger.tag() {
-        if tag.starts_with('v') {
-            let Some(v) = parse_semver_tag(tag) else {
-                return Err(refuse(
-                    "ref",
-                    format!(
-                        "tag {tag:?} is not a semver release tag (expected vX.Y.Z, e.g. v1.2.0)"
-                    ),
-                ));
-            };
-            let env = if v.pre.is_empty() {
-                protected.first().map(String::as_str).unwrap_or("prod")
-            } else {
-                "staging"
-            };
-            return Ok((env.to_string(), Source::Tag));
-        }
+    if let Some(tag) = trigger.tag()
+        && tag.starts_with('v')
+    {
+        let v = parse_semver_tag(tag).ok_or_else(|| not_a_release_tag(tag))?;
+        let env = if v.pre.is_empty() {
+            protected.first().map(String::as_str).unwrap_or("prod")
+        } else {
+            "staging"
+        };
+        return Ok((env.to_string(), Source::Tag));
     }
     if let (Some(branch), Some(default)) = (trigger.branch(), trigger.default_branch)
         && branch == default

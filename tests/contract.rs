@@ -214,10 +214,10 @@ fn webhook_examples(event: &str) -> Vec<serde_json::Value> {
         .clone()
 }
 
-fn example<'a>(
-    examples: &'a [serde_json::Value],
+fn example(
+    examples: &[serde_json::Value],
     pred: impl Fn(&serde_json::Value) -> bool,
-) -> &'a serde_json::Value {
+) -> &serde_json::Value {
     examples
         .iter()
         .find(|e| pred(e))
@@ -419,11 +419,14 @@ fn cli_mirrors_the_action() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// The inputs given, the input the error must name, and the message it must carry.
+type BadInput<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
 /// Each bad input: the input named, the documented message, exit 1, one annotation.
 #[test]
 fn bad_inputs_give_one_line_errors() {
     let kubeconfig_canary = "not-a-kubeconfig-canary-7f3a9";
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    let cases: &[BadInput] = &[
         (
             &[("mode", "deploy2")],
             "mode",
