@@ -321,6 +321,37 @@ impl Helm {
         Ok(())
     }
 
+    /// The arguments of `helm uninstall`.
+    pub fn uninstall_args(
+        &self,
+        release: &str,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Vec<OsString> {
+        let mut args = vec![os("uninstall"), os(release)];
+        args.extend(self.cluster_args(namespace));
+        args.extend([os("--timeout"), os(go_duration(timeout))]);
+        args
+    }
+
+    /// `helm uninstall`: only for a release that never reached `deployed` (a killed install).
+    pub async fn uninstall(
+        &self,
+        release: &str,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<(), HelmError> {
+        let action = release_action("uninstall", release, namespace);
+        self.run(
+            &action,
+            self.uninstall_args(release, namespace, timeout),
+            timeout + GRACE,
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// `helm history -o json`; an empty list when the release does not exist.
     pub async fn history(
         &self,

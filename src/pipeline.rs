@@ -328,7 +328,22 @@ async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::R
         ));
         return Ok(deployed);
     }
-    let Some(good) = deployed else {
+    let good =
+        deployed.or_else(|| helm::previous_good(&history, latest.revision).map(|r| r.revision));
+    let Some(good) = good else {
+        if latest.status == "pending-install" {
+            // The release never worked: nothing to go back to, so it is removed and installed
+            // afresh by this run.
+            runner.warning(
+                "Recovering a stuck release",
+                &format!(
+                    "release {release:?} in namespace {ns:?} is stuck in pending-install at revision {} (a run was killed mid-install) and was never deployed; uninstalling it so this run installs it afresh",
+                    latest.revision
+                ),
+            );
+            target.helm.uninstall(release, ns, config.timeout).await?;
+            return Ok(None);
+        }
         anyhow::bail!(
             "failed to recover release {release:?} in namespace {ns:?}: revision {} is {} and no revision was ever deployed to roll back to; uninstall it (helm uninstall {release} -n {ns}) and deploy again",
             latest.revision,

@@ -38,7 +38,7 @@ kind: Pod
 metadata:
   name: {{ .Release.Name }}-slow-hook
   annotations:
-    "helm.sh/hook": pre-upgrade
+    "helm.sh/hook": pre-install,pre-upgrade
     "helm.sh/hook-delete-policy": before-hook-creation
 spec:
   containers:
@@ -1013,4 +1013,51 @@ async fn a_held_lease_blocks_until_the_timeout() {
     );
     assert_eq!(case.history(), [(1, "deployed".to_string())]);
     case.done().await;
+}
+
+/// A first install killed while helm waits on a hook leaves pending-install with nothing ever
+/// deployed: the next deploy uninstalls the remains and installs afresh.
+async fn pending_install_recovered(major: u8) {
+    let case = Case::new("pending-install", major).await;
+    let mut helm = case.bed.helm(case.major);
+    helm.args(["upgrade", "--install", &case.release])
+        .arg(case.ws.path().join("chart"))
+        .args([
+            "-n",
+            &case.ns,
+            "--set",
+            "slowHook=true",
+            "--timeout",
+            "300s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = helm.spawn().unwrap();
+    wait_for_status(&case, "pending-install").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let f = case.run("v1.1.0", &[]);
+    assert_success(&f);
+    assert!(
+        f.log()
+            .contains("is stuck in pending-install at revision 1"),
+        "{}",
+        f.log()
+    );
+    assert_eq!(f.out("revision"), "1");
+    assert_eq!(f.out("previous_revision"), "");
+    assert_eq!(case.history(), [(1, "deployed".to_string())]);
+    assert_eq!(case.ready_orch_tag().await, "v1.1.0");
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_install_is_recovered_helm3() {
+    pending_install_recovered(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_install_is_recovered_helm4() {
+    pending_install_recovered(4).await;
 }
