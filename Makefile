@@ -63,13 +63,15 @@ demo:
 	@echo "make demo: the full demo (bed up, dev deploy, approved prod release, broken tag rolled back) lands with the examples issue." >&2
 	@exit 1
 
-bench:
-	@echo "make bench: not built yet (benchmarks issue)" >&2
-	@exit 1
+# Figures on the bed (brought up if it is not running): the static release binary against bare
+# helm 3/4; writes docs/benchmarks.md. TD_BENCH_RUNS (default 3), TD_BENCH_HELM_TIMEOUT (5m).
+bench: tools static
+	TD_BENCH_BIN=$(STATIC_BIN) testbed/with-bed.sh python3 bench/bench.py
 
-soak:
-	@echo "make soak: not built yet (reliability issue)" >&2
-	@exit 1
+# The long reliability tests (tests/bed_soak.rs): kube-apiserver killed and restarted
+# mid-rollout. One at a time: they stop the bed's apiserver.
+soak: tools
+	testbed/with-bed.sh $(CARGO) test --features bed,soak --test bed_soak -- --test-threads=1
 
 clean:
 	-testbed/down.sh
