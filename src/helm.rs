@@ -263,17 +263,15 @@ impl Helm {
 
     /// `helm upgrade --install`. On cancellation helm gets SIGTERM (it then marks the revision
     /// failed) and the error says so; the caller brings the release back.
-    pub async fn upgrade(&self, spec: &UpgradeSpec, cancel: &Cancel) -> Result<String, HelmError> {
+    pub async fn upgrade(&self, spec: &UpgradeSpec, cancel: &Cancel) -> Result<Output, HelmError> {
         let action = release_action("upgrade", &spec.release, &spec.namespace);
-        let out = self
-            .run(
-                &action,
-                self.upgrade_args(spec),
-                spec.timeout + GRACE,
-                Some(cancel),
-            )
-            .await?;
-        Ok(out.stdout)
+        self.run(
+            &action,
+            self.upgrade_args(spec),
+            spec.timeout + GRACE,
+            Some(cancel),
+        )
+        .await
     }
 
     /// The arguments of `helm rollback` to `revision`, without waiting (the caller verifies).
@@ -555,10 +553,12 @@ impl Helm {
     }
 }
 
-struct Output {
-    stdout: String,
-    #[allow(dead_code)]
-    stderr: String,
+/// What a successful helm command wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub stdout: String,
+    /// Warnings (deprecated APIs, kubeconfig permissions, …).
+    pub stderr: String,
 }
 
 /// Sends SIGTERM to one process (helm), by its id.

@@ -196,6 +196,10 @@ async fn deploy_locked(
     ));
 
     if let Err(e) = smoke(d, target).await {
+        // rollback_on_failure: false leaves the new revision in place for inspection.
+        if !config.rollback_on_failure {
+            return Err(failure("Smoke tests failed", e, &d.outputs, Status::Failed));
+        }
         return Err(roll_back_after(d, target, previous, "Smoke tests failed", e).await);
     }
     Ok(())
@@ -424,8 +428,16 @@ async fn upgrade(
         }
     ));
     let out = target.helm.upgrade(spec, cancel).await?;
-    let out = out.split("NOTES:").next().unwrap_or_default();
-    runner.info(out.trim_end());
+    runner.info(
+        out.stdout
+            .split("NOTES:")
+            .next()
+            .unwrap_or_default()
+            .trim_end(),
+    );
+    for line in out.stderr.lines().filter(|l| !l.trim().is_empty()) {
+        runner.info(&format!("helm: {line}"));
+    }
     Ok(())
 }
 
