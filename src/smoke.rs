@@ -394,6 +394,13 @@ fn policy(p: &PolicyFile, base: Policy) -> Result<Policy, String> {
     if out.timeout < Duration::from_secs(1) || out.timeout > Duration::from_secs(3600) {
         return Err("`timeout` must be from 1s to 1h".into());
     }
+    // Inherited values shrink to a shorter budget; values set here must fit in it.
+    if p.interval.is_none() {
+        out.interval = out.interval.min(out.timeout);
+    }
+    if p.request_timeout.is_none() {
+        out.request_timeout = out.request_timeout.min(out.timeout);
+    }
     if out.interval > out.timeout {
         return Err("`interval` is longer than `timeout`".into());
     }
@@ -1450,6 +1457,10 @@ checks:
                 "`interval` is longer than `timeout`",
             ),
             (
+                "checks: [{name: a, service: x, port: 80, timeout: 2s, request_timeout: 3s}]",
+                "`request_timeout` must be from 100ms to `timeout`",
+            ),
+            (
                 "checks: [{name: a, service: x, port: 80, successes: 0}]",
                 "`successes` must be from 1 to 100",
             ),
@@ -1577,6 +1588,18 @@ checks:
             evaluate(&e, &resp(200, text)).unwrap_err(),
             "got metrics [http_requests_total, latency_seconds_bucket, process_up], expected metric orders_total to be present"
         );
+    }
+
+    #[test]
+    fn inherited_interval_and_request_timeout_shrink_to_a_short_budget() {
+        let spec = parse(
+            "defaults: {request_timeout: 5s}\nchecks: [{name: a, service: x, port: 80, timeout: 1s}]",
+        )
+        .unwrap();
+        let p = spec.checks[0].policy;
+        assert_eq!(p.timeout, Duration::from_secs(1));
+        assert_eq!(p.request_timeout, Duration::from_secs(1));
+        assert_eq!(p.interval, Duration::from_secs(1));
     }
 
     #[test]

@@ -310,3 +310,46 @@ checks:
     assert_eq!(helm_history(&bed, &ns), [(1, "deployed".to_string())]);
     delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test]
+async fn without_rollback_on_failure_a_failing_check_leaves_the_new_revision() {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ns = create_namespace(&client, "smoke-keep").await;
+    let spec = r#"
+checks:
+  - name: ready
+    service: ${release}-orch
+    port: http
+    path: /ready
+    expect: {status: 200}
+    timeout: 3s
+    interval: 500ms
+"#;
+    let (ws, chart) = workspace(spec);
+    let first = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.2.0"));
+    assert!(first.success, "{}", first.all());
+    let mut flags = deploy_flags(&bed, &chart, &ns, "unready-app");
+    flags.push(("rollback-on-failure", "false".into()));
+    let run = run_action(&bed, ws.path(), &flags);
+    assert!(!run.success, "{}", run.all());
+    assert_eq!(run.outputs["status"], "failed", "{}", run.all());
+    assert_eq!(run.outputs["rolled_back"], "false");
+    assert!(
+        run.all()
+            .contains("check \"ready\" (GET service/app-orch:http/ready): got status 503"),
+        "{}",
+        run.all()
+    );
+    let history = helm_history(&bed, &ns);
+    assert_eq!(
+        history.last().unwrap(),
+        &(2, "deployed".to_string()),
+        "{history:?}"
+    );
+    assert_eq!(
+        orch_image(&bed, &ns).await,
+        format!("{}/acme/python-orch:unready-app", bed.registry)
+    );
+    delete_namespace(&client, &ns).await;
+}
