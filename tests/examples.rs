@@ -131,6 +131,22 @@ fn workflows_ask_for_least_privilege() {
     }
 }
 
+/// The short environment name of a step: from its values file (`values-<env>.yaml`), else its
+/// `environment` input.
+fn short_env(with: &Value) -> String {
+    if let Some(files) = with["values_files"].as_str() {
+        let re = regex::Regex::new(r"values-(.+)\.yaml").unwrap();
+        if let Some(c) = re.captures(files) {
+            return c[1].to_string();
+        }
+    }
+    let env = with["environment"].as_str().unwrap_or("");
+    env.replace(
+        "${{ inputs.environment == 'prod' && 'production' || inputs.environment }}",
+        "${{ inputs.environment }}",
+    )
+}
+
 #[test]
 fn deploys_are_serialised_per_environment() {
     for (file, wf) in workflows() {
@@ -143,13 +159,34 @@ fn deploys_are_serialised_per_environment() {
                     .as_str()
                     .or_else(|| wf["concurrency"]["group"].as_str())
                     .unwrap_or_else(|| panic!("{file} job {job:?}: no concurrency group"));
-                let env = with["environment"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{file} job {job:?}: no explicit environment"));
                 assert_eq!(
                     group,
-                    format!("trader-deploy-{env}"),
+                    format!("trader-deploy-{}", short_env(&with)),
                     "{file} job {job:?}: the concurrency group is not the environment's"
+                );
+            }
+        }
+    }
+}
+
+/// The action checks the approval of, and records the deployment under, its `environment`
+/// input: it must be the GitHub environment the job declares.
+#[test]
+fn action_environment_is_the_jobs_environment() {
+    for (file, wf) in workflows() {
+        for (job, j) in wf["jobs"].as_mapping().unwrap() {
+            for with in job_action_steps(j) {
+                if with["mode"].as_str() == Some("validate") {
+                    continue;
+                }
+                let declared = j["environment"]["name"]
+                    .as_str()
+                    .or_else(|| j["environment"].as_str())
+                    .unwrap_or_else(|| panic!("{file} job {job:?}: no environment"));
+                assert_eq!(
+                    with["environment"].as_str(),
+                    Some(declared),
+                    "{file} job {job:?}: the action's environment is not the job's"
                 );
             }
         }
@@ -173,9 +210,9 @@ fn triggers_cover_the_pipeline() {
         find(&|wf| wf["on"]["push"]["tags"][0].as_str() == Some("v*")
             && wf["jobs"].as_mapping().unwrap().values().any(|j| {
                 j["environment"]["name"].as_str() == Some("production")
-                    && job_action_steps(j)
-                        .iter()
-                        .any(|w| w["environment"].as_str() == Some("prod"))
+                    && job_action_steps(j).iter().any(|w| {
+                        w["values_files"].as_str() == Some("deploy/values/values-prod.yaml")
+                    })
             })),
         "no v* tag workflow deploys prod behind the production environment"
     );
