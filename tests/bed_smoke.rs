@@ -70,9 +70,10 @@ fn run_action(bed: &Bed, workspace: &Path, flags: &[(&str, String)]) -> ActionRu
         cmd.arg(format!("--{k}")).arg(v);
     }
     cmd.arg("--kubeconfig")
-        .arg(std::fs::read_to_string(&bed.kubeconfig).unwrap())
-        .arg("--helm")
-        .arg(&bed.helm3);
+        .arg(std::fs::read_to_string(&bed.kubeconfig).unwrap());
+    if !flags.iter().any(|(k, _)| *k == "helm") {
+        cmd.arg("--helm").arg(&bed.helm3);
+    }
     for (k, _) in std::env::vars() {
         if k.starts_with("GITHUB_") || k.starts_with("INPUT_") || k == "KUBECONFIG" {
             cmd.env_remove(k);
@@ -180,11 +181,22 @@ async fn app_requests(bed: &Bed, ns: &str) -> Vec<(String, u16)> {
 
 #[tokio::test]
 async fn a_healthy_version_passes_every_check() {
+    healthy_version_passes(3).await;
+}
+
+#[tokio::test]
+async fn a_healthy_version_passes_every_check_with_helm4() {
+    healthy_version_passes(4).await;
+}
+
+async fn healthy_version_passes(helm_major: u8) {
     let bed = Bed::load();
     let client = bed.client().await;
-    let ns = create_namespace(&client, "smoke-ok").await;
+    let ns = create_namespace(&client, &format!("smoke-ok-h{helm_major}")).await;
     let (ws, chart) = workspace(SPEC);
-    let run = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.2.0"));
+    let mut flags = deploy_flags(&bed, &chart, &ns, "v1.2.0");
+    flags.push(("helm", bed.helm_path(helm_major).display().to_string()));
+    let run = run_action(&bed, ws.path(), &flags);
     assert!(run.success, "{}", run.all());
     assert_eq!(run.outputs["status"], "success");
     for check in ["healthz", "ready", "metrics", "api-status"] {
