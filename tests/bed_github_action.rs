@@ -809,6 +809,31 @@ async fn a_502_then_success_is_retried() {
 }
 
 #[tokio::test]
+async fn a_502_on_create_looks_for_the_deployment_before_creating_again() {
+    let repo = Repo::add("td-502c", |_| {}).await;
+    repo.fault(
+        json!({"kind": "bad_gateway", "count": 1, "method": "POST"}),
+        "/deployments",
+    )
+    .await;
+    let run = Action::new(&repo).run();
+    let log = repo.log().await;
+    let seq = calls(&log, &repo.full);
+    assert_eq!(
+        &seq[2..6],
+        &[
+            format!("GET /deployments?sha={MAIN_TIP}&environment=prod&per_page=20 -> 200"),
+            "POST /deployments -> 502".to_string(),
+            format!("GET /deployments?environment=prod&per_page=20&sha={MAIN_TIP} -> 200"),
+            "POST /deployments -> 201".to_string(),
+        ],
+        "{seq:#?}"
+    );
+    assert_eq!(repo.deployments().await.len(), 1);
+    assert!(!run.output("deployment_id").is_empty());
+}
+
+#[tokio::test]
 async fn retries_are_bounded() {
     let repo = Repo::add("td-5xx", |_| {}).await;
     repo.fault(

@@ -55,6 +55,8 @@ pub enum Reuse {
     CreatedByGitHub,
     /// An earlier attempt of this run created it.
     EarlierAttempt,
+    /// A create call answered an error (5xx, lost connection) but had created it.
+    CreateAnsweredError,
 }
 
 /// The deployment status for an outcome: a success; a rolled-back release is the version's
@@ -218,28 +220,11 @@ pub async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deployment, G
     let id = match id {
         Some(id) => id,
         None => {
-            let what = format!("create a deployment of {} to {env}", req.version);
-            let r = gh
-                .post(
-                    "/deployments",
-                    &create_body(req),
-                    &what,
-                    "deployments: write",
-                )
-                .await?;
-            if r.status == 202 {
-                return Err(GitHubError::Status {
-                    what,
-                    status: 202,
-                    message: r
-                        .body
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("GitHub merged instead of deploying")
-                        .to_string(),
-                });
+            let (created, found) = create(gh, req).await?;
+            if found {
+                reused = Some(Reuse::CreateAnsweredError);
             }
-            id_of(&r.body, &what)?
+            created
         }
     };
     set_status(
@@ -254,6 +239,62 @@ pub async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deployment, G
     )
     .await?;
     Ok(Deployment { id, reused })
+}
+
+/// Creates the deployment. A create that failed on GitHub's side (5xx, lost connection) may
+/// still have happened, so before trying again this run's deployment is looked for; returns
+/// the id and whether it was found that way.
+async fn create(gh: &GitHub, req: &DeploymentRequest) -> Result<(u64, bool), GitHubError> {
+    let env = &req.environment;
+    let what = format!("create a deployment of {} to {env}", req.version);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match gh
+            .create(
+                "/deployments",
+                &create_body(req),
+                &what,
+                "deployments: write",
+            )
+            .await
+        {
+            Ok(r) if r.status == 202 => {
+                return Err(GitHubError::Status {
+                    what,
+                    status: 202,
+                    message: r
+                        .body
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("GitHub merged instead of deploying")
+                        .to_string(),
+                });
+            }
+            Ok(r) => return Ok((id_of(&r.body, &what)?, false)),
+            Err(e) if e.maybe_done() && attempt < 3 => {
+                tracing::warn!("{e}; looking for the deployment before trying again");
+                let mut query = vec![("environment", env.clone()), ("per_page", "20".to_string())];
+                if let Some(sha) = &req.sha {
+                    query.push(("sha", sha.clone()));
+                }
+                let list = gh
+                    .get(
+                        "/deployments",
+                        &query,
+                        &format!("list the deployments of {env}"),
+                        "deployments: read",
+                    )
+                    .await?
+                    .body;
+                if let Some(id) = own_deployment(&list, req.run_id) {
+                    return Ok((id, true));
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Posts one status on the deployment.

@@ -91,6 +91,15 @@ pub enum GitHubError {
 
 impl GitHubError {
     /// The HTTP status GitHub answered, when the call got one.
+    /// GitHub may have acted although the call failed (a 5xx, a lost connection).
+    pub fn maybe_done(&self) -> bool {
+        match self {
+            GitHubError::Status { status, .. } => *status >= 500,
+            GitHubError::Transport { .. } | GitHubError::Exhausted { .. } => true,
+            _ => false,
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             GitHubError::Permission { status, .. } | GitHubError::Status { status, .. } => {
@@ -200,7 +209,7 @@ impl GitHub {
         what: &str,
         permission: &'static str,
     ) -> Result<ApiResponse, GitHubError> {
-        self.send(Method::GET, rest, query, None, what, permission)
+        self.send(Method::GET, rest, query, None, what, permission, true)
             .await
     }
 
@@ -212,11 +221,27 @@ impl GitHub {
         what: &str,
         permission: &'static str,
     ) -> Result<ApiResponse, GitHubError> {
-        self.send(Method::POST, rest, &[], Some(body), what, permission)
+        self.send(Method::POST, rest, &[], Some(body), what, permission, true)
             .await
     }
 
-    /// One API call with bounded retries. `permission` is what a 403 means the token lacks.
+    /// POST that creates something: a 5xx or a timeout may hide a success, so they are not
+    /// retried here (the caller checks before trying again); rate limits and refused connections
+    /// are, as GitHub did not act on those.
+    pub async fn create(
+        &self,
+        rest: &str,
+        body: &Value,
+        what: &str,
+        permission: &'static str,
+    ) -> Result<ApiResponse, GitHubError> {
+        self.send(Method::POST, rest, &[], Some(body), what, permission, false)
+            .await
+    }
+
+    /// One API call with bounded retries. `permission` is what a 403 means the token lacks;
+    /// `idempotent` allows retrying 5xx answers and timeouts.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         method: Method,
@@ -225,6 +250,7 @@ impl GitHub {
         body: Option<&Value>,
         what: &str,
         permission: &'static str,
+        idempotent: bool,
     ) -> Result<ApiResponse, GitHubError> {
         let url = self.repo_url(rest);
         let started = Instant::now();
@@ -262,7 +288,7 @@ impl GitHub {
                         }
                     }
                 }
-                Err(e) if e.is_timeout() || e.is_connect() => {
+                Err(e) if e.is_connect() || (idempotent && e.is_timeout()) => {
                     // The network, not GitHub: retry like a 5xx.
                     let wait = backoff(self.policy.base_backoff, attempt);
                     if let Some(wait) = self.budget(started, attempt, wait) {
@@ -283,7 +309,11 @@ impl GitHub {
                 }
             };
             let message = error_message(&text);
-            match classify(status, &headers, &message, SystemTime::now()) {
+            let verdict = match classify(status, &headers, &message, SystemTime::now()) {
+                Verdict::Retry(_) if !idempotent && status >= 500 => Verdict::Done,
+                v => v,
+            };
+            match verdict {
                 Verdict::Done => {}
                 Verdict::Retry(hint) => {
                     let wait = hint.unwrap_or_else(|| backoff(self.policy.base_backoff, attempt));

@@ -166,6 +166,9 @@ impl Session {
             None => "created".to_string(),
             Some(Reuse::CreatedByGitHub) => "GitHub's deployment for this job".to_string(),
             Some(Reuse::EarlierAttempt) => "from an earlier attempt of this run".to_string(),
+            Some(Reuse::CreateAnsweredError) => {
+                "created although the create call answered an error".to_string()
+            }
         };
         runner.info(&format!(
             "GitHub deployment {} ({how}) of {} to {env}: in_progress",
