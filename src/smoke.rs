@@ -404,6 +404,9 @@ fn policy(p: &PolicyFile, base: Policy) -> Result<Policy, String> {
     if out.interval > out.timeout {
         return Err("`interval` is longer than `timeout`".into());
     }
+    if out.interval < Duration::from_millis(100) {
+        return Err("`interval` must be at least 100ms".into());
+    }
     if out.request_timeout < Duration::from_millis(100) || out.request_timeout > out.timeout {
         return Err("`request_timeout` must be from 100ms to `timeout`".into());
     }
@@ -1455,6 +1458,10 @@ checks:
             (
                 "checks: [{name: a, service: x, port: 80, interval: 2m}]",
                 "`interval` is longer than `timeout`",
+            ),
+            (
+                "checks: [{name: a, service: x, port: 80, interval: 0s}]",
+                "`interval` must be at least 100ms",
             ),
             (
                 "checks: [{name: a, service: x, port: 80, timeout: 2s, request_timeout: 3s}]",
