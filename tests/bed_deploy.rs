@@ -1061,3 +1061,29 @@ async fn pending_install_is_recovered_helm3() {
 async fn pending_install_is_recovered_helm4() {
     pending_install_recovered(4).await;
 }
+
+/// `rollback_on_failure: false` leaves a failed rollout in place (status failed); when the next
+/// run's rollback target is that unhealthy revision, the rollback's verification fails and the
+/// outcome is `failed`, not `rolled_back`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_that_fails_verification_is_failed() {
+    let case = Case::new("rollback-fails", 3).await;
+    assert_success(&case.run("v1.0.0", &[]));
+    let kept = case.run("never-ready", &[("rollback_on_failure", "false")]);
+    assert_eq!(kept.code, Some(1), "{}", kept.log());
+    assert_eq!(kept.out("status"), "failed");
+    assert_eq!(kept.out("rolled_back"), "false");
+    assert_eq!(kept.out("revision"), "2");
+    assert_eq!(case.status(), ("deployed".to_string(), 2));
+
+    let f = case.run("broken-pull", &[("timeout", "40s")]);
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "failed");
+    assert_eq!(f.out("rolled_back"), "false");
+    let log = f.log();
+    assert!(log.contains("Rolling back release"), "{log}");
+    assert!(log.contains("to revision 2"), "{log}");
+    assert!(log.contains("::error title=Rollback failed::"), "{log}");
+    assert!(log.contains("and the rollback failed too"), "{log}");
+    case.done().await;
+}
