@@ -433,6 +433,20 @@ async fn an_unknown_environment_is_refused() {
 }
 
 #[tokio::test]
+async fn a_protected_deploy_without_a_token_is_refused() {
+    let repo = Repo::add("td-notoken", |_| {}).await;
+    // GitHub passes an unset input as "".
+    let run = Action::new(&repo).var("INPUT_GITHUB_TOKEN", "").run();
+    assert_refused(
+        &repo,
+        &run,
+        "no GitHub token to check the approval of environment prod: pass `github_token`",
+    )
+    .await;
+    assert!(repo.log().await.is_empty());
+}
+
+#[tokio::test]
 async fn a_run_without_approval_is_refused() {
     let repo = Repo::add("td-noappr", |_| {}).await;
     let run = Action::new(&repo).var("GITHUB_RUN_ID", "1002").run();
