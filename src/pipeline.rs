@@ -196,11 +196,17 @@ async fn deploy_locked(
     ));
 
     if let Err(e) = smoke(d, target).await {
+        let cancelled = d.cancel.signal().is_some();
         // rollback_on_failure: false leaves the new revision in place for inspection.
-        if !config.rollback_on_failure {
+        if !config.rollback_on_failure && !cancelled {
             return Err(failure("Smoke tests failed", e, &d.outputs, Status::Failed));
         }
-        return Err(roll_back_after(d, target, previous, "Smoke tests failed", e).await);
+        let title = if cancelled {
+            "Deploy cancelled"
+        } else {
+            "Smoke tests failed"
+        };
+        return Err(roll_back_after(d, target, previous, title, e).await);
     }
     Ok(())
 }
@@ -517,7 +523,13 @@ async fn smoke(d: &mut Deploy<'_>, target: &Target) -> anyhow::Result<()> {
         return Ok(());
     }
     let _g = d.runner.group("Smoke tests");
-    let result = crate::smoke::run_config(d.config, Some(&target.cluster.client), d.runner).await;
+    let cancel = d.cancel;
+    let result = tokio::select! {
+        r = crate::smoke::run_config(d.config, Some(&target.cluster.client), d.runner) => r,
+        signal = cancel.cancelled() => {
+            anyhow::bail!("cancelled by {signal} during the smoke tests")
+        }
+    };
     // Every check's result goes into the summary, passed or failed.
     if let Some(report) = crate::smoke::Report::of(&result) {
         for r in &report.results {
@@ -636,7 +648,10 @@ async fn roll_back_after(
             }
             failure(
                 "Rollback failed",
-                error.context(format!("and the rollback failed too: {rb:#}")),
+                anyhow::anyhow!(
+                    "{error:#}; then rolling release {:?} back to revision {good} failed too: {rb:#}",
+                    config.release
+                ),
                 &d.outputs,
                 Status::Failed,
             )

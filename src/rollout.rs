@@ -143,6 +143,11 @@ pub fn deployment_progress(d: &Deployment) -> Progress {
     let Some(st) = &d.status else {
         return Progress::Waiting("no status yet".into());
     };
+    // First: a condition of an older generation (a stale ProgressDeadlineExceeded) says nothing
+    // about this one.
+    if !observed(d.metadata.generation, st.observed_generation) {
+        return Progress::Waiting("waiting for the controller to observe the new spec".into());
+    }
     if let Some(c) = st.conditions.iter().flatten().find(|c| {
         c.type_ == "Progressing"
             && c.status == "False"
@@ -154,9 +159,6 @@ pub fn deployment_progress(d: &Deployment) -> Progress {
                 .as_deref()
                 .unwrap_or("the rollout made no progress")
         ));
-    }
-    if !observed(d.metadata.generation, st.observed_generation) {
-        return Progress::Waiting("waiting for the controller to observe the new spec".into());
     }
     counts(
         desired,
@@ -996,6 +998,16 @@ metadata:
                 "conditions": [{"type": "Progressing", "status": "False",
                                 "reason": "ProgressDeadlineExceeded",
                                 "message": "ReplicaSet \"d-1\" has timed out progressing."}]}),
+        );
+        let stale = deployment(
+            4,
+            serde_json::json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 1,
+                "conditions": [{"type": "Progressing", "status": "False",
+                                "reason": "ProgressDeadlineExceeded"}]}),
+        );
+        assert!(
+            matches!(deployment_progress(&stale), Progress::Waiting(_)),
+            "a deadline of the previous generation is not this one's"
         );
         assert_eq!(
             deployment_progress(&stuck),

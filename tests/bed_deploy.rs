@@ -1084,6 +1084,9 @@ async fn a_rollback_that_fails_verification_is_failed() {
     assert!(log.contains("Rolling back release"), "{log}");
     assert!(log.contains("to revision 2"), "{log}");
     assert!(log.contains("::error title=Rollback failed::"), "{log}");
-    assert!(log.contains("and the rollback failed too"), "{log}");
+    assert!(
+        log.contains("; then rolling release \"app-h3\" back to revision 2 failed too: "),
+        "{log}"
+    );
     case.done().await;
 }
