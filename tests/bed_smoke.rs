@@ -64,6 +64,29 @@ impl ActionRun {
 
 /// Runs `trader-deploy deploy` (plain CLI, no GitHub) with helm 3 and the given flags.
 fn run_action(bed: &Bed, workspace: &Path, flags: &[(&str, String)]) -> ActionRun {
+    let mut cmd = action_command(bed, workspace, flags);
+    let out = run_with_deadline(&mut cmd, ACTION_TIMEOUT);
+    action_run(out)
+}
+
+fn action_run(out: std::process::Output) -> ActionRun {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let outputs = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("output "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ActionRun {
+        success: out.status.success(),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        outputs,
+    }
+}
+
+/// The `trader-deploy deploy` command with the bed's kubeconfig and helm homes.
+fn action_command(bed: &Bed, workspace: &Path, flags: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
     cmd.arg("deploy").current_dir(workspace);
     for (k, v) in flags {
@@ -83,20 +106,7 @@ fn run_action(bed: &Bed, workspace: &Path, flags: &[(&str, String)]) -> ActionRu
     cmd.env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_DATA_HOME", home.join("data"));
-    let out = run_with_deadline(&mut cmd, ACTION_TIMEOUT);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let outputs = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("output "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    ActionRun {
-        success: out.status.success(),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        outputs,
-    }
+    cmd
 }
 
 /// A workspace with the test chart and the smoke spec; returns (workspace guard, chart path).
@@ -362,6 +372,108 @@ checks:
     assert_eq!(
         orch_image(&bed, &ns).await,
         format!("{}/acme/python-orch:unready-app", bed.registry)
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn sigterm_during_the_smoke_tests_rolls_back() {
+    use std::io::{BufRead as _, BufReader};
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ns = create_namespace(&client, "smoke-term").await;
+    // A long budget: only the signal ends this check early.
+    let spec = r#"
+checks:
+  - name: ready
+    service: ${release}-orch
+    port: http
+    path: /ready
+    expect: {status: 200}
+    timeout: 120s
+    interval: 500ms
+"#;
+    let (ws, chart) = workspace(spec);
+    let first = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.2.0"));
+    assert!(first.success, "{}", first.all());
+
+    let mut cmd = action_command(
+        &bed,
+        ws.path(),
+        &deploy_flags(&bed, &chart, &ns, "unready-app"),
+    );
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+        s
+    });
+    // Once the first smoke attempt has failed, send SIGTERM (as the runner does on cancel).
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut signalled = false;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            if !signalled && line.contains("smoke check \"ready\" attempt 1 failed") {
+                let ok = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "kill -TERM {pid}");
+                signalled = true;
+            }
+            lines.push(line);
+        }
+        (signalled, lines.join("\n"))
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the action did not stop within 90 s of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (signalled, out) = reader.join().unwrap();
+    let err = err_reader.join().unwrap();
+    assert!(
+        signalled,
+        "never saw the first smoke failure:\n{out}\n{err}"
+    );
+    let run = action_run(std::process::Output {
+        status,
+        stdout: out.into_bytes(),
+        stderr: err.into_bytes(),
+    });
+    assert!(!run.success, "{}", run.all());
+    assert_eq!(run.outputs["status"], "rolled_back", "{}", run.all());
+    assert!(
+        run.all()
+            .contains("cancelled by SIGTERM during the smoke tests"),
+        "{}",
+        run.all()
+    );
+    let history = helm_history(&bed, &ns);
+    assert_eq!(
+        history.last().unwrap(),
+        &(3, "deployed".to_string()),
+        "{history:?}"
+    );
+    assert_eq!(
+        orch_image(&bed, &ns).await,
+        format!("{}/acme/python-orch:v1.2.0", bed.registry)
     );
     delete_namespace(&client, &ns).await;
 }
