@@ -1,0 +1,956 @@
+//! Reliability on the bed, the fast part (`make test`): 40+ bad inputs each refused with its
+//! documented one-line error, exit 1 and the cluster untouched; canary secrets (token,
+//! kubeconfig, registry password) never shown by an end-to-end run; a rollback that itself fails
+//! ends `failed` with a GitHub deployment status `error` and a clear message. The real binary runs
+//! as a docker action would run it (only INPUT_*/GITHUB_* variables, PATH and HOME). The slow part
+//! (kube-apiserver restarted mid-rollout) is tests/bed_soak.rs; SIGTERM, stuck releases,
+//! concurrency and GitHub retries are proven in tests/bed_deploy.rs and tests/bed_github_action.rs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Bed, create_namespace, delete_namespace, testapp_chart, unique_name};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use serde_json::{Value, json};
+
+const RUN_DEADLINE: Duration = Duration::from_secs(240);
+const MAIN_TIP: &str = "ee3b2f7904fd6c989c87d6b5f7ecd382679612f4";
+
+/// A workspace with the bed's test chart at `chart/`.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let dir = tempfile::tempdir().expect("workspace");
+        copy_dir(&testapp_chart(), &dir.path().join("chart"));
+        std::fs::create_dir_all(dir.path().join("deploy/values")).unwrap();
+        std::fs::write(
+            dir.path().join("deploy/values/values-dev.yaml"),
+            "replicas: 1\n",
+        )
+        .unwrap();
+        Workspace { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// One run of the binary.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    outputs: BTreeMap<String, String>,
+    summary: String,
+}
+
+impl Run {
+    fn out(&self, name: &str) -> &str {
+        self.outputs.get(name).map(String::as_str).unwrap_or("")
+    }
+    fn errors(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with("::error"))
+            .collect()
+    }
+}
+
+fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(head) = lines.next() {
+        let Some((name, delim)) = head.split_once("<<") else {
+            continue;
+        };
+        let mut value = Vec::new();
+        for l in lines.by_ref() {
+            if l == delim {
+                break;
+            }
+            value.push(l);
+        }
+        out.insert(name.to_string(), value.join("\n"));
+    }
+    out
+}
+
+/// Runs the real binary with exactly `vars` (plus PATH, HOME and the output files) in `ws`.
+fn run_action(ws: &Path, vars: &BTreeMap<String, String>) -> Run {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let output = ws.join(format!("output-{n}"));
+    let summary = ws.join(format!("summary-{n}"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
+    cmd.env_clear()
+        .envs(vars)
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .current_dir(ws);
+    for k in ["PATH", "HOME"] {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    let out = common::run_with_deadline(&mut cmd, RUN_DEADLINE);
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        outputs: parse_outputs(&std::fs::read_to_string(&output).unwrap_or_default()),
+        summary: std::fs::read_to_string(&summary).unwrap_or_default(),
+    }
+}
+
+/// The variables of a valid dev deploy of `tag` of release `app` into `ns` with helm 3.
+fn deploy_vars(
+    bed: &Bed,
+    ws: &Path,
+    ns: &str,
+    tag: &str,
+    kubeconfig: &str,
+) -> BTreeMap<String, String> {
+    let home = ws.join("helm");
+    let mut v = BTreeMap::new();
+    for (k, val) in [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_EVENT_NAME", "push"),
+        ("GITHUB_REF", "refs/heads/feature"),
+        ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+        ("INPUT_CHART", "chart"),
+        ("INPUT_RELEASE", "app"),
+        ("INPUT_ENVIRONMENT", "dev"),
+        ("INPUT_VERIFY_IMAGES", "false"),
+        ("INPUT_TIMEOUT", "120s"),
+    ] {
+        v.insert(k.to_string(), val.to_string());
+    }
+    v.insert("GITHUB_WORKSPACE".into(), ws.display().to_string());
+    v.insert("INPUT_NAMESPACE".into(), ns.into());
+    v.insert("INPUT_VERSION".into(), tag.into());
+    v.insert(
+        "INPUT_SET".into(),
+        format!("image.tag={tag}\nscanner.image.tag={tag}"),
+    );
+    v.insert("INPUT_KUBECONFIG".into(), kubeconfig.into());
+    v.insert("INPUT_HELM".into(), bed.helm3.display().to_string());
+    for (k, d) in [("CONFIG", "config"), ("CACHE", "cache"), ("DATA", "data")] {
+        v.insert(format!("HELM_{k}_HOME"), home.join(d).display().to_string());
+    }
+    v
+}
+
+/// `helm history` of release `app` in `ns` as (revision, status, chart, description), or None
+/// when the release does not exist.
+fn history(bed: &Bed, ns: &str) -> Option<Vec<(u64, String, String)>> {
+    let mut cmd = bed.helm(3);
+    cmd.args(["history", "app", "-n", ns, "-o", "json"]);
+    let out = common::run_with_deadline(&mut cmd, Duration::from_secs(60));
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).expect("helm history json");
+    Some(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["revision"].as_u64().unwrap(),
+                    r["status"].as_str().unwrap().to_string(),
+                    r["updated"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect(),
+    )
+}
+
+async fn namespace_exists(client: &kube::Client, ns: &str) -> bool {
+    Api::<Namespace>::all(client.clone())
+        .get_opt(ns)
+        .await
+        .unwrap_or_else(|e| panic!("get namespace {ns}: {e}"))
+        .is_some()
+}
+
+async fn lease_exists(client: &kube::Client, ns: &str) -> bool {
+    Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt("trader-deploy-app")
+        .await
+        .unwrap_or_else(|e| panic!("get lease in {ns}: {e}"))
+        .is_some()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad inputs: the documented one-line error, exit 1, nothing changed on the cluster.
+
+/// Each case: the inputs that differ from a valid deploy, the input the error names, and a part
+/// of its documented message (src/inputs.rs, src/version.rs; README "Inputs").
+fn bad_input_cases() -> Vec<(Vec<(&'static str, String)>, &'static str, &'static str)> {
+    let s = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    };
+    vec![
+        (
+            s(&[("mode", "deploy2")]),
+            "mode",
+            "\"deploy2\" is not a mode (deploy, rollback, plan, validate, resolve)",
+        ),
+        (s(&[("mode", "DEPLOY!")]), "mode", "is not a mode"),
+        (
+            s(&[("environment", "a/b")]),
+            "environment",
+            "\"a/b\" is not a valid environment name",
+        ),
+        (
+            s(&[("environment", "prod!")]),
+            "environment",
+            "\"prod!\" is not a valid environment name",
+        ),
+        (
+            s(&[("environment", "")]),
+            "environment",
+            "not given and cannot be inferred from a push event on refs/heads/feature",
+        ),
+        (
+            s(&[("version", "bad tag")]),
+            "version",
+            "\"bad tag\" is not a valid image tag",
+        ),
+        (
+            s(&[("version", ".hidden")]),
+            "version",
+            "\".hidden\" is not a valid image tag",
+        ),
+        (
+            s(&[("version", &"v".repeat(129))]),
+            "version",
+            "is not a valid image tag",
+        ),
+        (
+            s(&[("environment", "prod"), ("version", "latest")]),
+            "version",
+            "\"latest\" is a moving tag; protected environment \"prod\" takes only immutable semver tags",
+        ),
+        (
+            s(&[("environment", "prod"), ("version", "sha-01234567")]),
+            "version",
+            "\"sha-01234567\" is a commit build, not a release",
+        ),
+        (
+            s(&[("environment", "production"), ("version", "main")]),
+            "version",
+            "\"main\" is not a semver release tag",
+        ),
+        (
+            s(&[("environment", "prod"), ("version", "broken-pull")]),
+            "version",
+            "\"broken-pull\" is not a semver release tag",
+        ),
+        (
+            s(&[("ref", "main")]),
+            "ref",
+            "\"main\" is not a full git ref (e.g. refs/tags/v1.2.0, refs/heads/main)",
+        ),
+        (
+            s(&[("version", ""), ("ref", "refs/tags/release-1")]),
+            "ref",
+            "tag \"release-1\" is not a semver release tag",
+        ),
+        (
+            s(&[("chart", "charts/missing")]),
+            "chart",
+            "\"charts/missing\" is not a chart directory",
+        ),
+        (
+            s(&[("chart", "deploy")]),
+            "chart",
+            "\"deploy\" is not a chart directory",
+        ),
+        (
+            s(&[("release", "Trader_Admin")]),
+            "release",
+            "\"Trader_Admin\" is not a valid helm release name",
+        ),
+        (
+            s(&[("release", &"a".repeat(54))]),
+            "release",
+            "is not a valid helm release name",
+        ),
+        (
+            s(&[("release", "-app")]),
+            "release",
+            "\"-app\" is not a valid helm release name",
+        ),
+        (
+            s(&[("namespace", "Trader")]),
+            "namespace",
+            "\"Trader\" is not a valid namespace",
+        ),
+        (
+            s(&[("namespace", &"n".repeat(64))]),
+            "namespace",
+            "is not a valid namespace",
+        ),
+        (
+            s(&[("namespace", "trader-")]),
+            "namespace",
+            "\"trader-\" is not a valid namespace",
+        ),
+        (
+            s(&[("values_files", "deploy/values/values-dev.yaml\nnope.yaml")]),
+            "values_files",
+            "file \"nope.yaml\" does not exist",
+        ),
+        (
+            s(&[("images", "image.pythonOrch")]),
+            "images",
+            "entry 1 \"image.pythonOrch\" is not helm.key=repository",
+        ),
+        (
+            s(&[("images", "image.x=ghcr.io/acme/x:v1")]),
+            "images",
+            "entry 1 repository \"ghcr.io/acme/x:v1\" has a tag",
+        ),
+        (
+            s(&[("images", "image.x=ghcr.io/Acme/x")]),
+            "images",
+            "path component \"Acme\"",
+        ),
+        (
+            s(&[("images", "image.x=ghcr.io/acme/x@sha256:00")]),
+            "images",
+            "has a digest",
+        ),
+        (
+            s(&[("images", "a=ghcr.io/acme/x\na=ghcr.io/acme/y")]),
+            "images",
+            "key \"a\" is given twice",
+        ),
+        (
+            s(&[("images", "image..x=ghcr.io/acme/x")]),
+            "images",
+            "entry 1 key \"image..x\" is not a helm values key",
+        ),
+        (
+            s(&[("images", "image.x=ghcr.io:99999/acme/x")]),
+            "images",
+            "registry host \"ghcr.io:99999\" is not host[:port]",
+        ),
+        (
+            s(&[("set", "=x")]),
+            "set",
+            "entry 1 \"=x\" is not key=value",
+        ),
+        (
+            s(&[("set", "image.tag=v1.0.0\nreplica count=2")]),
+            "set",
+            "entry 2 \"replica count=2\" is not key=value",
+        ),
+        (
+            s(&[("kubeconfig", "not-a-kubeconfig-canary-7f3a9")]),
+            "kubeconfig",
+            "is neither a kubeconfig (YAML with `clusters`) nor base64 of one",
+        ),
+        (
+            s(&[("kubeconfig", "apiVersion: v1\nkind: Config\n")]),
+            "kubeconfig",
+            "is neither a kubeconfig",
+        ),
+        (
+            s(&[("protected_environments", "prod, a/b")]),
+            "protected_environments",
+            "\"a/b\" is not a valid environment name",
+        ),
+        (
+            s(&[("timeout", "5x")]),
+            "timeout",
+            "\"5x\" is not a duration (e.g. 5m, 90s, 1h30m)",
+        ),
+        (
+            s(&[("timeout", "0s")]),
+            "timeout",
+            "\"0s\" is out of range (1s to 6h)",
+        ),
+        (
+            s(&[("timeout", "7h")]),
+            "timeout",
+            "\"7h\" is out of range (1s to 6h)",
+        ),
+        (
+            s(&[("rollback_on_failure", "yes")]),
+            "rollback_on_failure",
+            "\"yes\" is not true or false",
+        ),
+        (
+            s(&[("history_max", "-1")]),
+            "history_max",
+            "\"-1\" is not a whole number from 0 to 1000",
+        ),
+        (
+            s(&[("history_max", "5000")]),
+            "history_max",
+            "\"5000\" is not a whole number from 0 to 1000",
+        ),
+        (
+            s(&[("history_max", "ten")]),
+            "history_max",
+            "\"ten\" is not a whole number from 0 to 1000",
+        ),
+        (
+            s(&[("smoke_tests", "smoke.yaml")]),
+            "smoke_tests",
+            "file \"smoke.yaml\" does not exist",
+        ),
+        (
+            s(&[("smoke_tests", "bad-smoke.yaml")]),
+            "smoke_tests",
+            "check \"ready\": `expect.status` 2000 is not an HTTP status",
+        ),
+        (
+            s(&[("rollback_revision", "0")]),
+            "rollback_revision",
+            "\"0\" is not a revision number (1 or more)",
+        ),
+        (
+            s(&[("rollback_revision", "abc")]),
+            "rollback_revision",
+            "\"abc\" is not a revision number (1 or more)",
+        ),
+        (
+            s(&[("verify_images", "maybe")]),
+            "verify_images",
+            "\"maybe\" is not true or false",
+        ),
+        (
+            s(&[("pin_digests", "yes")]),
+            "pin_digests",
+            "\"yes\" is not true or false",
+        ),
+        (
+            s(&[("require_distinct_approver", "sure")]),
+            "require_distinct_approver",
+            "\"sure\" is not true or false",
+        ),
+        (
+            s(&[("environment_url", "not a url")]),
+            "environment_url",
+            "\"not a url\" is not an http(s) URL",
+        ),
+        (
+            s(&[("notify_webhook", "ftp://hooks.example.com/x")]),
+            "notify_webhook",
+            "is not an http(s) URL",
+        ),
+        (
+            s(&[("registry_username", "bot")]),
+            "registry_password",
+            "is required with registry_username",
+        ),
+        (
+            s(&[("registry_password", "pw-canary-only")]),
+            "registry_username",
+            "is required with registry_password",
+        ),
+        (
+            s(&[
+                ("registry_username", "a:b"),
+                ("registry_password", "pw-123456"),
+            ]),
+            "registry_username",
+            "\"a:b\" may not contain ':' or control characters",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_leave_the_cluster_untouched() {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path().join("bad-smoke.yaml"),
+        "checks:\n  - name: ready\n    service: ${release}\n    port: http\n    expect: {status: 2000}\n",
+    )
+    .unwrap();
+    let kubeconfig = std::fs::read_to_string(&bed.kubeconfig).unwrap();
+
+    // A release that exists (revision 1, deployed) and a namespace that must never appear.
+    let ns = create_namespace(&client, "rel-badin").await;
+    let mut install = bed.helm(3);
+    install
+        .args(["upgrade", "--install", "app"])
+        .arg(ws.path().join("chart"))
+        .args(["-n", &ns, "--wait", "--timeout", "120s"]);
+    bed.run(&mut install, Duration::from_secs(180));
+    let before = history(&bed, &ns).expect("the release exists");
+    assert_eq!(before.len(), 1);
+    let ghost = unique_name("rel-ghost");
+
+    let cases = bad_input_cases();
+    assert!(cases.len() >= 40, "only {} cases", cases.len());
+    for (i, (inputs, input, message)) in cases.iter().enumerate() {
+        // Alternate targets: the existing release (history must not change) and a namespace
+        // that does not exist (it must not be created).
+        let target = if i % 2 == 0 {
+            ns.as_str()
+        } else {
+            ghost.as_str()
+        };
+        let mut vars = deploy_vars(&bed, ws.path(), target, "v1.1.0", &kubeconfig);
+        for (k, v) in inputs {
+            vars.insert(format!("INPUT_{}", k.to_uppercase()), v.clone());
+        }
+        let run = run_action(ws.path(), &vars);
+        assert_eq!(run.code, Some(1), "{inputs:?}: {run:#?}");
+        let errors = run.errors();
+        assert_eq!(
+            errors.len(),
+            1,
+            "{inputs:?}: one error line: {}",
+            run.stdout
+        );
+        let expected = format!("::error title=Invalid input::input `{input}`: ");
+        assert!(
+            errors[0].starts_with(&expected) && errors[0].contains(message),
+            "{inputs:?}\n  got:  {}\n  want: {expected}…{message}",
+            errors[0]
+        );
+        assert!(
+            !run.stdout.contains("::group::"),
+            "{inputs:?}: a step started: {}",
+            run.stdout
+        );
+        // No secret shown: the kubeconfig's key paths and the canaries stay out of the error.
+        for secret in [
+            "not-a-kubeconfig-canary-7f3a9",
+            "pw-canary-only",
+            "pw-123456",
+        ] {
+            assert!(
+                run.stdout
+                    .lines()
+                    .filter(|l| !l.starts_with("::add-mask::"))
+                    .all(|l| !l.contains(secret))
+                    && !run.stderr.contains(secret),
+                "{inputs:?}: secret {secret} shown: {run:#?}"
+            );
+        }
+        assert_eq!(
+            history(&bed, &ns).as_ref(),
+            Some(&before),
+            "{inputs:?}: the release changed"
+        );
+        assert!(
+            !namespace_exists(&client, &ghost).await,
+            "{inputs:?}: namespace {ghost} was created"
+        );
+        assert!(
+            !lease_exists(&client, &ns).await,
+            "{inputs:?}: a lease was left"
+        );
+    }
+
+    // The control: the same valid baseline does change the cluster, so the checks above could
+    // have failed.
+    let run = run_action(
+        ws.path(),
+        &deploy_vars(&bed, ws.path(), &ghost, "v1.1.0", &kubeconfig),
+    );
+    assert_eq!(run.code, Some(0), "the baseline deploys: {run:#?}");
+    assert!(namespace_exists(&client, &ghost).await);
+    assert_eq!(history(&bed, &ghost).map(|h| h.len()), Some(1));
+    delete_namespace(&client, &ghost).await;
+    delete_namespace(&client, &ns).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The GitHub stand-in (testbed/github/): a repository of our own per test.
+
+struct Repo {
+    full: String,
+    api: String,
+    standin: String,
+    http: reqwest::Client,
+}
+
+impl Repo {
+    /// The default fixture under a unique name; `edit` may change it first.
+    async fn add(bed: &Bed, prefix: &str, edit: impl FnOnce(&mut Value)) -> Repo {
+        let name = unique_name(prefix);
+        let mut fx: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                common::repo_root().join("tests/fixtures/github/default.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        fx["repository"]["name"] = json!(name);
+        edit(&mut fx);
+        let repo = Repo {
+            full: format!("acme/{name}"),
+            api: bed
+                .github_api_url
+                .clone()
+                .expect("the bed has the GitHub stand-in (GITHUB_API_URL)"),
+            standin: bed
+                .github_standin_url
+                .clone()
+                .expect("TD_GITHUB_STANDIN_URL"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+        };
+        let r = repo.control("POST", "/_standin/repos", Some(fx)).await;
+        assert_eq!(r["repo"], json!(repo.full), "{r}");
+        repo
+    }
+
+    async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.standin);
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), &url)
+            .header("content-type", "application/json");
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {url}: {status} {v}");
+        v
+    }
+
+    /// This repository's request log entries, oldest first.
+    async fn log(&self) -> Vec<Value> {
+        let prefix = format!("/repos/{}", self.full);
+        let all = self
+            .control("GET", &format!("/_standin/log?path_prefix={prefix}"), None)
+            .await;
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["path"]
+                    .as_str()
+                    .is_some_and(|p| p == prefix || p.starts_with(&format!("{prefix}/")))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The GitHub variables of a workflow_dispatch run 1001 on main.
+    fn vars(&self, ws: &Path, token: &str) -> BTreeMap<String, String> {
+        let event = ws.join("event.json");
+        std::fs::write(
+            &event,
+            json!({
+                "inputs": {},
+                "ref": "refs/heads/main",
+                "repository": {"full_name": self.full, "default_branch": "main"},
+                "sender": {"login": "carol"},
+                "workflow": ".github/workflows/deploy.yml"
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let mut v = BTreeMap::new();
+        for (k, val) in [
+            ("GITHUB_REPOSITORY", self.full.as_str()),
+            ("GITHUB_API_URL", self.api.as_str()),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_RUN_ID", "1001"),
+            ("GITHUB_RUN_ATTEMPT", "1"),
+            ("GITHUB_ACTOR", "carol"),
+            ("GITHUB_JOB", "deploy"),
+            ("GITHUB_EVENT_NAME", "workflow_dispatch"),
+            ("GITHUB_REF", "refs/heads/main"),
+            ("GITHUB_REF_NAME", "main"),
+            ("GITHUB_SHA", MAIN_TIP),
+            ("INPUT_GITHUB_TOKEN", token),
+        ] {
+            v.insert(k.to_string(), val.to_string());
+        }
+        v.insert("GITHUB_EVENT_PATH".into(), event.display().to_string());
+        v
+    }
+}
+
+/// The deployment statuses posted, in order: (deployment id, state, description).
+fn posted_statuses(log: &[Value]) -> Vec<(String, String, String)> {
+    log.iter()
+        .filter(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/statuses"))
+        .map(|e| {
+            let path = e["path"].as_str().unwrap();
+            (
+                path.rsplit('/').nth(1).unwrap().to_string(),
+                e["body"]["state"].as_str().unwrap_or("?").to_string(),
+                e["body"]["description"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A staging deploy of `tag` through GitHub: the cluster and the GitHub variables.
+fn staging_vars(
+    bed: &Bed,
+    repo: &Repo,
+    ws: &Path,
+    ns: &str,
+    tag: &str,
+    kubeconfig: &str,
+    token: &str,
+) -> BTreeMap<String, String> {
+    let mut v = deploy_vars(bed, ws, ns, tag, kubeconfig);
+    v.extend(repo.vars(ws, token));
+    v.insert("INPUT_ENVIRONMENT".into(), "staging".into());
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// A rollback that itself fails.
+
+/// The last good revision is itself broken (a crash-looping image installed by bare helm, which
+/// marks it `deployed` without waiting): a broken-pull deploy fails, its rollback to that revision
+/// fails verification, and the run says so: outcome `failed`, a `Rollback failed` error naming both
+/// failures, the GitHub deployment's last status `error`, no release left pending.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_that_fails_is_failed_with_status_error() {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ws = Workspace::new();
+    let repo = Repo::add(&bed, "td-rbfail", |_| {}).await;
+    let ns = create_namespace(&client, "rel-rbfail").await;
+    let mut install = bed.helm(3);
+    install
+        .args(["upgrade", "--install", "app"])
+        .arg(ws.path().join("chart"))
+        .args([
+            "-n",
+            &ns,
+            "--set",
+            "image.tag=crashloop",
+            "--set",
+            "scanner.image.tag=crashloop",
+        ]);
+    bed.run(&mut install, Duration::from_secs(120));
+    assert_eq!(history(&bed, &ns).unwrap()[0].1, "deployed");
+
+    let kubeconfig = std::fs::read_to_string(&bed.kubeconfig).unwrap();
+    let run = run_action(
+        ws.path(),
+        &staging_vars(
+            &bed,
+            &repo,
+            ws.path(),
+            &ns,
+            "broken-pull",
+            &kubeconfig,
+            "ghs_bed_full",
+        ),
+    );
+    eprintln!("{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert_eq!(run.out("status"), "failed");
+    assert_eq!(run.out("rolled_back"), "false");
+    let errors = run.errors();
+    assert_eq!(errors.len(), 1, "{}", run.stdout);
+    assert!(
+        errors[0].starts_with("::error title=Rollback failed::"),
+        "{}",
+        errors[0]
+    );
+    // Both failures named: the deploy's and the rollback's, and the revision it went back to.
+    for part in [
+        "ErrImagePull",
+        "failed too",
+        "revision 1",
+        "CrashLoopBackOff",
+    ] {
+        assert!(errors[0].contains(part), "{part:?} not in {}", errors[0]);
+    }
+    assert!(run.summary.contains("**failed**"), "{}", run.summary);
+
+    let statuses = posted_statuses(&repo.log().await);
+    let states: Vec<&str> = statuses.iter().map(|s| s.1.as_str()).collect();
+    assert_eq!(states, ["in_progress", "error"], "{statuses:#?}");
+    assert_eq!(statuses[1].0, run.out("deployment_id"));
+    assert!(!statuses[1].2.is_empty() && statuses[1].2.chars().count() <= 140);
+
+    let h = history(&bed, &ns).unwrap();
+    assert!(h.iter().all(|(_, s, _)| !s.starts_with("pending")), "{h:?}");
+    assert!(!lease_exists(&client, &ns).await);
+    delete_namespace(&client, &ns).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canary secrets never shown.
+
+/// The bed's kubeconfig (it works: the current context is untouched) with a canary in a comment
+/// and in a credential field: a second user's token and password.
+fn canary_kubeconfig(bed: &Bed, canary: &str) -> String {
+    let text = std::fs::read_to_string(&bed.kubeconfig).unwrap();
+    let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let users = doc["users"].as_sequence_mut().expect("users");
+    users.push(
+        serde_yaml_ng::from_str(&format!(
+            "name: canary-user\nuser:\n  token: {canary}-token\n  password: {canary}-password\n  username: deployer\n"
+        ))
+        .unwrap(),
+    );
+    format!(
+        "# kubeconfig for the canary test; do not print: {canary}-comment\n{}",
+        serde_yaml_ng::to_string(&doc).unwrap()
+    )
+}
+
+/// Every place a run shows something: no canary there. The mask commands themselves carry the
+/// secrets (the runner hides them; they are never displayed).
+fn assert_no_canary(run: &Run, canaries: &[String]) {
+    for c in canaries {
+        for (n, line) in run.stdout.lines().enumerate() {
+            assert!(
+                line.starts_with("::add-mask::") || !line.contains(c.as_str()),
+                "canary {c} on stdout line {}: {line}",
+                n + 1
+            );
+        }
+        assert!(
+            !run.stderr.contains(c.as_str()),
+            "canary {c} on stderr:\n{}",
+            run.stderr
+        );
+        assert!(
+            !run.summary.contains(c.as_str()),
+            "canary {c} in the summary:\n{}",
+            run.summary
+        );
+        for (k, v) in &run.outputs {
+            assert!(!v.contains(c.as_str()), "canary {c} in output {k}: {v}");
+        }
+    }
+}
+
+/// A staging deploy through GitHub with a canary token (a real one: the stand-in accepts it with
+/// full permissions), a canary kubeconfig, a canary registry password (image verification on).
+async fn canary_run(final_tag: &str, want: &str) {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ws = Workspace::new();
+    let canary = format!("cnry{}", unique_name("x").replace('-', ""));
+    let token = format!("ghs_{canary}tok");
+    let repo = Repo::add(&bed, "td-canary", |fx| {
+        fx["tokens"][&token] = json!({
+            "login": "github-actions[bot]",
+            "permissions": {"metadata": "read", "contents": "read", "actions": "read", "deployments": "write"}
+        });
+    })
+    .await;
+    let ns = create_namespace(&client, "rel-canary").await;
+    let kubeconfig = canary_kubeconfig(&bed, &canary);
+    let password = format!("{canary}-registry-pw");
+    let canaries = vec![
+        token.clone(),
+        canary.clone(),
+        format!("{canary}-token"),
+        format!("{canary}-password"),
+        format!("{canary}-comment"),
+        password.clone(),
+    ];
+    let mut runs = Vec::new();
+    for tag in ["v1.0.0", final_tag] {
+        let mut vars = staging_vars(&bed, &repo, ws.path(), &ns, tag, &kubeconfig, &token);
+        vars.insert("INPUT_VERIFY_IMAGES".into(), "true".into());
+        // Keys the chart does not read: the references are verified in the registry (with the
+        // credentials) while `set` picks the pods' tags as in every other test.
+        vars.insert(
+            "INPUT_IMAGES".into(),
+            format!(
+                "verify.orch={0}/acme/python-orch\nverify.scanner={0}/acme/go-scanner",
+                bed.registry
+            ),
+        );
+        vars.insert("INPUT_REGISTRY_USERNAME".into(), "deployer".into());
+        vars.insert("INPUT_REGISTRY_PASSWORD".into(), password.clone());
+        // Debug logging too: what a user turns on when something goes wrong.
+        vars.insert("TRADER_DEPLOY_LOG".into(), "debug".into());
+        let run = run_action(ws.path(), &vars);
+        assert_no_canary(&run, &canaries);
+        runs.push(run);
+    }
+    let (first, last) = (&runs[0], &runs[1]);
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    assert_eq!(first.out("status"), "success");
+    assert_eq!(last.out("status"), want, "{}\n{}", last.stdout, last.stderr);
+    // The secrets were used for real: GitHub saw the deployments, the cluster the release.
+    assert!(!last.out("deployment_id").is_empty());
+    let states: Vec<String> = posted_statuses(&repo.log().await)
+        .into_iter()
+        .map(|s| s.1)
+        .collect();
+    let end = if want == "success" {
+        "success"
+    } else {
+        "failure"
+    };
+    assert_eq!(states, ["in_progress", "success", "in_progress", end]);
+    assert_eq!(history(&bed, &ns).unwrap().last().unwrap().1, "deployed");
+    // The registry was asked (with the credentials): the summary carries the digests.
+    for run in &runs {
+        assert!(
+            run.stdout.contains("::group::Verify images") && run.summary.contains("sha256:"),
+            "{}\n{}",
+            run.stdout,
+            run.summary
+        );
+    }
+    // The token is masked before anything else is printed.
+    assert!(
+        first
+            .stdout
+            .lines()
+            .take_while(|l| l.starts_with("::add-mask::"))
+            .any(|l| l == format!("::add-mask::{token}")),
+        "{}",
+        first.stdout
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canaries_never_leak_success() {
+    canary_run("v1.1.0", "success").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canaries_never_leak_rolled_back() {
+    canary_run("broken-pull", "rolled_back").await;
+}
