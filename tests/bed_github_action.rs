@@ -277,7 +277,7 @@ impl Action {
             .insert("GITHUB_EVENT_PATH".into(), path.to_str().unwrap().into());
     }
 
-    /// Runs the binary (60 s deadline) with only these variables plus PATH and HOME.
+    /// Runs the binary (60 s deadline) with only these variables, PATH, and HOME = its temp dir.
     fn run(&self) -> Run {
         let out_path = self.dir.path().join("output");
         let sum_path = self.dir.path().join("summary");
@@ -288,11 +288,11 @@ impl Action {
             .envs(&self.vars)
             .env("GITHUB_OUTPUT", &out_path)
             .env("GITHUB_STEP_SUMMARY", &sum_path)
+            // A HOME of its own: a run without `kubeconfig` must not find the user's cluster.
+            .env("HOME", self.dir.path())
             .current_dir(self.dir.path());
-        for k in ["PATH", "HOME"] {
-            if let Some(v) = std::env::var_os(k) {
-                cmd.env(k, v);
-            }
+        if let Some(v) = std::env::var_os("PATH") {
+            cmd.env("PATH", v);
         }
         let out = common::run_with_deadline(&mut cmd, Duration::from_secs(60));
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
