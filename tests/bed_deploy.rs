@@ -61,6 +61,44 @@ stringData:
 "#,
         )
         .unwrap();
+        std::fs::write(
+            dir.path().join("chart/templates/extra-workloads.yaml"),
+            r#"{{- if .Values.extraWorkloads }}
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {{ .Release.Name }}-agent
+spec:
+  selector:
+    matchLabels:
+      app.kubernetes.io/instance: {{ .Release.Name }}
+      app.kubernetes.io/component: agent
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/instance: {{ .Release.Name }}
+        app.kubernetes.io/component: agent
+    spec:
+      containers:
+      - name: agent
+        image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-migrate-{{ .Values.image.tag }}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: migrate
+        image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+{{- end }}
+"#,
+        )
+        .unwrap();
         std::fs::create_dir_all(dir.path().join("helm")).unwrap();
         Workspace { dir }
     }
@@ -1089,4 +1127,45 @@ async fn a_rollback_that_fails_verification_is_failed() {
         "{log}"
     );
     case.done().await;
+}
+
+/// DaemonSets and Jobs of the release are tracked too: the DaemonSet ready on every node, the
+/// Job complete; a broken tag fails fast on the DaemonSet's pods and is rolled back.
+async fn daemonsets_and_jobs_are_tracked(major: u8) {
+    let case = Case::new("ds-job", major).await;
+    let with_extras =
+        |tag: &str| format!("image.tag={tag}\nscanner.image.tag={tag}\nextraWorkloads=true");
+    let f = case.run("v1.0.0", &[("set", &with_extras("v1.0.0"))]);
+    assert_success(&f);
+    let log = f.log();
+    let agent = format!("DaemonSet/{}-agent", case.release);
+    let job = format!("Job/{}-migrate-v1.0.0", case.release);
+    assert!(log.contains(&agent) && log.contains(&job), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&agent) && l.contains("2/2 ready") && l.ends_with('✓')),
+        "the DaemonSet is ready on both kwok nodes: {log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&job) && l.contains("complete") && l.ends_with('✓')),
+        "{log}"
+    );
+
+    let f = case.run("broken-pull", &[("set", &with_extras("broken-pull"))]);
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "rolled_back");
+    assert!(f.log().contains("ErrImagePull") || f.log().contains("ImagePullBackOff"));
+    assert_eq!(case.status(), ("deployed".to_string(), 3));
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemonsets_and_jobs_are_tracked_helm3() {
+    daemonsets_and_jobs_are_tracked(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemonsets_and_jobs_are_tracked_helm4() {
+    daemonsets_and_jobs_are_tracked(4).await;
 }
