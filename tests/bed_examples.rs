@@ -365,6 +365,22 @@ async fn install_to_ready(major: u8) {
         assert_eq!(ports, ["http", "metrics"], "service {name}");
     }
     wait_orch_version(&client, &ns, "v1.2.0").await;
+
+    // What the HPA chose survives an upgrade: scale the scanner to 3 (as the HPA would under
+    // load), upgrade again, and it stays at 3 instead of dropping to the chart's 2.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    deployments
+        .patch_scale(
+            "traderadmin-go-scanner",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .expect("scale the scanner to 3");
+    wait_deployment_ready(&client, &ns, "traderadmin-go-scanner", 3).await;
+    helm("prod", "v1.2.0");
+    wait_deployment_ready(&client, &ns, "traderadmin-go-scanner", 3).await;
+    wait_deployment_ready(&client, &ns, "traderadmin-python-orch", 2).await;
     delete_namespace(&client, &ns).await;
 }
 
