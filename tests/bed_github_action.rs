@@ -848,6 +848,53 @@ async fn a_502_on_create_looks_for_the_deployment_before_creating_again() {
 }
 
 #[tokio::test]
+async fn a_primary_rate_limit_waits_for_its_reset() {
+    let repo = Repo::add("td-rl", |_| {}).await;
+    repo.fault(
+        json!({"kind": "rate_limit", "count": 1, "retry_after": 1}),
+        "/environments/prod",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let run = Action::new(&repo).run();
+    let seq = calls(&repo.log().await, &repo.full);
+    assert_eq!(
+        &seq[..2],
+        &[
+            "GET /environments/prod -> 403",
+            "GET /environments/prod -> 200"
+        ],
+        "{seq:#?}"
+    );
+    assert!(
+        run.stdout.contains("run 1001 approved by alice"),
+        "{}",
+        run.stdout
+    );
+    // Not a timing assertion on the action: only that it did wait for x-ratelimit-reset.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_wait_beyond_the_retry_budget_fails_at_once_and_says_so() {
+    let repo = Repo::add("td-rl-long", |_| {}).await;
+    repo.fault(
+        json!({"kind": "secondary_rate_limit", "count": 1, "retry_after": 3600}),
+        "/environments/prod",
+    )
+    .await;
+    let run = Action::new(&repo).run();
+    assert_eq!(run.code, 1);
+    let err = error_annotation(&run);
+    assert!(
+        err.contains("gave up after 1 attempt(s)")
+            && err.contains("asked to wait 3600s, beyond the retry budget"),
+        "{err}"
+    );
+    assert_eq!(repo.log().await.len(), 1);
+}
+
+#[tokio::test]
 async fn retries_are_bounded() {
     let repo = Repo::add("td-5xx", |_| {}).await;
     repo.fault(
@@ -862,7 +909,7 @@ async fn retries_are_bounded() {
         err.starts_with("::error title=Approval check failed::"),
         "{err}"
     );
-    assert!(err.contains("gave up after 5 attempts"), "{err}");
+    assert!(err.contains("gave up after 5 attempt(s)"), "{err}");
     assert_eq!(repo.log().await.len(), 5);
     // Clear what is left of the fault.
     repo.control("DELETE", "/_standin/faults", None).await;

@@ -71,7 +71,7 @@ pub enum GitHubError {
         message: String,
     },
     #[error(
-        "failed to {what}: gave up after {attempts} attempts in {:.1}s; last answer: {last}",
+        "failed to {what}: gave up after {attempts} attempt(s) in {:.1}s; last answer: {last}",
         elapsed.as_secs_f64()
     )]
     Exhausted {
