@@ -175,6 +175,12 @@ async fn deploy_locked(
         .await
         .map_err(|e| failure("Deploy failed", e, &d.outputs, Status::Failed))?;
     d.outputs.revision = Some(revision);
+    d.summary.rollout(&format!(
+        "helm {} upgraded release `{}` to revision {revision}{}.",
+        target.helm.version,
+        config.release,
+        previous.map_or(String::new(), |p| format!(" (from revision {p})"))
+    ));
 
     if let Err(e) = watch(
         target,

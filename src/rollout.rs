@@ -636,13 +636,17 @@ pub async fn watch(
             last_progress: workloads
                 .iter()
                 .map(|w| {
-                    (
-                        w.clone(),
-                        last_lines
-                            .get(w)
-                            .cloned()
-                            .unwrap_or_else(|| "not seen".into()),
-                    )
+                    let now = objects
+                        .get(w)
+                        .and_then(|s| s.items.values().next())
+                        .map(|seen| match &seen.progress {
+                            Progress::Ready(m) => format!("{m} ✓"),
+                            Progress::Waiting(m) | Progress::Failed(m) => m.clone(),
+                        });
+                    let line = now
+                        .or_else(|| last_lines.get(w).cloned())
+                        .unwrap_or_else(|| "not seen".into());
+                    (w.clone(), line)
                 })
                 .collect(),
             pods: current,
