@@ -449,13 +449,30 @@ async fn a_protected_deploy_without_a_token_is_refused() {
 #[tokio::test]
 async fn a_run_without_approval_is_refused() {
     let repo = Repo::add("td-noappr", |_| {}).await;
-    let run = Action::new(&repo).var("GITHUB_RUN_ID", "1002").run();
+    let (hook, received) = webhook_receiver();
+    let run = Action::new(&repo)
+        .var("GITHUB_RUN_ID", "1002")
+        .var("INPUT_NOTIFY_WEBHOOK", &hook)
+        .run();
     assert_refused(
         &repo,
         &run,
         "run 1002 has no approval for environment prod: declare `environment: prod`",
     )
     .await;
+    // The refusal is an outcome too: one `failed` document.
+    let body: Value = serde_json::from_str(&received.join().unwrap()).unwrap();
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["deployment_id"], Value::Null);
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!(
+            ":x: *{}*: deploying `v1.1.0` to *prod* failed: deployment to protected environment \
+             refused: run 1002 has no approval",
+            repo.full
+        )),
+        "{text}"
+    );
     assert_eq!(
         calls(&repo.log().await, &repo.full),
         vec![

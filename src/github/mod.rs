@@ -701,6 +701,21 @@ mod tests {
     }
 
     #[test]
+    fn enterprise_server_api_url_is_kept_whole() {
+        let gh = GitHub::new(
+            "https://ghe.example.com/api/v3/",
+            Secret::new("t0ken"),
+            "acme/trader",
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            gh.repo_url("/actions/runs/7/approvals"),
+            "https://ghe.example.com/api/v3/repos/acme/trader/actions/runs/7/approvals"
+        );
+    }
+
+    #[test]
     fn path_segments_are_encoded() {
         assert_eq!(encode("prod eu/1"), "prod%20eu%2F1");
         assert_eq!(encode("prod-1.a_b"), "prod-1.a_b");
