@@ -729,10 +729,10 @@ async fn an_approved_prod_deploy_records_its_deployment_and_statuses() {
         "{}",
         run.summary
     );
-    assert!(
-        run.summary
-            .contains(&format!("| GitHub deployment | {id} (created) |"))
-    );
+    assert!(run.summary.contains(&format!(
+        "| GitHub deployment | [{id}](https://github.com/{}/deployments/prod) (created) |",
+        repo.full
+    )));
 }
 
 #[tokio::test]

@@ -174,7 +174,15 @@ impl Session {
             "GitHub deployment {} ({how}) of {} to {env}: in_progress",
             dep.id, config.version
         ));
-        summary.deployment = Some(format!("{} ({how})", dep.id));
+        summary.deployment = Some(match &ctx.repository {
+            Some(repo) => format!(
+                "[{}]({}/{repo}/deployments/{}) ({how})",
+                dep.id,
+                ctx.server_url,
+                super::encode(env)
+            ),
+            None => format!("{} ({how})", dep.id),
+        });
         session.request = Some(request);
         session.deployment = Some(dep);
         Ok(session)
