@@ -71,9 +71,13 @@ bench: tools static
 	TD_BENCH_BIN=$(STATIC_BIN) testbed/with-bed.sh python3 bench/bench.py
 
 # The long reliability tests (tests/bed_soak.rs): kube-apiserver killed and restarted
-# mid-rollout. One at a time: they stop the bed's apiserver.
+# mid-rollout. They stop the API server, so they run one at a time on a bed of their own (state in
+# target/testbed-soak, the ports README's second bed uses), brought up and torn down here.
+SOAK_BED := TD_BED_DIR=$(CURDIR)/target/testbed-soak TD_BED_CLUSTER=trader-soak \
+	TD_BED_REGISTRY_PORT=45080 TD_BED_APP_PORT=45081 TD_BED_APP_FALLBACK_PORT=45082 \
+	TD_BED_APP_POOL=45090-45099 TD_BED_GITHUB=0
 soak: tools
-	testbed/with-bed.sh $(CARGO) test --features bed,soak --test bed_soak -- --test-threads=1
+	$(SOAK_BED) testbed/with-bed.sh $(CARGO) test --features bed,soak --test bed_soak -- --test-threads=1
 
 clean:
 	-testbed/down.sh
