@@ -252,6 +252,10 @@ impl Helm {
             os(spec.history_max.to_string()),
             os("--timeout"),
             os(go_duration(spec.timeout)),
+            // The release as JSON: its revision and manifest without two more helm calls, so
+            // the watch starts sooner.
+            os("--output"),
+            os("json"),
         ]);
         if self.major >= 4 {
             // Explicitly helm 4's own default, so a changed default cannot make helm wait.
@@ -263,15 +267,26 @@ impl Helm {
 
     /// `helm upgrade --install`. On cancellation helm gets SIGTERM (it then marks the revision
     /// failed) and the error says so; the caller brings the release back.
-    pub async fn upgrade(&self, spec: &UpgradeSpec, cancel: &Cancel) -> Result<Output, HelmError> {
+    pub async fn upgrade(
+        &self,
+        spec: &UpgradeSpec,
+        cancel: &Cancel,
+    ) -> Result<(Release, String), HelmError> {
         let action = release_action("upgrade", &spec.release, &spec.namespace);
-        self.run(
-            &action,
-            self.upgrade_args(spec),
-            spec.timeout + GRACE,
-            Some(cancel),
-        )
-        .await
+        let out = self
+            .run(
+                &action,
+                self.upgrade_args(spec),
+                spec.timeout + GRACE,
+                Some(cancel),
+            )
+            .await?;
+        let release = parse_release(&out.stdout).map_err(|message| HelmError::Output {
+            action,
+            message,
+            output: Framed(out.stdout.chars().take(2000).collect()),
+        })?;
+        Ok((release, out.stderr))
     }
 
     /// The arguments of `helm rollback` to `revision`, without waiting (the caller verifies).
@@ -402,22 +417,12 @@ impl Helm {
             Err(HelmError::Failed { stderr, .. }) if is_not_found(&stderr.0) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let v: serde_json::Value =
-            serde_json::from_str(&out.stdout).map_err(|e| HelmError::Output {
-                action: action.clone(),
-                message: e.to_string(),
-                output: Framed(out.stdout.clone()),
-            })?;
-        let status = v["info"]["status"].as_str().map(str::to_string);
-        let version = v["version"].as_u64();
-        match (status, version) {
-            (Some(s), Some(n)) => Ok(Some((s, n as u32))),
-            _ => Err(HelmError::Output {
-                action,
-                message: "no info.status or version".into(),
-                output: Framed(out.stdout),
-            }),
-        }
+        let release = parse_release(&out.stdout).map_err(|message| HelmError::Output {
+            action,
+            message,
+            output: Framed(out.stdout.chars().take(2000).collect()),
+        })?;
+        Ok(Some((release.status, release.revision)))
     }
 
     /// `helm template`: the manifest the chart renders with these values.
@@ -573,6 +578,30 @@ fn is_not_found(stderr: &str) -> bool {
     stderr.contains("release: not found") || stderr.contains("not found")
 }
 
+/// A release as `helm status/upgrade -o json` describe it (its values are never read: they may
+/// hold secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub revision: u32,
+    pub status: String,
+    pub manifest: Option<String>,
+}
+
+/// Parses the release JSON of `helm status -o json` / `helm upgrade -o json` (helm 3 and 4).
+pub fn parse_release(json: &str) -> Result<Release, String> {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).map_err(|e| e.to_string())?;
+    let status = v["info"]["status"].as_str();
+    let revision = v["version"].as_u64();
+    match (status, revision) {
+        (Some(s), Some(n)) => Ok(Release {
+            revision: n as u32,
+            status: s.to_string(),
+            manifest: v["manifest"].as_str().map(str::to_string),
+        }),
+        _ => Err("no info.status or version in the release JSON".into()),
+    }
+}
+
 /// Parses `helm history -o json` (helm 3 and 4 write the same fields).
 pub fn parse_history(json: &str) -> Result<Vec<Revision>, String> {
     let json = json.trim();
@@ -633,6 +662,8 @@ mod tests {
                 "10",
                 "--timeout",
                 "300s",
+                "--output",
+                "json",
                 "--values",
                 "/w/deploy/values/values-prod.yaml",
                 "--set-string",
@@ -675,6 +706,20 @@ mod tests {
                 "90s"
             ]
         );
+    }
+
+    #[test]
+    fn release_json() {
+        let r = parse_release(
+            r#"{"name":"x","info":{"status":"deployed"},"config":{"password":"p"},
+                "manifest":"---\nkind: Deployment\n","version":7,"namespace":"n"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.revision, 7);
+        assert_eq!(r.status, "deployed");
+        assert_eq!(r.manifest.as_deref(), Some("---\nkind: Deployment\n"));
+        assert!(parse_release("{}").is_err());
+        assert!(parse_release("Release has been upgraded").is_err());
     }
 
     #[test]

@@ -168,12 +168,11 @@ async fn deploy_locked(
 
     let spec = upgrade_spec(config, images);
     let started = Instant::now();
-    if let Err(e) = upgrade(target, &spec, runner, d.cancel).await {
-        return Err(after_failed_upgrade(d, target, previous, e).await);
-    }
-    let revision = current_revision(target, config)
-        .await
-        .map_err(|e| failure("Deploy failed", e, &d.outputs, Status::Failed))?;
+    let release = match upgrade(target, &spec, runner, d.cancel).await {
+        Ok(r) => r,
+        Err(e) => return Err(after_failed_upgrade(d, target, previous, e).await),
+    };
+    let revision = release.revision;
     d.outputs.revision = Some(revision);
     d.summary.rollout(&format!(
         "helm {} upgraded release `{}` to revision {revision}{}.",
@@ -187,8 +186,11 @@ async fn deploy_locked(
         config,
         runner,
         revision,
-        config.timeout,
-        started,
+        release.manifest,
+        Deadline {
+            timeout: config.timeout,
+            since: started,
+        },
         d.cancel,
     )
     .await
@@ -383,8 +385,8 @@ async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::R
         config,
         runner,
         now,
-        config.timeout,
-        Instant::now(),
+        None,
+        Deadline::from_now(config.timeout),
         &Cancel::never(),
     )
     .await
@@ -421,7 +423,7 @@ async fn upgrade(
     spec: &UpgradeSpec,
     runner: &Runner,
     cancel: &Cancel,
-) -> Result<(), HelmError> {
+) -> Result<helm::Release, HelmError> {
     let _g = runner.group(&format!("Upgrade release {:?}", spec.release));
     let shown: Vec<String> = spec
         .images
@@ -439,18 +441,15 @@ async fn upgrade(
             shown.join(", ")
         }
     ));
-    let out = target.helm.upgrade(spec, cancel).await?;
-    runner.info(
-        out.stdout
-            .split("NOTES:")
-            .next()
-            .unwrap_or_default()
-            .trim_end(),
-    );
-    for line in out.stderr.lines().filter(|l| !l.trim().is_empty()) {
+    let (release, stderr) = target.helm.upgrade(spec, cancel).await?;
+    runner.info(&format!(
+        "Release {:?} in namespace {:?}: revision {} {}",
+        spec.release, spec.namespace, release.revision, release.status
+    ));
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         runner.info(&format!("helm: {line}"));
     }
-    Ok(())
+    Ok(release)
 }
 
 /// The revision helm reports as current.
@@ -469,35 +468,58 @@ async fn current_revision(target: &Target, config: &Config) -> anyhow::Result<u3
     }
 }
 
-/// Step: watch revision `revision`'s workloads until ready, failing fast.
+/// A rollout's deadline: `timeout` counted from `since`.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    timeout: Duration,
+    since: Instant,
+}
+
+impl Deadline {
+    fn from_now(timeout: Duration) -> Deadline {
+        Deadline {
+            timeout,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// Step: watch revision `revision`'s workloads (from `manifest`, else helm's record of the
+/// revision) until ready, failing fast.
 async fn watch(
     target: &Target,
     config: &Config,
     runner: &Runner,
     revision: u32,
-    timeout: Duration,
-    since: Instant,
+    manifest: Option<String>,
+    deadline: Deadline,
     cancel: &Cancel,
 ) -> Result<(), Box<RolloutError>> {
+    let Deadline { timeout, since } = deadline;
     let _g = runner.group(&format!("Watch the rollout of revision {revision}"));
     let what = format!(
         "the rollout of revision {revision} of release {:?} in namespace {:?}",
         config.release, config.namespace
     );
-    let manifest = target
-        .helm
-        .get_manifest(&config.release, &config.namespace, Some(revision))
-        .await
-        .map_err(|e| {
-            Box::new(RolloutError {
-                what: what.clone(),
-                cause: rollout::Cause::Watch(e.to_string()),
-                detected_at: std::time::SystemTime::now(),
-                detected: Instant::now(),
-                last_progress: Vec::new(),
-                pods: Vec::new(),
-            })
-        })?;
+    let manifest = match manifest {
+        Some(m) => Ok(m),
+        None => {
+            target
+                .helm
+                .get_manifest(&config.release, &config.namespace, Some(revision))
+                .await
+        }
+    }
+    .map_err(|e| {
+        Box::new(RolloutError {
+            what: what.clone(),
+            cause: rollout::Cause::Watch(e.to_string()),
+            detected_at: std::time::SystemTime::now(),
+            detected: Instant::now(),
+            last_progress: Vec::new(),
+            pods: Vec::new(),
+        })
+    })?;
     let workloads = rollout::workloads_from_manifest(&manifest, &config.namespace);
     let names: Vec<String> = workloads.iter().map(|w| w.to_string()).collect();
     runner.info(&format!(
@@ -696,8 +718,8 @@ pub async fn roll_back_to(
         config,
         runner,
         now,
-        verify_for,
-        Instant::now(),
+        None,
+        Deadline::from_now(verify_for),
         &Cancel::never(),
     )
     .await

@@ -13,9 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Bed, create_namespace, delete_namespace, list_pods, testapp_chart, wait_for};
+use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
+use kube::runtime::{WatchStreamExt as _, watcher};
 
 /// Deadline of one run of the action (its own `timeout` input is shorter).
 const RUN_DEADLINE: Duration = Duration::from_secs(240);
@@ -467,33 +470,35 @@ async fn failing_tag_rolled_back(major: u8, tag: &str, reason: &str) {
     let running = Running::start(case.action(tag, &[]), case.ws.path());
     // This test's own view of the pods: the first instant a pod shows the failing reason.
     let selector = format!("app.kubernetes.io/instance={}", case.release);
-    let first_failing = wait_for(
-        &format!("a pod in {reason}"),
-        Duration::from_secs(120),
-        || async {
-            let pods = list_pods(&case.client, &case.ns, &selector).await;
-            let failing = pods.iter().any(|p| {
-                p.status
-                    .iter()
-                    .flat_map(|s| s.container_statuses.iter().flatten())
-                    .any(|c| {
-                        c.state
-                            .as_ref()
-                            .and_then(|s| s.waiting.as_ref())
-                            .and_then(|w| w.reason.as_deref())
-                            .is_some_and(|r| {
-                                r == reason || (reason == "ImagePullBackOff" && r == "ErrImagePull")
-                            })
-                    })
-            });
+    // A watch (not a poll): the instant the API server tells this test about the status.
+    let pods: Api<Pod> = Api::namespaced(case.client.clone(), &case.ns);
+    let cfg = watcher::Config::default().labels(&selector);
+    let stream = watcher::watcher(pods, cfg).applied_objects();
+    let first_failing = tokio::time::timeout(Duration::from_secs(120), async {
+        futures::pin_mut!(stream);
+        while let Some(p) = stream.next().await {
+            let Ok(p) = p else { continue };
+            let failing = p
+                .status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+                .any(|c| {
+                    c.state
+                        .as_ref()
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        .is_some_and(|r| {
+                            r == reason || (reason == "ImagePullBackOff" && r == "ErrImagePull")
+                        })
+                });
             if failing {
-                Ok(Instant::now())
-            } else {
-                Err("no failing pod yet".to_string())
+                return Instant::now();
             }
-        },
-    )
-    .await;
+        }
+        panic!("the pod watch ended");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no pod in {reason} within 120 s"));
     let f = running.wait();
     assert_eq!(f.code, Some(1), "{}", f.log());
     assert_eq!(f.out("status"), "rolled_back");
