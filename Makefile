@@ -77,7 +77,7 @@ SOAK_BED := TD_BED_DIR=$(CURDIR)/target/testbed-soak TD_BED_CLUSTER=trader-soak 
 	TD_BED_REGISTRY_PORT=45080 TD_BED_APP_PORT=45081 TD_BED_APP_FALLBACK_PORT=45082 \
 	TD_BED_APP_POOL=45090-45099 TD_BED_GITHUB=0
 soak: tools
-	$(SOAK_BED) testbed/with-bed.sh $(CARGO) test --features bed,soak --test bed_soak -- --test-threads=1
+	$(SOAK_BED) testbed/with-bed.sh $(CARGO) test --features bed,soak --test soak -- --test-threads=1
 
 clean:
 	-testbed/down.sh
