@@ -497,6 +497,18 @@ struct Run {
 }
 
 fn run_action(bed: &Bed, major: u8, ns: &str, kubeconfig: &str, version: &str) -> Run {
+    run_action_in(bed, major, ns, kubeconfig, version, "dev")
+}
+
+/// The action's run as deploy-manual.yml does it for `environment` (its values file by default).
+fn run_action_in(
+    bed: &Bed,
+    major: u8,
+    ns: &str,
+    kubeconfig: &str,
+    version: &str,
+    environment: &str,
+) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
     for (k, _) in std::env::vars() {
@@ -511,7 +523,7 @@ fn run_action(bed: &Bed, major: u8, ns: &str, kubeconfig: &str, version: &str) -
     let inputs = [
         ("chart", "examples/charts/traderadmin"),
         ("namespace", ns),
-        ("environment", "dev"),
+        ("environment", environment),
         ("version", version),
         ("images", &images),
         ("kubeconfig", kubeconfig),
@@ -557,17 +569,28 @@ fn parse_outputs(text: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// (revision, status) of the release, read as the cluster admin.
+/// (revision, status) of the release's newest revision, read as the cluster admin. (`helm
+/// history`, not `helm status -o json`: helm 4's status includes every resource, over the 64 KiB
+/// a pipe holds before `run_with_deadline` reads it.)
 fn release_state(bed: &Bed, major: u8, ns: &str) -> (u64, String) {
     let out = bed.run(
-        bed.helm(major)
-            .args(["status", "traderadmin", "-n", ns, "-o", "json"]),
+        bed.helm(major).args([
+            "history",
+            "traderadmin",
+            "-n",
+            ns,
+            "--max",
+            "1",
+            "-o",
+            "json",
+        ]),
         HELM_DEADLINE,
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last = &v[0];
     (
-        v["version"].as_u64().unwrap(),
-        v["info"]["status"].as_str().unwrap().to_string(),
+        last["revision"].as_u64().unwrap(),
+        last["status"].as_str().unwrap().to_string(),
     )
 }
 
@@ -807,4 +830,53 @@ async fn example_rbac_is_enough_for_helm_and_the_lock_helm3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_rbac_is_enough_for_helm_and_the_lock_helm4() {
     least_privilege_with_helm(4).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The action deploys the example chart with the example smoke tests (as the cluster admin).
+
+async fn action_deploys_the_example(major: u8) {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ns = create_namespace(&client, &format!("examples-action-h{major}")).await;
+    let admin = std::fs::read_to_string(&bed.kubeconfig).unwrap();
+
+    // staging's values: 1 orchestrator, 2 scanners under an HPA, PDBs; all four smoke checks.
+    let run = run_action_in(&bed, major, &ns, &admin, "v1.1.0", "staging");
+    assert_eq!(run.code, Some(0), "{}", run.log);
+    assert_eq!(run.outputs["status"], "success");
+    assert!(
+        run.log
+            .contains("values files  deploy/values/values-staging.yaml"),
+        "the environment's values file was not picked:\n{}",
+        run.log
+    );
+    for check in ["healthz", "ready", "metrics", "api-status"] {
+        assert!(
+            run.log.contains(&format!("smoke check \"{check}\"")) && !run.log.contains("FAILED"),
+            "smoke check {check} did not pass:\n{}",
+            run.log
+        );
+    }
+    wait_deployment_ready(&client, &ns, "traderadmin-go-scanner", 2).await;
+
+    // A crash-looping release of the same chart: caught, rolled back to v1.1.0, verified.
+    let run = run_action_in(&bed, major, &ns, &admin, "crashloop", "staging");
+    assert_eq!(run.code, Some(1), "{}", run.log);
+    assert_eq!(run.outputs["status"], "rolled_back", "{}", run.log);
+    assert_eq!(release_state(&bed, major, &ns), (3, "deployed".to_string()));
+    wait_deployment_ready(&client, &ns, "traderadmin-python-orch", 1).await;
+    wait_deployment_ready(&client, &ns, "traderadmin-go-scanner", 2).await;
+    wait_orch_version(&client, &ns, "v1.1.0").await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_deploys_the_example_chart_and_rolls_back_a_crashloop_helm3() {
+    action_deploys_the_example(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_deploys_the_example_chart_and_rolls_back_a_crashloop_helm4() {
+    action_deploys_the_example(4).await;
 }
