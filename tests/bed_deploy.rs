@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Bed, create_namespace, delete_namespace, list_pods, testapp_chart, wait_for};
+use common::{Bed, create_namespace, delete_namespace, testapp_chart, wait_for};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
