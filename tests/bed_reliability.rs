@@ -210,9 +210,11 @@ async fn lease_exists(client: &kube::Client, ns: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Bad inputs: the documented one-line error, exit 1, nothing changed on the cluster.
 
-/// Each case: the inputs that differ from a valid deploy, the input the error names, and a part
-/// of its documented message (src/inputs.rs, src/version.rs; README "Inputs").
-fn bad_input_cases() -> Vec<(Vec<(&'static str, String)>, &'static str, &'static str)> {
+/// A bad-input case: the inputs that differ from a valid deploy, the input the error names, and
+/// a part of its documented message (src/inputs.rs, src/version.rs; README "Inputs").
+type BadInput = (Vec<(&'static str, String)>, &'static str, &'static str);
+
+fn bad_input_cases() -> Vec<BadInput> {
     let s = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
         pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
     };
