@@ -316,12 +316,18 @@ async fn lock(
 }
 
 async fn unlock(lock: LeaseGuard, runner: &Runner) {
-    if let Err(e) = lock.release().await {
-        runner.warning(
-            "Release lock",
-            &format!("{e:#} (it expires by itself in {}s)", lease::LEASE_SECONDS),
-        );
-    }
+    let message = match tokio::time::timeout(Duration::from_secs(15), lock.release()).await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(_) => "failed to release the lease within 15s".to_string(),
+    };
+    runner.warning(
+        "Release lock",
+        &format!(
+            "{message} (it expires by itself in {}s)",
+            lease::LEASE_SECONDS
+        ),
+    );
 }
 
 /// Step: bring a release left in pending-install/upgrade/rollback by a killed run back to its

@@ -1174,3 +1174,40 @@ async fn daemonsets_and_jobs_are_tracked_helm3() {
 async fn daemonsets_and_jobs_are_tracked_helm4() {
     daemonsets_and_jobs_are_tracked(4).await;
 }
+
+/// While a run works (here: helm waiting on a hook for a long time), it keeps renewing its
+/// lease, so another run cannot take it over even after the lease duration (30 s) has passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lease_is_renewed_while_the_run_works() {
+    let case = Case::new("lease-renewed", 3).await;
+    assert_success(&case.run("v1.0.0", &[]));
+    let running = Running::start(
+        case.action(
+            "v1.1.0",
+            &[
+                ("set", "image.tag=v1.1.0\nslowHook=true"),
+                ("timeout", "45s"),
+            ],
+        ),
+        case.ws.path(),
+    );
+    wait_for_status(&case, "pending-upgrade").await;
+    let api: Api<Lease> = Api::namespaced(case.client.clone(), &case.ns);
+    let name = format!("trader-deploy-{}", case.release);
+    let first = api.get(&name).await.unwrap().spec.unwrap();
+    let holder = first.holder_identity.clone().unwrap();
+    // Past the lease's own duration: only renewal keeps it valid.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let later = api.get(&name).await.unwrap().spec.unwrap();
+    assert_eq!(later.holder_identity.as_deref(), Some(holder.as_str()));
+    let renewed = later.renew_time.unwrap().0;
+    let age = k8s_openapi::jiff::Timestamp::now().as_second() - renewed.as_second();
+    assert!(age <= 15, "renewed {age}s ago");
+    assert!(renewed > first.renew_time.unwrap().0);
+    let f = running.wait();
+    // helm gave up waiting on the hook at the timeout; the run rolled back.
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "rolled_back");
+    assert!(case.lease_gone().await);
+    case.done().await;
+}
