@@ -276,3 +276,57 @@ fn image_keys_are_string_keys_of_the_chart() {
     }
     assert!(seen > 0, "no images input in the example workflows");
 }
+
+/// The workflow README.md shows first: valid for actionlint, and only declared inputs.
+#[test]
+fn readme_workflow_snippet_is_valid() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find("## Use it in a workflow")
+        .expect("README has `## Use it in a workflow`");
+    let rest = &readme[start..];
+    let open = rest.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let len = rest[open..].find("```").expect("the block's end");
+    let snippet = &rest[open..open + len];
+
+    let wf: Value = serde_yaml_ng::from_str(snippet).expect("the snippet is YAML");
+    let declared = action_inputs();
+    let steps = action_steps(&wf);
+    assert!(!steps.is_empty(), "the snippet does not use the action");
+    for (_, with) in steps {
+        for key in with.as_mapping().unwrap().keys() {
+            let key = key.as_str().unwrap();
+            assert!(
+                declared.contains(key),
+                "README snippet: input {key:?} is not in action.yml"
+            );
+        }
+    }
+
+    let versions = std::fs::read_to_string(repo().join("testbed/versions.env")).unwrap();
+    let version = versions
+        .lines()
+        .find_map(|l| l.strip_prefix("ACTIONLINT_VERSION="))
+        .expect("ACTIONLINT_VERSION pinned");
+    let actionlint = PathBuf::from(std::env::var("HOME").unwrap())
+        .join(format!(".cache/trader-deploy/bin/actionlint-{version}"));
+    assert!(
+        actionlint.is_file(),
+        "{} is missing: run `make deps`",
+        actionlint.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("readme.yml");
+    std::fs::write(&file, snippet).unwrap();
+    let out = std::process::Command::new(&actionlint)
+        .arg("-no-color")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "actionlint on the README snippet:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
