@@ -269,24 +269,28 @@ def bench_rollback(work):
 # --- 2. healthy deploy ----------------------------------------------------------------------------
 
 def bench_healthy(work):
-    """Per repetition: v1.0.0 installed (untimed), then the timed upgrade to v1.1.0 to Ready."""
-    res = {"action": [], "helm": []}
+    """Per repetition and helm major: v1.0.0 installed (untimed), then the timed upgrade to
+    v1.1.0 to Ready, by the action (with that helm) and by bare helm --wait."""
+    res = {f"{who}{m}": [] for who in ("action", "helm") for m in (3, 4)}
     for i in range(RUNS):
-        ns = namespace("ok-action")
-        ws = os.path.join(work, f"ok-action-{i}")
-        base = {"chart": CHART, "release": "app", "namespace": ns}
-        must(action(ws, {**base, "version": "v1.0.0", "set": tags("v1.0.0")}), "action v1.0.0")
-        d = must(action(ws, {**base, "version": "v1.1.0", "set": tags("v1.1.0")}), "action v1.1.0")
-        res["action"].append(d.wall)
+        for m in (3, 4):
+            ns = namespace(f"ok-action-h{m}")
+            ws = os.path.join(work, f"ok-action-h{m}-{i}")
+            base = {"chart": CHART, "release": "app", "namespace": ns}
+            must(action(ws, {**base, "version": "v1.0.0", "set": tags("v1.0.0")}, major=m),
+                 "action v1.0.0")
+            d = must(action(ws, {**base, "version": "v1.1.0", "set": tags("v1.1.0")}, major=m),
+                     "action v1.1.0")
+            res[f"action{m}"].append(d.wall)
 
-        ns = namespace("ok-helm")
-        home = os.path.join(work, f"ok-helm-{i}")
-        up = ["upgrade", "--install", "app", CHART, "-n", ns, "--create-namespace", "--wait",
-              "--timeout", "120s"]
-        must(helm(3, up + sets("v1.0.0"), home), "helm v1.0.0")
-        d = must(helm(3, up + sets("v1.1.0"), home), "helm v1.1.0")
-        res["helm"].append(d.wall)
-        log(f"healthy run {i}: action {res['action'][-1]:.1f}s, helm {d.wall:.1f}s")
+            ns = namespace(f"ok-helm{m}")
+            home = os.path.join(work, f"ok-helm{m}-{i}")
+            up = ["upgrade", "--install", "app", CHART, "-n", ns, "--create-namespace", "--wait",
+                  "--timeout", "120s"]
+            must(helm(m, up + sets("v1.0.0"), home), f"helm {m} v1.0.0")
+            d = must(helm(m, up + sets("v1.1.0"), home), f"helm {m} v1.1.0")
+            res[f"helm{m}"].append(d.wall)
+            log(f"healthy run {i} (helm {m}): action {res[f'action{m}'][-1]:.1f}s, helm {d.wall:.1f}s")
     return res
 
 
@@ -444,11 +448,11 @@ def bench_static(work):
         if d.code == 0:
             r = json.load(open(export))["results"][0]
             cold = ("hyperfine -N, 50 runs, 3 warm-up", r["median"] * 1000, r["mean"] * 1000,
-                    r["stddev"] * 1000, r["min"] * 1000, r["max"] * 1000)
+                    r["stddev"] * 1000, r["min"] * 1000, r["max"] * 1000, probe.wall * 1000)
     if cold is None:
         times = [run([BIN], env, cwd=ws, deadline=60).wall * 1000 for _ in range(50)]
         cold = ("50 timed runs", median(times), statistics.mean(times), statistics.stdev(times),
-                min(times), max(times))
+                min(times), max(times), probe.wall * 1000)
     return size, helm_sizes, ca_size, cold
 
 
@@ -467,7 +471,12 @@ def machine():
     for m in (3, 4):
         v = run([HELM[m], "version", "--short"], {"PATH": os.environ.get("PATH", "")}, deadline=30)
         helms.append(v.stdout.strip())
-    return {"nproc": os.cpu_count(), "cpu": cpu, "mem": f"{mem_kb / 1024 / 1024:.1f} GiB",
+    head = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], {"PATH": os.environ.get("PATH", "")}, deadline=30)
+    dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--", "src", "Cargo.toml", "Cargo.lock"],
+                {"PATH": os.environ.get("PATH", "")}, deadline=30)
+    commit = head.stdout.strip() + (" with uncommitted changes in src/ (the tree is shared)"
+                                     if dirty.stdout.strip() else "")
+    return {"commit": commit, "nproc": os.cpu_count(), "cpu": cpu, "mem": f"{mem_kb / 1024 / 1024:.1f} GiB",
             "kernel": platform.release(), "helm": helms}
 
 
@@ -487,6 +496,8 @@ def write_report(m, rb, ok, fifty, gh, st, started, took):
       "v1.36 with kwok nodes, the bed's registry and GitHub stand-in behind Prism). The action is the "
       "static musl release binary (`make static`), run as a docker action runs it (INPUT_*/GITHUB_* "
       f"variables only); helm is the bed's real {m['helm'][0]} / {m['helm'][1]}. Medians of {RUNS} runs.")
+    w("")
+    w(f"Source: commit {m['commit']}.")
     w("")
     w("## Machine")
     w("")
@@ -517,16 +528,17 @@ def write_report(m, rb, ok, fifty, gh, st, started, took):
     w("")
     w("Upgrade of a Ready v1.0.0 to v1.1.0 (Deployment of 2 + StatefulSet of 1), until Ready. The "
       "action with smoke tests off (`smoke_tests` unset) and `verify_images: false` (no registry "
-      "lookups), no GitHub; bare helm 3 with `--wait`.")
+      "lookups), no GitHub; bare helm with `--wait` (helm 4: its default watcher strategy).")
     w("")
-    oa, oh = median(ok["action"]), median(ok["helm"])
-    w("| tool | median | runs (s) |")
-    w("|---|---|---|")
-    w(f"| trader-deploy | **{oa:.1f} s** | {fmt(ok['action'])} |")
-    w(f"| `helm upgrade --install --wait` (helm 3) | **{oh:.1f} s** | {fmt(ok['helm'])} |")
+    w("| tool | median | runs (s) | action / helm |")
+    w("|---|---|---|---|")
+    for m in (3, 4):
+        oa, oh = median(ok[f"action{m}"]), median(ok[f"helm{m}"])
+        w(f"| trader-deploy with helm {m} | **{oa:.1f} s** | {fmt(ok[f'action{m}'])} | **{oa / oh:.2f}** |")
+        w(f"| `helm upgrade --install --wait` (helm {m}) | **{oh:.1f} s** | {fmt(ok[f'helm{m}'])} | |")
     w("")
-    w(f"Ratio action / helm: **{oa / oh:.2f}** (the action also takes a Lease, reads the history, "
-      "recovers a stuck release if any, watches every workload and its pods, and writes the summary).")
+    w("The action also takes a Lease, reads the history, checks for a stuck release, watches every "
+      "workload and its pods (failing fast), and writes the summary and outputs.")
     w("")
     w("## A release of 50 Deployments")
     w("")
@@ -562,10 +574,12 @@ def write_report(m, rb, ok, fifty, gh, st, started, took):
     w(f"- CA certificates (this machine's bundle; the image copies Alpine's): {mb(ca_size)}")
     w(f"- expected image size (FROM scratch: binary + helm + CA bundle): **{mb(image)}** with helm 3, "
       f"{mb(size + helm_sizes[4] + ca_size)} with helm 4")
-    label, med, mean, sd, lo, hi = cold
-    w(f"- cold start, `trader-deploy` in mode `resolve` (parse inputs, resolve the plan, write the "
-      f"summary; no cluster) — {label}: median **{med:.1f} ms**, mean {mean:.1f} ± {sd:.1f} ms, "
-      f"min {lo:.1f}, max {hi:.1f}")
+    label, med, mean, sd, lo, hi, first = cold
+    w(f"- start-up, `trader-deploy` in mode `resolve` (process start to exit: parse the inputs, "
+      f"resolve the plan, write the summary; no network) — {label}: median **{med:.1f} ms**, mean "
+      f"{mean:.1f} ± {sd:.1f} ms, min {lo:.1f}, max {hi:.1f}; the first run of the bench (binary "
+      f"maybe not yet in the page cache): {first:.1f} ms. The machine's page cache is not dropped "
+      "(it is shared).")
     w("")
     w("## Reliability")
     w("")
@@ -594,8 +608,10 @@ def write_report(m, rb, ok, fifty, gh, st, started, took):
 
 
 RELIABILITY = [
-    ("kube-apiserver killed and restarted mid-rollout: the outcome is still right",
-     "tests/bed_soak.rs `apiserver_restart_mid_rollout_*` (`make soak`)"),
+    ("kube-apiserver killed (SIGKILL) and restarted mid-rollout: the outcome is still right "
+     "(healthy → success; never-ready → rolled back, verified)",
+     "tests/bed_soak.rs `apiserver_restart_mid_rollout_healthy_upgrade_succeeds`, "
+     "`apiserver_restart_mid_rollout_failure_is_rolled_back` (`make soak`, on a bed of its own)"),
     ("GitHub 502, and 403 secondary rate limit with Retry-After: retried, no duplicate deployment",
      "tests/bed_github_action.rs `a_502_then_success_is_retried`, `retries_are_bounded`, "
      "`a_rerun_makes_no_duplicate_deployment`"),
@@ -607,12 +623,17 @@ RELIABILITY = [
     ("concurrent deploys of one release: serialized",
      "tests/bed_deploy.rs `concurrent_deploys_are_serialized_helm{3,4}`, "
      "`a_held_lease_blocks_until_the_timeout`, `an_expired_lease_is_taken_over`"),
-    ("a rollback that itself fails: outcome `failed`, deployment status `error`, a clear message",
+    ("a rollback that itself fails (the previous revision crash-loops): outcome `failed`, "
+     "GitHub deployment status `error`, one `Rollback failed` error naming both failures",
      "tests/bed_reliability.rs `a_rollback_that_fails_is_failed_with_status_error`"),
-    ("bad inputs (40+): the documented one-line error, exit 1, the cluster untouched",
+    ("bad inputs (at least 40, asserted): the documented one-line error, exit 1, the cluster "
+     "untouched (helm history unchanged, no namespace created, no lease left; a valid control run "
+     "does change it)",
      "tests/bed_reliability.rs `bad_inputs_leave_the_cluster_untouched`"),
-    ("canary secrets (token, kubeconfig, registry password) never in stdout, stderr, summary, outputs",
-     "tests/bed_reliability.rs `canaries_never_leak_success`, `canaries_never_leak_rolled_back`"),
+    ("canary secrets (GitHub token, kubeconfig comment and credential fields, registry password) "
+     "never in stdout, stderr (debug log on), the summary or the outputs of a success and a "
+     "rolled-back run", "tests/bed_reliability.rs `canaries_never_leak_success`, "
+     "`canaries_never_leak_rolled_back`"),
 ]
 
 
