@@ -637,6 +637,28 @@ async fn a_tag_not_on_the_default_branch_is_refused() {
 }
 
 #[tokio::test]
+async fn a_ref_input_naming_another_tag_is_checked_by_that_tag() {
+    // A dispatch on main (GITHUB_SHA = main's tip) asked to release the rc tag, which is not on
+    // main: the run's own commit must not stand in for the tag's.
+    let repo = Repo::add("td-refin", |_| {}).await;
+    let run = Action::new(&repo)
+        .var("INPUT_REF", "refs/tags/v1.2.0-rc.1")
+        .var("INPUT_VERSION", "v1.2.0-rc.1")
+        .run();
+    assert_refused(
+        &repo,
+        &run,
+        "tag v1.2.0-rc.1 is not on the default branch main (compare: diverged",
+    )
+    .await;
+    let seq = calls(&repo.log().await, &repo.full);
+    assert_eq!(
+        seq.last().unwrap(),
+        "GET /compare/main...v1.2.0-rc.1?per_page=1 -> 200"
+    );
+}
+
+#[tokio::test]
 async fn an_approved_prod_deploy_records_its_deployment_and_statuses() {
     let repo = Repo::add("td-ok", |_| {}).await;
     let run = Action::new(&repo)

@@ -110,7 +110,7 @@ pub enum Refusal {
         approver: String,
     },
     #[error(
-        "tag {tag} ({sha}) is not on the default branch {default_branch} (compare: {compare}): \
+        "tag {tag}{sha} is not on the default branch {default_branch} (compare: {compare}): \
          release to {environment} only from a tag on {default_branch}; merge the commit first and \
          tag the merge"
     )]
@@ -291,19 +291,15 @@ pub fn on_default_branch(
         .and_then(Value::as_str)
         .unwrap_or("unknown");
     let ahead = compare.get("ahead_by").and_then(Value::as_u64).unwrap_or(0);
+    // " (062c90ff)" when the run knows the tagged commit.
     let sha = release
         .sha
-        .clone()
-        .unwrap_or_else(|| release.tag.clone())
-        .chars()
-        .take(8)
-        .collect::<String>();
+        .as_deref()
+        .map(|s| format!(" ({})", s.chars().take(8).collect::<String>()))
+        .unwrap_or_default();
     // base = default branch, head = the tag: on the branch when the head has nothing the base lacks.
     if matches!(status, "identical" | "behind") && ahead == 0 {
-        Ok(format!(
-            "tag {} ({sha}) is on {default_branch}",
-            release.tag
-        ))
+        Ok(format!("tag {}{sha} is on {default_branch}", release.tag))
     } else {
         Err(Refusal::TagNotOnDefaultBranch {
             environment: environment.to_string(),

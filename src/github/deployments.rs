@@ -172,48 +172,52 @@ pub async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deployment, G
     let env = &req.environment;
     let mut reused = None;
     let mut id = None;
+    // This run's earlier attempt, or GitHub's deployment for the job (same commit).
+    let mut query = Vec::new();
     if let Some(sha) = &req.sha {
-        let list = gh
-            .get(
-                "/deployments",
-                &[
-                    ("sha", sha.clone()),
-                    ("environment", env.clone()),
-                    ("per_page", "20".into()),
-                ],
-                &format!("list the deployments of {sha} to {env}"),
-                "deployments: read",
-            )
-            .await?
-            .body;
-        if let Some(own) = own_deployment(&list, req.run_id) {
-            id = Some(own);
-            reused = Some(Reuse::EarlierAttempt);
-        } else {
-            // GitHub's own deployment for the job: not ours, newest first, a few at most.
-            let candidates: Vec<u64> = list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|d| d.pointer(&format!("/payload/{PAYLOAD_KEY}")).is_none())
-                .filter_map(|d| d.get("id").and_then(Value::as_u64))
-                .take(3)
-                .collect();
-            for c in candidates {
-                let statuses = gh
-                    .get(
-                        &format!("/deployments/{c}/statuses"),
-                        &[("per_page", "10".into())],
-                        &format!("list the statuses of deployment {c}"),
-                        "deployments: read",
-                    )
-                    .await?
-                    .body;
-                if statuses_link_run(&statuses, req.run_id) {
-                    id = Some(c);
-                    reused = Some(Reuse::CreatedByGitHub);
-                    break;
-                }
+        query.push(("sha", sha.clone()));
+    }
+    query.push(("environment", env.clone()));
+    query.push(("per_page", "20".to_string()));
+    let list = gh
+        .get(
+            "/deployments",
+            &query,
+            &format!(
+                "list the deployments of {} to {env}",
+                req.sha.as_deref().unwrap_or(&req.git_ref)
+            ),
+            "deployments: read",
+        )
+        .await?
+        .body;
+    if let Some(own) = own_deployment(&list, req.run_id) {
+        id = Some(own);
+        reused = Some(Reuse::EarlierAttempt);
+    } else if req.sha.is_some() {
+        // GitHub's own deployment for the job: not ours, newest first, a few at most.
+        let candidates: Vec<u64> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d.pointer(&format!("/payload/{PAYLOAD_KEY}")).is_none())
+            .filter_map(|d| d.get("id").and_then(Value::as_u64))
+            .take(3)
+            .collect();
+        for c in candidates {
+            let statuses = gh
+                .get(
+                    &format!("/deployments/{c}/statuses"),
+                    &[("per_page", "10".into())],
+                    &format!("list the statuses of deployment {c}"),
+                    "deployments: read",
+                )
+                .await?
+                .body;
+            if statuses_link_run(&statuses, req.run_id) {
+                id = Some(c);
+                reused = Some(Reuse::CreatedByGitHub);
+                break;
             }
         }
     }

@@ -50,17 +50,29 @@ pub fn is_transient(environment: &str) -> bool {
     })
 }
 
+/// The ref deployed and its commit. GITHUB_SHA is that commit only when the ref is the run's
+/// own; a `ref` input naming another ref leaves the commit to GitHub to resolve.
+fn source(config: &Config, ctx: &RunContext) -> (Option<String>, Option<String>) {
+    let git_ref = config.git_ref.clone().or_else(|| ctx.git_ref.clone());
+    let sha = match (&git_ref, &ctx.git_ref) {
+        (Some(a), Some(b)) if a != b => None,
+        _ => ctx.sha.clone(),
+    };
+    (git_ref, sha)
+}
+
 /// The ref a deployment names: the exact commit when known, else the short ref.
-fn deployment_ref(config: &Config, ctx: &RunContext) -> Option<String> {
-    ctx.sha.clone().or_else(|| {
-        let r = config.git_ref.as_deref().or(ctx.git_ref.as_deref())?;
-        Some(
-            r.strip_prefix("refs/heads/")
-                .or_else(|| r.strip_prefix("refs/tags/"))
-                .unwrap_or(r)
-                .to_string(),
-        )
-    })
+fn deployment_ref(git_ref: Option<&str>, sha: Option<&str>) -> Option<String> {
+    if let Some(sha) = sha {
+        return Some(sha.to_string());
+    }
+    let r = git_ref?;
+    Some(
+        r.strip_prefix("refs/heads/")
+            .or_else(|| r.strip_prefix("refs/tags/"))
+            .unwrap_or(r)
+            .to_string(),
+    )
 }
 
 impl Session {
@@ -85,6 +97,7 @@ impl Session {
             ..Session::default()
         };
         let env = &config.environment;
+        let (git_ref, sha) = source(config, ctx);
         if config.protected {
             let _g = runner.group(&format!("Check the approval for {env}"));
             let gh = session.gh.as_ref().ok_or_else(|| {
@@ -98,17 +111,17 @@ impl Session {
                     }
                 })
             })?;
-            let git_ref = config.git_ref.as_deref().or(ctx.git_ref.as_deref());
             let req = ApprovalRequest {
                 environment: env.clone(),
                 run_id: ctx.run_id,
                 actor: ctx.actor.clone(),
                 require_distinct_approver: config.require_distinct_approver,
                 tag: git_ref
+                    .as_deref()
                     .and_then(|r| r.strip_prefix("refs/tags/"))
                     .map(|tag| TagRelease {
                         tag: tag.to_string(),
-                        sha: ctx.sha.clone(),
+                        sha: sha.clone(),
                         default_branch: ctx.default_branch.clone(),
                     }),
             };
@@ -126,11 +139,11 @@ impl Session {
             session.approval = Some(approval);
         }
 
-        let (Some(gh), Some(run_id), Some(log_url), Some(git_ref)) = (
+        let (Some(gh), Some(run_id), Some(log_url), Some(deploy_ref)) = (
             session.gh.as_ref(),
             ctx.run_id,
             ctx.run_url(),
-            deployment_ref(config, ctx),
+            deployment_ref(git_ref.as_deref(), sha.as_deref()),
         ) else {
             runner.info(
                 "No GitHub deployment recorded: not a GitHub Actions run with a token \
@@ -141,9 +154,9 @@ impl Session {
         let _g = runner.group(&format!("Record the GitHub deployment to {env}"));
         let request = DeploymentRequest {
             environment: env.clone(),
-            git_ref,
-            sha: ctx.sha.clone(),
-            source_ref: config.git_ref.clone().or_else(|| ctx.git_ref.clone()),
+            git_ref: deploy_ref,
+            sha: sha.clone(),
+            source_ref: git_ref.clone(),
             version: config.version.clone(),
             images: config
                 .images
