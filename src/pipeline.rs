@@ -1103,3 +1103,75 @@ impl Cancel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::{self, RawInputs};
+
+    fn config(ws: &std::path::Path, pairs: &[(&'static str, &str)]) -> Config {
+        std::fs::create_dir_all(ws.join("chart")).unwrap();
+        std::fs::write(ws.join("chart/Chart.yaml"), "name: app\nversion: 0.1.0\n").unwrap();
+        let ctx = RunContext {
+            workspace: ws.to_path_buf(),
+            ..RunContext::default()
+        };
+        let mut all: Vec<(&str, String)> = vec![
+            ("chart", "chart".into()),
+            ("environment", "dev".into()),
+            ("version", "v1.0.0".into()),
+            ("mode", "validate".into()),
+        ];
+        all.extend(pairs.iter().map(|(k, v)| (*k, v.to_string())));
+        inputs::resolve(&RawInputs::from_pairs(all), &ctx).unwrap()
+    }
+
+    #[test]
+    fn validate_checks_every_environment_or_the_given_files() {
+        let ws = tempfile::tempdir().unwrap();
+        let values = ws.path().join("deploy/values");
+        // No values files at all: the chart's defaults.
+        assert_eq!(
+            validation_sets(&config(ws.path(), &[])),
+            [Vec::<std::path::PathBuf>::new()]
+        );
+
+        std::fs::create_dir_all(&values).unwrap();
+        for f in ["values-dev.yaml", "values-prod.yaml", "other.yaml"] {
+            std::fs::write(values.join(f), "replicas: 1\n").unwrap();
+        }
+        // The default values file of the environment: still every environment's file, alone.
+        let sets = validation_sets(&config(ws.path(), &[]));
+        assert_eq!(
+            sets,
+            [
+                vec![values.join("values-dev.yaml")],
+                vec![values.join("values-prod.yaml")]
+            ]
+        );
+        // Given files: checked together, layered as a deploy would use them.
+        let given = validation_sets(&config(
+            ws.path(),
+            &[(
+                "values_files",
+                "deploy/values/other.yaml\ndeploy/values/values-prod.yaml",
+            )],
+        ));
+        assert_eq!(
+            given,
+            [vec![
+                values.join("other.yaml"),
+                values.join("values-prod.yaml")
+            ]]
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_reports_the_signal() {
+        let never = Cancel::never();
+        assert_eq!(never.signal(), None);
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(20), never.cancelled()).await;
+        assert!(waited.is_err(), "never fires");
+    }
+}
