@@ -46,7 +46,7 @@ pub enum LeaseError {
         namespace: String,
         source: kube::Error,
     },
-    #[error("failed to create namespace {namespace:?}: {source}")]
+    #[error("failed to make sure namespace {namespace:?} exists: {source}")]
     Namespace {
         namespace: String,
         source: kube::Error,
