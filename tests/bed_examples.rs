@@ -210,20 +210,44 @@ fn lint_and_render(major: u8) {
         );
     }
 
-    // The checks can fail: an image given as a repository/tag map, or without a tag.
+    // The checks can fail. An image given as a repository/tag map: values.schema.json refuses
+    // it, in `helm lint` as in `helm template`.
+    for cmd in ["lint", "template"] {
+        let mut c = bed.helm(major);
+        if cmd == "template" {
+            c.args(["template", "traderadmin"]);
+        } else {
+            c.arg("lint");
+        }
+        let out = common::run_with_deadline(
+            c.arg(chart())
+                .args(["--set", "image.pythonOrch.repository=x"]),
+            HELM_DEADLINE,
+        );
+        assert!(
+            !out.status.success(),
+            "helm {major} {cmd} took an image map"
+        );
+        assert!(
+            text(&out).contains("/image/pythonOrch") && text(&out).contains("want string"),
+            "helm {major} {cmd}: {}",
+            text(&out)
+        );
+    }
+    // A secret value where only a Secret's name belongs.
     let out = common::run_with_deadline(
-        bed.helm(major)
-            .args(["template", "traderadmin"])
-            .arg(chart())
-            .args(["--set", "image.pythonOrch.repository=x"]),
+        bed.helm(major).arg("lint").arg(chart()).args([
+            "--set-json",
+            r#"secretRefs.pythonOrch=[{"name":"ibkr","value":"hunter2"}]"#,
+        ]),
         HELM_DEADLINE,
     );
-    assert!(!out.status.success());
     assert!(
-        text(&out).contains("image.pythonOrch must be one string holding the full image reference"),
-        "{}",
-        text(&out)
+        !out.status.success(),
+        "helm {major} lint took a secret value"
     );
+    assert!(text(&out).contains("'value' not allowed"), "{}", text(&out));
+    // An image without a tag: the template's own check (the schema cannot see it).
     let out = template(
         &bed,
         major,
