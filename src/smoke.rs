@@ -25,6 +25,11 @@ const QUOTE: usize = 160;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The least time a retry gets for its request (or `request_timeout` when that is shorter):
+/// no attempt starts that the budget would cut short.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+/// How a request that timed out is reported.
+const NO_ANSWER: &str = "no answer within";
 
 /// A failure of the smoke tests: a bad spec, or checks that did not pass.
 #[derive(Debug, thiserror::Error)]
@@ -829,6 +834,8 @@ where
     let mut streak = 0u32;
     let mut attempts = 0u32;
     let mut last_failure: Option<String> = None;
+    // The last failure that was an answer, so a final timeout does not hide a 503.
+    let mut answered_failure: Option<String> = None;
     loop {
         attempts += 1;
         let remaining = policy.timeout.saturating_sub(clock.now() - start);
@@ -859,13 +866,23 @@ where
             Err(why) => {
                 streak = 0;
                 log(attempts, &why);
+                if !why.starts_with(NO_ANSWER) {
+                    answered_failure = Some(why.clone());
+                }
                 last_failure = Some(why);
             }
         }
         let out_of_attempts = policy.max_attempts.is_some_and(|m| attempts >= m);
-        let out_of_time = clock.now() - start + policy.interval >= policy.timeout;
+        // Another attempt only when it still gets a fair slice of the budget after the pause.
+        let slice = policy.request_timeout.min(MIN_ATTEMPT);
+        let out_of_time = clock.now() - start + policy.interval + slice > policy.timeout;
         if out_of_attempts || out_of_time {
             let mut detail = last_failure.unwrap_or_else(|| "no failure".into());
+            if detail.starts_with(NO_ANSWER)
+                && let Some(earlier) = answered_failure
+            {
+                detail = format!("{detail} (earlier: {earlier})");
+            }
             if streak > 0 {
                 detail = format!(
                     "{streak} of {} consecutive successes before the {} ran out; last failure: {detail}",
@@ -928,7 +945,7 @@ impl Transport {
             .await
             .unwrap_or_else(|_| {
                 Err(format!(
-                    "no answer within {}",
+                    "{NO_ANSWER} {}",
                     humantime::format_duration(timeout)
                 ))
             })
@@ -1727,6 +1744,47 @@ checks:
         r.push(true);
         let (o, _) = script(policy(10, 2, 1, None), &r);
         assert!(o.passed && o.attempts == 5);
+    }
+
+    #[test]
+    fn a_last_attempt_gets_a_fair_slice_and_an_earlier_different_failure_is_kept() {
+        // 6 s budget, 500 ms pauses, 1 s requests that each take 100 ms: no attempt starts with
+        // less than 1 s left.
+        let clock = FakeClock::default();
+        let starts = Mutex::new(Vec::new());
+        let p = Policy {
+            timeout: Duration::from_secs(6),
+            interval: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(1),
+            successes: 1,
+            max_attempts: None,
+        };
+        let log = |_: u32, _: &str| {};
+        let n = Mutex::new(0);
+        let o = futures::executor::block_on(retry(&p, &clock, &log, |t| {
+            starts.lock().unwrap().push((clock.now(), t));
+            clock.advance(Duration::from_millis(100));
+            let mut n = n.lock().unwrap();
+            *n += 1;
+            let why = if *n < 8 {
+                "got status 503, expected 200".to_string()
+            } else {
+                "no answer within 1s".to_string()
+            };
+            async move { Err::<String, _>(why) }
+        }));
+        let starts = starts.into_inner().unwrap();
+        assert!(
+            starts
+                .iter()
+                .all(|(at, t)| *t == Duration::from_secs(1) && *at + *t <= p.timeout),
+            "{starts:?}"
+        );
+        assert_eq!(o.attempts, 9);
+        assert_eq!(
+            o.detail,
+            "no answer within 1s (earlier: got status 503, expected 200)"
+        );
     }
 
     #[test]
