@@ -658,8 +658,10 @@ async fn a_ref_input_naming_another_tag_is_checked_by_that_tag() {
     );
 }
 
+/// Approved, but the run has no cluster (no kubeconfig): the deployment is recorded, then ends
+/// in `error`, with the approval and the links in place.
 #[tokio::test]
-async fn an_approved_prod_deploy_records_its_deployment_and_statuses() {
+async fn an_approved_prod_deploy_that_cannot_reach_a_cluster_ends_in_error() {
     let repo = Repo::add("td-ok", |_| {}).await;
     let run = Action::new(&repo)
         .var("INPUT_ENVIRONMENT_URL", "https://trader.example/prod")
@@ -731,13 +733,13 @@ async fn an_approved_prod_deploy_records_its_deployment_and_statuses() {
     }
     assert_eq!(run.output("environment_url"), "https://trader.example/prod");
     // The sequence for the run's outcome.
-    let expected_final = match run.output("status") {
-        "success" => "success",
-        "rolled_back" => "failure",
-        "failed" => "error",
-        other => panic!("status output {other:?}"),
-    };
-    assert_eq!(posted_states(&log)[..2], ["in_progress", expected_final]);
+    assert_eq!(run.output("status"), "failed");
+    assert!(
+        error_annotation(&run).starts_with("::error title=Cluster connection failed::"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(posted_states(&log), ["in_progress", "error"]);
     // The count the action reports is the count the stand-in served.
     assert!(
         run.stdout
