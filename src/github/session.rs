@@ -276,6 +276,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn deployment_refs() {
+        assert_eq!(
+            deployment_ref(Some("refs/tags/v1.2.0"), Some("062c90ff")),
+            Some("062c90ff".into())
+        );
+        assert_eq!(
+            deployment_ref(Some("refs/tags/v1.2.0"), None),
+            Some("v1.2.0".into())
+        );
+        assert_eq!(
+            deployment_ref(Some("refs/heads/main"), None),
+            Some("main".into())
+        );
+        assert_eq!(deployment_ref(None, None), None);
+    }
+
+    #[test]
     fn transient_environments() {
         assert!(is_transient("pr-123"));
         assert!(is_transient("preview/feature-x"));
