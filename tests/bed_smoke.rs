@@ -324,9 +324,16 @@ checks:
         "{}",
         run.stdout
     );
+    // At least the three blips failed (a pod the fake app had not routed yet would add one).
+    let passed_after = run
+        .stdout
+        .split("; passed after ")
+        .nth(1)
+        .and_then(|rest| rest.split_once(" failed attempt"))
+        .and_then(|(n, _)| n.parse::<u32>().ok());
     assert!(
-        run.stdout.contains("passed after 3 failed attempts"),
-        "{}",
+        passed_after.is_some_and(|n| n >= 3),
+        "{passed_after:?}: {}",
         run.stdout
     );
     let served: Vec<u16> = app_requests(&bed, &ns)
