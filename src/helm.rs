@@ -43,7 +43,7 @@ impl fmt::Display for Framed {
 /// e.g. `upgrade release "traderadmin" in namespace "trader"`.
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
-    #[error("failed to {action}: could not run {}: {source}", bin.display())]
+    #[error("failed to {action}: could not run {}", bin.display())]
     Spawn {
         action: String,
         bin: PathBuf,

@@ -11,15 +11,15 @@ use crate::inputs::Config;
 /// A failure to set up the connection to the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeClientError {
-    #[error("failed to write the kubeconfig into a temporary directory: {0}")]
+    #[error("failed to write the kubeconfig into a temporary directory")]
     Write(#[source] std::io::Error),
-    #[error("failed to parse the kubeconfig (its content is not shown: it is a secret): {0}")]
+    #[error("failed to parse the kubeconfig (its content is not shown: it is a secret)")]
     Parse(#[source] kube::config::KubeconfigError),
-    #[error("failed to load the kubeconfig: {0}")]
+    #[error("failed to load the kubeconfig")]
     Load(#[source] kube::config::KubeconfigError),
-    #[error("failed to find a kubeconfig (no `kubeconfig` input, and none on the runner): {0}")]
+    #[error("failed to find a kubeconfig (no `kubeconfig` input, and none on the runner)")]
     Infer(#[source] kube::config::InferConfigError),
-    #[error("failed to create a Kubernetes client: {0}")]
+    #[error("failed to create a Kubernetes client")]
     Client(#[source] kube::Error),
 }
 

@@ -39,14 +39,14 @@ pub enum LeaseError {
         namespace: String,
         signal: &'static str,
     },
-    #[error("failed to {action} lease {name:?} in namespace {namespace:?}: {source}")]
+    #[error("failed to {action} lease {name:?} in namespace {namespace:?}")]
     Kube {
         action: &'static str,
         name: String,
         namespace: String,
         source: kube::Error,
     },
-    #[error("failed to make sure namespace {namespace:?} exists: {source}")]
+    #[error("failed to make sure namespace {namespace:?} exists")]
     Namespace {
         namespace: String,
         source: kube::Error,

@@ -138,7 +138,7 @@ async fn deploy_steps(d: &mut Deploy<'_>, ctx: &RunContext) -> Result<(), Failur
         .map_err(|e| failure("Cluster connection failed", e, &d.outputs, Status::Failed))?;
     let lock = lock(&target, d.config, ctx, d.runner, d.cancel)
         .await
-        .map_err(|e| failure("Release locked", e, &d.outputs, Status::Failed))?;
+        .map_err(|e| failure("Release lock failed", e, &d.outputs, Status::Failed))?;
     let result = deploy_locked(d, &target, images).await;
     unlock(lock, d.runner).await;
     result
@@ -519,7 +519,7 @@ async fn watch(
     .map_err(|e| {
         Box::new(RolloutError {
             what: what.clone(),
-            cause: rollout::Cause::Watch(e.to_string()),
+            cause: rollout::Cause::Watch(format!("{e:#}")),
             detected_at: std::time::SystemTime::now(),
             detected: Instant::now(),
             last_progress: Vec::new(),
@@ -794,7 +794,7 @@ async fn rollback_steps(
         .map_err(|e| failure("Cluster connection failed", e, outputs, Status::Failed))?;
     let lock = lock(&target, config, ctx, runner, cancel)
         .await
-        .map_err(|e| failure("Release locked", e, outputs, Status::Failed))?;
+        .map_err(|e| failure("Release lock failed", e, outputs, Status::Failed))?;
     let result = async {
         let history = target
             .helm
@@ -1027,8 +1027,8 @@ async fn validate(config: &Config, runner: &Runner) -> Result<Outputs, Failure> 
         match &lint {
             Ok(out) => runner.info(out.trim_end()),
             Err(e) => {
-                runner.info(&e.to_string());
-                errors.push(e.to_string());
+                runner.info(&format!("{e:#}"));
+                errors.push(format!("{e:#}"));
             }
         }
         match &template {
@@ -1037,8 +1037,8 @@ async fn validate(config: &Config, runner: &Runner) -> Result<Outputs, Failure> 
                 crate::diff::objects(out, &config.namespace, None).len()
             )),
             Err(e) => {
-                runner.info(&e.to_string());
-                errors.push(e.to_string());
+                runner.info(&format!("{e:#}"));
+                errors.push(format!("{e:#}"));
             }
         }
     }

@@ -1211,3 +1211,26 @@ async fn the_lease_is_renewed_while_the_run_works() {
     assert!(case.lease_gone().await);
     case.done().await;
 }
+
+/// A kubeconfig whose API server does not answer: one clear error, exit 1, nothing deployed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_cluster_fails_clearly() {
+    let case = Case::new("unreachable", 3).await;
+    let kubeconfig = std::fs::read_to_string(&case.bed.kubeconfig).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
+    let broken = kubeconfig.replace(&server, "https://127.0.0.1:9");
+    let f = case.run("v1.0.0", &[("kubeconfig", &broken)]);
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "failed");
+    let log = f.log();
+    assert!(
+        log.contains("::error title=Release lock failed::failed to make sure namespace"),
+        "{log}"
+    );
+    assert!(!log.contains("helm upgrade"), "{log}");
+    case.done().await;
+}
