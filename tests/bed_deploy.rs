@@ -758,7 +758,12 @@ async fn sigterm_during_upgrade(major: u8) {
     unsafe {
         libc::kill(running.pid() as libc::pid_t, libc::SIGTERM);
     }
+    let signalled = Instant::now();
     let f = running.wait();
+    eprintln!(
+        "MEASURED helm{major}: SIGTERM during the upgrade → exit, release back at a deployed revision: {:.2}s",
+        signalled.elapsed().as_secs_f64()
+    );
     assert_eq!(f.code, Some(1), "{}", f.log());
     let log = f.log();
     assert!(log.contains("SIGTERM"), "{log}");
