@@ -121,6 +121,16 @@ fn lint_and_render(major: u8) {
                 c["image"].as_str().unwrap().ends_with(":v1.2.0"),
                 "{env}: {c:?}"
             );
+            for labels in [
+                &d["metadata"]["labels"],
+                &d["spec"]["template"]["metadata"]["labels"],
+            ] {
+                assert_eq!(
+                    labels["app.kubernetes.io/version"].as_str(),
+                    Some("v1.2.0"),
+                    "{env}: the version label is the image's tag"
+                );
+            }
             let ports: Vec<&str> = c["ports"]
                 .as_sequence()
                 .unwrap()

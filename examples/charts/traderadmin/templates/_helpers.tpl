@@ -7,14 +7,19 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Labels shared by every object. */}}
-{{- define "traderadmin.labels" -}}
+{{/* Labels shared by every object, but the version (Deployments and pods carry their own). */}}
+{{- define "traderadmin.baseLabels" -}}
 helm.sh/chart: {{ include "traderadmin.chart" . }}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: trading-system
+{{- end -}}
+
+{{/* Labels shared by every object. */}}
+{{- define "traderadmin.labels" -}}
+{{ include "traderadmin.baseLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end -}}
 
 {{/* Selector labels of one component: (dict "root" $ "component" "python-orch") */}}
@@ -71,5 +76,19 @@ after the release itself; every other object gets its component suffix.
 {{- include "traderadmin.fullname" .root -}}
 {{- else -}}
 {{- printf "%s-%s" (include "traderadmin.fullname" .root) .name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The version a component runs, for its app.kubernetes.io/version label: the image's tag, or the
+chart's appVersion when the image is pinned by digest. (dict "root" $ "key" "pythonOrch")
+*/}}
+{{- define "traderadmin.componentVersion" -}}
+{{- $ref := include "traderadmin.image" . -}}
+{{- $last := regexReplaceAll "^.*/" $ref "" -}}
+{{- if and (contains ":" $last) (not (contains "@" $last)) -}}
+{{- regexReplaceAll "^[^:]*:" $last "" | trunc 63 | trimSuffix "-" | trimSuffix "." -}}
+{{- else -}}
+{{- .root.Chart.AppVersion -}}
 {{- end -}}
 {{- end -}}
