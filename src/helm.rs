@@ -248,6 +248,10 @@ impl Helm {
         args.extend(self.cluster_args(&spec.namespace));
         args.extend([
             os("--create-namespace"),
+            // The release is the chart's defaults plus the given values, always: without this,
+            // helm silently reuses the previous release's values when none are given (and
+            // `plan` would not show what gets deployed).
+            os("--reset-values"),
             os("--history-max"),
             os(spec.history_max.to_string()),
             os("--timeout"),
@@ -658,6 +662,7 @@ mod tests {
                 "--kubeconfig",
                 "/tmp/x/kubeconfig",
                 "--create-namespace",
+                "--reset-values",
                 "--history-max",
                 "10",
                 "--timeout",

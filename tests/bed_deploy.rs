@@ -1239,3 +1239,45 @@ async fn an_unreachable_cluster_fails_clearly() {
     assert!(!log.contains("helm upgrade"), "{log}");
     case.done().await;
 }
+
+/// Each deploy is the chart's defaults plus the given values: values of an earlier release are
+/// never carried over, even when a run gives none (helm's own default would reuse them).
+async fn values_are_never_reused(major: u8) {
+    let case = Case::new("reset-values", major).await;
+    let f = case.run(
+        "v1.1.0",
+        &[(
+            "set",
+            "image.tag=v1.1.0\nscanner.image.tag=v1.1.0\nreplicas=3",
+        )],
+    );
+    assert_success(&f);
+    let api: Api<Deployment> = Api::namespaced(case.client.clone(), &case.ns);
+    let orch = format!("{}-orch", case.release);
+    let replicas = |d: Deployment| d.spec.unwrap().replicas.unwrap();
+    assert_eq!(replicas(api.get(&orch).await.unwrap()), 3);
+
+    let f = case.run("v1.1.0", &[("set", "")]);
+    assert_success(&f);
+    assert_eq!(
+        replicas(api.get(&orch).await.unwrap()),
+        2,
+        "the chart's default"
+    );
+    assert_eq!(
+        case.ready_orch_tag().await,
+        "v1.0.0",
+        "the chart's default tag"
+    );
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_are_never_reused_helm3() {
+    values_are_never_reused(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_are_never_reused_helm4() {
+    values_are_never_reused(4).await;
+}
