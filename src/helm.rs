@@ -449,7 +449,7 @@ impl Helm {
             .map(|f| f.display().to_string())
             .collect();
         let action = format!("lint chart {chart:?} with values {files:?}");
-        let mut args = vec![os("lint"), os(chart), os("--strict")];
+        let mut args = vec![os("lint"), os(chart)];
         for f in values_files {
             args.push(os("--values"));
             args.push(f.clone().into_os_string());
