@@ -288,7 +288,10 @@ impl Helm {
         let release = parse_release(&out.stdout).map_err(|message| HelmError::Output {
             action,
             message,
-            output: Framed(out.stdout.chars().take(2000).collect()),
+            output: Framed(format!(
+                "({} bytes, not shown: a release holds its values, which may be secrets)",
+                out.stdout.len()
+            )),
         })?;
         Ok((release, out.stderr))
     }
@@ -424,7 +427,10 @@ impl Helm {
         let release = parse_release(&out.stdout).map_err(|message| HelmError::Output {
             action,
             message,
-            output: Framed(out.stdout.chars().take(2000).collect()),
+            output: Framed(format!(
+                "({} bytes, not shown: a release holds its values, which may be secrets)",
+                out.stdout.len()
+            )),
         })?;
         Ok(Some((release.status, release.revision)))
     }
