@@ -1281,3 +1281,22 @@ async fn values_are_never_reused_helm3() {
 async fn values_are_never_reused_helm4() {
     values_are_never_reused(4).await;
 }
+
+/// The kubeconfig input may be base64 (as secrets often are): helm and the watcher both use it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_base64_kubeconfig_works() {
+    use base64::Engine as _;
+    let case = Case::new("b64", 4).await;
+    let raw = std::fs::read(&case.bed.kubeconfig).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+    let f = case.run("v1.1.0", &[("kubeconfig", &b64)]);
+    assert_success(&f);
+    assert!(
+        f.log().contains(&format!("::add-mask::{b64}")),
+        "the base64 form is masked too"
+    );
+    assert_eq!(case.ready_orch_tag().await, "v1.1.0");
+    let left: Vec<_> = std::fs::read_dir(case.tmp()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    case.done().await;
+}
