@@ -439,8 +439,8 @@ pub enum Cause {
     Pod(PodFailure),
     /// A workload reported failure (ProgressDeadlineExceeded, a failed Job).
     Workload { workload: Workload, message: String },
-    /// The deadline passed first.
-    Deadline(Duration),
+    /// The deadline passed first (with the watch's last error, if it had trouble).
+    Deadline(Duration, Option<String>),
     /// SIGTERM/SIGINT.
     Cancelled(&'static str),
     /// The watch itself broke down.
@@ -452,9 +452,14 @@ impl fmt::Display for Cause {
         match self {
             Cause::Pod(p) => write!(f, "{p}"),
             Cause::Workload { workload, message } => write!(f, "{workload}: {message}"),
-            Cause::Deadline(d) => write!(
+            Cause::Deadline(d, None) => write!(
                 f,
                 "not ready within the timeout of {}",
+                humantime::format_duration(*d)
+            ),
+            Cause::Deadline(d, Some(e)) => write!(
+                f,
+                "not ready within the timeout of {} (the watch's last error: {e})",
                 humantime::format_duration(*d)
             ),
             Cause::Cancelled(s) => write!(f, "cancelled by {s}"),
@@ -657,7 +662,8 @@ pub async fn watch(
         let update = tokio::select! {
             u = updates.next() => u,
             _ = tokio::time::sleep_until(deadline) => {
-                return Err(fail(Cause::Deadline(timeout), &objects, &pods, &last_lines));
+                let trouble = (!last_error.is_empty()).then(|| last_error.clone());
+                return Err(fail(Cause::Deadline(timeout, trouble), &objects, &pods, &last_lines));
             }
             s = cancel.cancelled() => {
                 return Err(fail(Cause::Cancelled(s), &objects, &pods, &last_lines));
