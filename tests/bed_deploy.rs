@@ -744,7 +744,7 @@ async fn concurrent_deploys_are_serialized_helm4() {
 
 /// SIGTERM while helm is in the middle of the upgrade (waiting on a hook, release in
 /// pending-upgrade): helm is stopped, the release rolled back; no pending state is left.
-async fn sigterm_during_upgrade(major: u8) {
+async fn signal_during_upgrade(major: u8, signal: libc::c_int, name: &str) {
     let case = Case::new("sigterm", major).await;
     assert_success(&case.run("v1.0.0", &[]));
 
@@ -756,17 +756,17 @@ async fn sigterm_during_upgrade(major: u8) {
     assert!(running.has_line("helm upgrade --install"));
     // SAFETY: kill(2) on the child this test spawned.
     unsafe {
-        libc::kill(running.pid() as libc::pid_t, libc::SIGTERM);
+        libc::kill(running.pid() as libc::pid_t, signal);
     }
     let signalled = Instant::now();
     let f = running.wait();
     eprintln!(
-        "MEASURED helm{major}: SIGTERM during the upgrade → exit, release back at a deployed revision: {:.2}s",
+        "MEASURED helm{major}: {name} during the upgrade → exit, release back at a deployed revision: {:.2}s",
         signalled.elapsed().as_secs_f64()
     );
     assert_eq!(f.code, Some(1), "{}", f.log());
     let log = f.log();
-    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains(&format!("cancelled ({name})")), "{log}");
     assert!(log.contains("::error title=Deploy cancelled::"), "{log}");
     assert_eq!(f.out("status"), "rolled_back");
     let history = case.history();
@@ -784,12 +784,18 @@ async fn sigterm_during_upgrade(major: u8) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_upgrade_leaves_no_pending_state_helm3() {
-    sigterm_during_upgrade(3).await;
+    signal_during_upgrade(3, libc::SIGTERM, "SIGTERM").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_upgrade_leaves_no_pending_state_helm4() {
-    sigterm_during_upgrade(4).await;
+    signal_during_upgrade(4, libc::SIGTERM, "SIGTERM").await;
+}
+
+/// Ctrl-C at a terminal (SIGINT) is handled the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_during_upgrade_leaves_no_pending_state_helm3() {
+    signal_during_upgrade(3, libc::SIGINT, "SIGINT").await;
 }
 
 async fn plan_shows_the_image_change(major: u8) {
