@@ -693,18 +693,26 @@ async fn concurrent_deploys_serialized(major: u8) {
     let case = Case::new("concurrent", major).await;
     assert_success(&case.run("v1.0.0", &[]));
 
-    let first = Running::start(case.action("v1.1.0", &[]), case.ws.path());
-    wait_for("the first run to lock", Duration::from_secs(60), || async {
-        if first.has_line("Locked release") {
-            Ok(())
-        } else {
-            Err("not yet".to_string())
-        }
-    })
-    .await;
+    // The first run is held up inside helm (a hook that never completes, until its 15 s
+    // timeout), so the second certainly starts while the first holds the release.
+    let first = Running::start(
+        case.action(
+            "v1.1.0",
+            &[
+                ("set", "image.tag=v1.1.0\nslowHook=true"),
+                ("timeout", "15s"),
+            ],
+        ),
+        case.ws.path(),
+    );
+    wait_for_status(&case, "pending-upgrade").await;
     let second = Running::start(case.action("v1.2.0", &[]), case.ws.path());
     let (first, second) = (first.wait(), second.wait());
-    assert_success(&first);
+    // The first: helm gave up on the hook; rolled back to revision 1.
+    assert_eq!(first.code, Some(1), "{}", first.log());
+    assert_eq!(first.out("status"), "rolled_back");
+    assert_eq!(first.out("revision"), "3");
+    // The second waited for the first, then deployed on top of its rollback.
     assert_success(&second);
     assert!(
         second.log().contains("is locked by another run"),
@@ -717,15 +725,16 @@ async fn concurrent_deploys_serialized(major: u8) {
         second_locked >= first_end,
         "the second run locked the release only after the first finished"
     );
-    assert_eq!(first.out("revision"), "2");
-    assert_eq!(second.out("revision"), "3");
-    assert_eq!(second.out("previous_revision"), "2");
+    assert_eq!(second.out("previous_revision"), "3");
+    assert_eq!(second.out("revision"), "4");
+    // Helm never saw two operations at once: no "another operation is in progress".
     assert_eq!(
         case.history(),
         [
             (1, "superseded".to_string()),
-            (2, "superseded".to_string()),
-            (3, "deployed".to_string())
+            (2, "failed".to_string()),
+            (3, "superseded".to_string()),
+            (4, "deployed".to_string())
         ]
     );
     assert_eq!(case.ready_orch_tag().await, "v1.2.0");
