@@ -65,10 +65,12 @@ testbed-env:
 demo: tools
 	scripts/demo.sh
 
-# Figures on the bed (brought up if it is not running): the static release binary against bare
-# helm 3/4; writes docs/benchmarks.md. TD_BENCH_RUNS (default 3), TD_BENCH_HELM_TIMEOUT (5m).
+# Figures on the bed: the static release binary against bare helm 3/4; writes
+# docs/benchmarks.md. TD_BENCH_RUNS (default 3), TD_BENCH_HELM_TIMEOUT (5m). A running bed (its env
+# file present) is used as it is and left alone; otherwise with-bed.sh brings one up and down.
 bench: tools static
-	TD_BENCH_BIN=$(STATIC_BIN) testbed/with-bed.sh python3 bench/bench.py
+	if [ -f $(BED_DIR)/env ]; then TD_BENCH_BIN=$(STATIC_BIN) TD_BED_ENV=$(BED_DIR)/env python3 bench/bench.py; \
+	else TD_BENCH_BIN=$(STATIC_BIN) testbed/with-bed.sh python3 bench/bench.py; fi
 
 # The long reliability tests (tests/bed_soak.rs): kube-apiserver killed and restarted
 # mid-rollout. They stop the API server, so they run one at a time on a bed of their own (state in
