@@ -584,8 +584,10 @@ fn terminate(pid: u32) {
     }
 }
 
+/// Helm 3 and 4 both say `Error: release: not found` for a release that does not exist (other
+/// "not found" errors, like a missing kube context, are real failures).
 fn is_not_found(stderr: &str) -> bool {
-    stderr.contains("release: not found") || stderr.contains("not found")
+    stderr.contains("release: not found")
 }
 
 /// A release as `helm status/upgrade -o json` describe it (its values are never read: they may
@@ -731,6 +733,12 @@ mod tests {
         assert_eq!(r.manifest.as_deref(), Some("---\nkind: Deployment\n"));
         assert!(parse_release("{}").is_err());
         assert!(parse_release("Release has been upgraded").is_err());
+    }
+
+    #[test]
+    fn only_a_missing_release_is_not_found() {
+        assert!(is_not_found("Error: release: not found\n"));
+        assert!(!is_not_found("Error: context \"prod\" not found\n"));
     }
 
     #[test]
