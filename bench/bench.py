@@ -593,8 +593,10 @@ def write_report(m, rb, ok, fifty, gh, st, started, took):
     w("## Reproduce")
     w("")
     w("```")
-    w("make bench            # builds the static binary, brings the bed up if needed, writes this file")
+    w("make bench                   # builds the static binary, uses the running bed (or brings one up), writes this file")
     w("TD_BENCH_RUNS=5 make bench   # more repetitions")
+    w("make soak                    # the apiserver-restart tests, on a bed of their own (target/testbed-soak)")
+    w("testbed/with-bed.sh cargo test --features bed --test bed_reliability   # the fast reliability suite")
     w("```")
     w("")
     w("Settings: `TD_BENCH_RUNS` (default 3), `TD_BENCH_HELM_TIMEOUT` (the helm baseline's `--timeout`, "
