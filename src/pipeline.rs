@@ -150,9 +150,10 @@ async fn deploy_locked(
     images: Vec<(String, String)>,
 ) -> Result<(), Failure> {
     let (config, runner) = (d.config, d.runner);
-    let previous = recover(target, config, runner)
+    let before = recover(target, config, runner)
         .await
         .map_err(|e| failure("Release recovery failed", e, &d.outputs, Status::Failed))?;
+    let previous = before.deployed;
     d.outputs.previous_revision = previous;
     if let Some(signal) = d.cancel.signal() {
         return Err(failure(
@@ -170,7 +171,7 @@ async fn deploy_locked(
     let started = Instant::now();
     let release = match upgrade(target, &spec, runner, d.cancel).await {
         Ok(r) => r,
-        Err(e) => return Err(after_failed_upgrade(d, target, previous, e).await),
+        Err(e) => return Err(after_failed_upgrade(d, target, before, e).await),
     };
     let revision = release.revision;
     d.outputs.revision = Some(revision);
@@ -330,9 +331,18 @@ async fn unlock(lock: LeaseGuard, runner: &Runner) {
     );
 }
 
+/// The release before this run's upgrade.
+#[derive(Debug, Clone, Copy, Default)]
+struct Before {
+    /// The revision deployed (what a failure rolls back to).
+    deployed: Option<u32>,
+    /// The newest revision, whatever its status (a failed upgrade writes one above it).
+    latest: Option<u32>,
+}
+
 /// Step: bring a release left in pending-install/upgrade/rollback by a killed run back to its
-/// last deployed revision. Returns the revision deployed before this run.
-async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::Result<Option<u32>> {
+/// last deployed revision. Says what the release was before this run.
+async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::Result<Before> {
     let _g = runner.group("Check the release");
     let (release, ns) = (&config.release, &config.namespace);
     let history = target.helm.history(release, ns).await?;
@@ -340,7 +350,7 @@ async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::R
         runner.info(&format!(
             "Release {release:?} does not exist yet in namespace {ns:?}: it will be installed."
         ));
-        return Ok(None);
+        return Ok(Before::default());
     };
     let deployed = helm::last_deployed(&history).map(|r| r.revision);
     if !latest.is_pending() {
@@ -350,7 +360,10 @@ async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::R
             latest.status,
             deployed.map_or("none".to_string(), |r| r.to_string())
         ));
-        return Ok(deployed);
+        return Ok(Before {
+            deployed,
+            latest: Some(latest.revision),
+        });
     }
     let good =
         deployed.or_else(|| helm::previous_good(&history, latest.revision).map(|r| r.revision));
@@ -366,7 +379,7 @@ async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::R
                 ),
             );
             target.helm.uninstall(release, ns, config.timeout).await?;
-            return Ok(None);
+            return Ok(Before::default());
         }
         anyhow::bail!(
             "failed to recover release {release:?} in namespace {ns:?}: revision {} is {} and no revision was ever deployed to roll back to; uninstall it (helm uninstall {release} -n {ns}) and deploy again",
@@ -403,7 +416,10 @@ async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::R
     runner.info(&format!(
         "Recovered release {release:?}: revision {good} is deployed again (as revision {now})."
     ));
-    Ok(Some(now))
+    Ok(Before {
+        deployed: Some(now),
+        latest: Some(now),
+    })
 }
 
 fn upgrade_spec(config: &Config, images: Vec<(String, String)>) -> UpgradeSpec {
@@ -580,7 +596,7 @@ async fn smoke(d: &mut Deploy<'_>, target: &Target) -> anyhow::Result<()> {
 async fn after_failed_upgrade(
     d: &mut Deploy<'_>,
     target: &Target,
-    previous: Option<u32>,
+    before: Before,
     err: HelmError,
 ) -> Failure {
     let cancelled = err.is_cancelled();
@@ -594,16 +610,18 @@ async fn after_failed_upgrade(
         .history(&d.config.release, &d.config.namespace)
         .await
         .unwrap_or_default();
-    let top_is_bad = helm::latest(&history).is_some_and(|r| !r.is_deployed());
-    if !top_is_bad {
+    let Some(written) = helm::latest(&history).filter(|r| Some(r.revision) > before.latest) else {
         // helm failed before writing a revision (a render or validation error): nothing changed.
-        d.outputs.revision = previous;
+        d.outputs.revision = before.deployed;
+        return failure(title, err.into(), &d.outputs, Status::Failed);
+    };
+    // A revision helm was stopped in (our deadline) is pending: never left so, whatever
+    // rollback_on_failure says.
+    if !d.config.rollback_on_failure && !cancelled && !written.is_pending() {
+        d.outputs.revision = Some(written.revision);
         return failure(title, err.into(), &d.outputs, Status::Failed);
     }
-    if !d.config.rollback_on_failure && !cancelled {
-        return failure(title, err.into(), &d.outputs, Status::Failed);
-    }
-    roll_back_after(d, target, previous, title, err.into()).await
+    roll_back_after(d, target, before.deployed, title, err.into()).await
 }
 
 /// The rollout failed: diagnostics into the summary, then roll back.

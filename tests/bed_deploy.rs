@@ -1315,3 +1315,33 @@ async fn a_base64_kubeconfig_works() {
     assert!(left.is_empty(), "{left:?}");
     case.done().await;
 }
+
+/// With `rollback_on_failure: false`, a failed upgrade (a hook that times out) is left as helm
+/// marked it (`failed`, not pending); a later run that fails before helm writes anything leaves
+/// the history exactly as it was (no rollback of a revision it did not write).
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_upgrades_without_rollback_leave_the_history_alone() {
+    let case = Case::new("no-rollback", 4).await;
+    assert_success(&case.run("v1.0.0", &[]));
+    let f = case.run(
+        "v1.1.0",
+        &[
+            ("set", "image.tag=v1.1.0\nslowHook=true"),
+            ("timeout", "5s"),
+            ("rollback_on_failure", "false"),
+        ],
+    );
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "failed");
+    assert_eq!(f.out("revision"), "2");
+    let after_first = [(1, "deployed".to_string()), (2, "failed".to_string())];
+    assert_eq!(case.history(), after_first);
+
+    let f = case.run("v1.1.0", &[("set", "image=3")]);
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "failed");
+    assert_eq!(f.out("revision"), "1");
+    assert!(!f.log().contains("Rolling back"), "{}", f.log());
+    assert_eq!(case.history(), after_first);
+    case.done().await;
+}
