@@ -31,15 +31,15 @@ pub struct RunContext {
 /// The context could not be read: a variable or the event file is malformed.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("failed to read the event payload {path}: {source}")]
+    #[error("failed to read the event payload {path}: {error}")]
     EventRead {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("failed to parse the event payload {path}: {source}")]
+    #[error("failed to parse the event payload {path}: {error}")]
     EventParse {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("{var} is {value:?}, not a {what}")]
     Var {
@@ -56,12 +56,12 @@ impl RunContext {
             Some(p) => {
                 let path = PathBuf::from(p);
                 let text =
-                    std::fs::read_to_string(&path).map_err(|source| ContextError::EventRead {
+                    std::fs::read_to_string(&path).map_err(|error| ContextError::EventRead {
                         path: path.clone(),
-                        source,
+                        error,
                     })?;
                 serde_json::from_str(&text)
-                    .map_err(|source| ContextError::EventParse { path, source })?
+                    .map_err(|error| ContextError::EventParse { path, error })?
             }
         };
         let number = |var: &'static str| -> Result<Option<u64>, ContextError> {

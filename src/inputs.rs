@@ -329,8 +329,14 @@ impl RawInputs {
     pub fn secret_values(&self) -> Vec<String> {
         let mut out = Vec::new();
         for name in SECRET_INPUTS {
-            if let Some(v) = self.values.get(name) {
-                out.extend(secret_fragments(v));
+            match (*name, self.values.get(name)) {
+                (_, None) => {}
+                ("kubeconfig", Some(v)) => match parse_kubeconfig(v) {
+                    Ok(k) => out.extend(k.masks()),
+                    // Unreadable: its content is unknown, so every line of it is masked.
+                    Err(_) => out.extend(secret_fragments(v)),
+                },
+                (_, Some(v)) => out.extend(secret_fragments(v)),
             }
         }
         out
@@ -428,8 +434,26 @@ pub struct ImageSetting {
 #[derive(Debug, Clone)]
 pub struct Kubeconfig {
     pub yaml: Secret,
+    /// The input as given, when it was base64.
+    pub encoded: Option<Secret>,
     /// Credentials found inside (tokens, keys, passwords), for masking.
     pub credentials: Vec<Secret>,
+}
+
+impl Kubeconfig {
+    /// What the log must never show: the base64 form and every credential inside. The YAML's
+    /// structure (`apiVersion: v1`, server URLs) is not secret, and masking its lines would
+    /// blank those strings out of every log line.
+    pub fn masks(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(e) = &self.encoded {
+            out.extend(secret_fragments(e.expose()));
+        }
+        for c in &self.credentials {
+            out.extend(secret_fragments(c.expose()));
+        }
+        out
+    }
 }
 
 /// The validated configuration of one run.
@@ -484,10 +508,7 @@ impl Config {
             out.extend(secret_fragments(t.expose()));
         }
         if let Some(k) = &self.kubeconfig {
-            out.extend(secret_fragments(k.yaml.expose()));
-            for c in &k.credentials {
-                out.extend(secret_fragments(c.expose()));
-            }
+            out.extend(k.masks());
         }
         if let Some(w) = &self.notify_webhook {
             out.extend(secret_fragments(w.expose()));
@@ -973,8 +994,8 @@ fn parse_kubeconfig(value: &str) -> Result<Kubeconfig, InputError> {
         doc.get("clusters")?;
         Some(doc)
     };
-    let (text, doc) = match as_yaml(value) {
-        Some(doc) => (value.to_string(), doc),
+    let (text, doc, encoded) = match as_yaml(value) {
+        Some(doc) => (value.to_string(), doc, None),
         None => {
             let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
             let decoded = base64::engine::general_purpose::STANDARD
@@ -982,7 +1003,7 @@ fn parse_kubeconfig(value: &str) -> Result<Kubeconfig, InputError> {
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok());
             match decoded.as_deref().and_then(|t| Some((t, as_yaml(t)?))) {
-                Some((t, doc)) => (t.to_string(), doc),
+                Some((t, doc)) => (t.to_string(), doc, Some(Secret::new(value.trim()))),
                 None => {
                     return Err(bad(
                         "kubeconfig",
@@ -996,6 +1017,7 @@ fn parse_kubeconfig(value: &str) -> Result<Kubeconfig, InputError> {
     collect_credentials(&doc, &mut credentials);
     Ok(Kubeconfig {
         yaml: Secret::new(text),
+        encoded,
         credentials: credentials.into_iter().map(Secret::new).collect(),
     })
 }
@@ -1248,6 +1270,15 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(yaml);
         let k = parse_kubeconfig(&b64).unwrap();
         assert_eq!(k.yaml.expose(), yaml);
+        assert_eq!(k.masks(), [b64.clone(), "s3cr3t-token-value".to_string()]);
+        // Structure lines are not secrets.
+        let raw = RawInputs::from_pairs([("kubeconfig", yaml.to_string())]);
+        assert_eq!(raw.secret_values(), ["s3cr3t-token-value"]);
+        let raw = RawInputs::from_pairs([("kubeconfig", "garbage\nsecret-line-1234".to_string())]);
+        assert!(
+            raw.secret_values()
+                .contains(&"secret-line-1234".to_string())
+        );
         let e = parse_kubeconfig("not: [a kubeconfig").unwrap_err();
         assert_eq!(e.input, "kubeconfig");
         assert!(!e.to_string().contains("not: [a"));

@@ -13,11 +13,11 @@ pub type Sink = Arc<Mutex<dyn Write + Send>>;
 
 /// A failure to write an output or the summary file.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to write {what} to {path}: {source}")]
+#[error("failed to write {what} to {path}: {error}")]
 pub struct RunnerError {
     what: &'static str,
     path: PathBuf,
-    source: io::Error,
+    error: io::Error,
 }
 
 /// Speaks the runner protocol (or prints plain lines outside Actions).
@@ -177,10 +177,10 @@ impl Drop for Group<'_> {
 }
 
 fn append(path: &Path, what: &'static str, text: &str) -> Result<(), RunnerError> {
-    let err = |source| RunnerError {
+    let err = |error| RunnerError {
         what,
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut f = OpenOptions::new()
         .create(true)
