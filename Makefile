@@ -25,7 +25,7 @@ static:
 
 # The static binary and helm run in an empty root (what the image holds), as root via chroot.
 container: static
-	TD_STATIC_BIN=$(STATIC_BIN) $(CARGO) test --features container --test container
+	TD_STATIC_BIN=$(STATIC_BIN) $(CARGO) test --workspace --features container --test container
 
 # apt, npm, pip and rustup installs the tests need (idempotent).
 deps:
@@ -39,13 +39,14 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features bed -- -D warnings
 
-# Unit tests, and the cross-system tests that need no bed.
+# Unit tests, and the cross-system tests that need no bed. Every cargo call here says
+# --workspace: the same feature resolution everywhere, so kube and hyper build once, not thrice.
 unit:
 	$(CARGO) test --workspace
 
 # End-to-end tests against the bed (brought up if it is not running, torn down after).
 e2e: tools
-	testbed/with-bed.sh $(CARGO) test --features bed --test 'bed_*' -- --test-threads=4
+	testbed/with-bed.sh $(CARGO) test --workspace --features bed --test 'bed_*' -- --test-threads=4
 
 test: deps lint unit container e2e
 
@@ -79,7 +80,7 @@ SOAK_BED := TD_BED_DIR=$(CURDIR)/target/testbed-soak TD_BED_CLUSTER=trader-soak 
 	TD_BED_REGISTRY_PORT=45080 TD_BED_APP_PORT=45081 TD_BED_APP_FALLBACK_PORT=45082 \
 	TD_BED_APP_POOL=45090-45099 TD_BED_GITHUB=0
 soak: tools
-	$(SOAK_BED) testbed/with-bed.sh $(CARGO) test --features bed,soak --test soak -- --test-threads=1
+	$(SOAK_BED) testbed/with-bed.sh $(CARGO) test --workspace --features bed,soak --test soak -- --test-threads=1
 
 clean:
 	-testbed/down.sh

@@ -52,7 +52,7 @@ trap cleanup EXIT
 
 scene "Setting up"
 note "Building trader-deploy (cargo build)…"
-(cd "$ROOT" && cargo build -q --bin trader-deploy)
+(cd "$ROOT" && cargo build -q --workspace --bins)
 target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 BIN=$target_dir/debug/trader-deploy
 

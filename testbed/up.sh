@@ -28,8 +28,8 @@ done
 command -v kubectl >/dev/null || { bed_log "kwokctl needs kubectl on PATH"; exit 1; }
 
 # 1. The fake app's binary (built first: cargo is the slow part when cold).
-bed_log "cargo build -p trader-deploy-testbed --bins"
-(cd "$BED_REPO" && cargo build -q -p trader-deploy-testbed --bins)
+bed_log "cargo build --workspace --bins"
+(cd "$BED_REPO" && cargo build -q --workspace --bins)
 bed_log "  built (${SECONDS}s)"
 target_dir=$(cd "$BED_REPO" && cargo metadata --format-version 1 --no-deps \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')

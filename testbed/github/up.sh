@@ -53,7 +53,7 @@ if alive "$standin_pid" github_standin && curl -sf -m 2 "$STANDIN_URL/_standin/h
 else
   port_busy "$STANDIN_PORT" && die "port $STANDIN_PORT is taken by another program"
   log "building the stand-in"
-  (cd "$root" && cargo build -q -p trader-deploy-testbed --bin github_standin) >&2 || die "cargo build failed"
+  (cd "$root" && cargo build -q --workspace --bins) >&2 || die "cargo build failed"
   bin=${CARGO_TARGET_DIR:-$root/target}/debug/github_standin
   t0=$(now_ms)
   nohup "$bin" --fixture "$FIXTURE" --addr "127.0.0.1:$STANDIN_PORT" --api-url "$PRISM_URL" \
