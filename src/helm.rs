@@ -247,7 +247,11 @@ impl Helm {
         ];
         args.extend(self.cluster_args(&spec.namespace));
         args.extend([
-            os("--create-namespace"),
+            // No `--create-namespace`: the lock step has made sure the namespace exists (its
+            // lease lives there), and the flag makes helm touch the Namespace object anyway
+            // (helm 3 creates it, helm 4 applies it), which a least-privilege Role in the
+            // namespace cannot grant.
+            //
             // The release is the chart's defaults plus the given values, always: without this,
             // helm silently reuses the previous release's values when none are given (and
             // `plan` would not show what gets deployed).
@@ -669,7 +673,6 @@ mod tests {
                 "trader",
                 "--kubeconfig",
                 "/tmp/x/kubeconfig",
-                "--create-namespace",
                 "--reset-values",
                 "--history-max",
                 "10",
