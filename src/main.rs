@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use trader_deploy::context::RunContext;
 use trader_deploy::inputs::{self, Env, RawInputs};
-use trader_deploy::outputs::Outputs;
+use trader_deploy::outputs::{Outputs, Status};
 use trader_deploy::runner::Runner;
 use trader_deploy::{cli, pipeline};
 
@@ -52,7 +52,15 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             runner.error("Invalid input", &e.to_string());
-            return ExitCode::FAILURE;
+            // In a workflow the step's `status` output still says so, for `if:` conditions.
+            if !runner.in_actions() {
+                return ExitCode::FAILURE;
+            }
+            let refused = Outputs {
+                status: Status::Failed,
+                ..Outputs::default()
+            };
+            return finish(&runner, &refused, ExitCode::FAILURE);
         }
     };
     for s in config.secrets() {

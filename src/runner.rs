@@ -143,8 +143,11 @@ impl Runner {
         let value = self.redact(value);
         match &self.output_path {
             Some(path) => append(path, "an output", &format_output(name, &value)),
+            // On a terminal, an empty output is noise.
             None => {
-                self.line(&format!("output {name}={value}"));
+                if !value.is_empty() {
+                    self.line(&format!("output {name}={value}"));
+                }
                 Ok(())
             }
         }
