@@ -601,7 +601,11 @@ fn bad_inputs_give_one_line_errors() {
             .filter(|l| l.starts_with("::error"))
             .collect();
         assert_eq!(errors.len(), 1, "{inputs:?}: {}", o.stdout);
-        assert_eq!(o.outputs.get("status").map(String::as_str), Some("failed"), "{inputs:?}");
+        assert_eq!(
+            o.outputs.get("status").map(String::as_str),
+            Some("failed"),
+            "{inputs:?}"
+        );
         let expected = format!("::error title=Invalid input::input `{input}`: ");
         assert!(
             errors[0].starts_with(&expected) && errors[0].contains(message),
