@@ -652,88 +652,13 @@ async fn drop_lease_rules(client: &kube::Client, ns: &str) {
         .unwrap();
 }
 
-/// The commented-out ClusterRole and ClusterRoleBinding of deployer.yaml's KNOWN GAP section,
-/// named for `ns` and bound to its deployer. Returns their names.
-async fn apply_namespace_gap(client: &kube::Client, ns: &str) -> String {
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let text = std::fs::read_to_string(repo_root().join("examples/rbac/deployer.yaml")).unwrap();
-    let gap = &text[text
-        .find("# KNOWN GAP")
-        .expect("deployer.yaml has a KNOWN GAP section")..];
-    let yaml: String = gap
-        .lines()
-        .skip_while(|l| *l != "# ---")
-        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .filter(|v: &serde_json::Value| !v.is_null())
-        .collect();
-    let name = format!("{ns}-create-namespaces");
-    let mut role: ClusterRole = doc_of(&docs, "ClusterRole");
-    role.metadata.name = Some(name.clone());
-    let mut binding: ClusterRoleBinding = doc_of(&docs, "ClusterRoleBinding");
-    binding.metadata.name = Some(name.clone());
-    binding.role_ref.name = name.clone();
-    for s in binding.subjects.iter_mut().flatten() {
-        s.namespace = Some(ns.to_string());
-    }
-    let pp = PostParams::default();
-    Api::<ClusterRole>::all(client.clone())
-        .create(&pp, &role)
-        .await
-        .expect("create the gap's ClusterRole");
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&pp, &binding)
-        .await
-        .expect("create the gap's ClusterRoleBinding");
-    name
-}
-
-/// The helm 4 side of the KNOWN GAP: `patch` added to the Role's namespaces rule.
-async fn allow_namespace_patch(client: &kube::Client, ns: &str) {
-    let roles = Api::<Role>::namespaced(client.clone(), ns);
-    let mut role = roles.get("trader-deploy").await.unwrap();
-    let rule = role
-        .rules
-        .iter_mut()
-        .flatten()
-        .find(|r| r.resources.iter().flatten().any(|x| x == "namespaces"))
-        .expect("the Role's namespaces rule");
-    rule.verbs.push("patch".into());
-    roles
-        .replace("trader-deploy", &PostParams::default(), &role)
-        .await
-        .unwrap();
-}
-
-async fn delete_namespace_gap(client: &kube::Client, name: &str) {
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let dp = kube::api::DeleteParams::default();
-    let _ = Api::<ClusterRoleBinding>::all(client.clone())
-        .delete(name, &dp)
-        .await;
-    let _ = Api::<ClusterRole>::all(client.clone())
-        .delete(name, &dp)
-        .await;
-}
-
-/// The action with the example deployer's permissions (plus, with `gap`, what its KNOWN GAP
-/// section documents for this helm): a whole deploy works; without Leases it fails clearly.
-async fn least_privilege_deploy(major: u8, gap: bool) {
+/// The action with exactly the example deployer's permissions: a whole deploy works; without
+/// Leases it fails clearly.
+async fn least_privilege_deploy(major: u8) {
     let bed = Bed::load();
     let client = bed.client().await;
     let ns = create_namespace(&client, &format!("examples-rbac-h{major}")).await;
     let kubeconfig = deployer_kubeconfig(&bed, &client, &ns).await;
-    let gap_name = match (gap, major) {
-        (true, 3) => Some(apply_namespace_gap(&client, &ns).await),
-        (true, _) => {
-            allow_namespace_patch(&client, &ns).await;
-            None
-        }
-        (false, _) => None,
-    };
 
     // Exactly the example's permissions: the whole deploy works (lock, upgrade, rollout watch,
     // smoke tests through port-forwards, unlock).
@@ -775,36 +700,17 @@ async fn least_privilege_deploy(major: u8, gap: bool) {
     );
     assert_eq!(release_state(&bed, major, &ns), (1, "deployed".to_string()));
     wait_orch_version(&client, &ns, "v1.2.0").await;
-    if let Some(name) = gap_name {
-        delete_namespace_gap(&client, &name).await;
-    }
     delete_namespace(&client, &ns).await;
 }
 
-// Pending in src/helm.rs: `upgrade --install` passes `--create-namespace`, which needs
-// cluster-wide `create namespaces` with helm 3 and `patch` on the Namespace with helm 4 (server-side
-// apply), though the lock step has already made sure the namespace exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "src/helm.rs passes --create-namespace (needs cluster-wide create namespaces)"]
 async fn action_deploys_with_exactly_the_example_rbac_helm3() {
-    least_privilege_deploy(3, false).await;
+    least_privilege_deploy(3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "src/helm.rs passes --create-namespace (needs patch on the Namespace)"]
 async fn action_deploys_with_exactly_the_example_rbac_helm4() {
-    least_privilege_deploy(4, false).await;
-}
-
-// Until then: the example's Role plus the ClusterRole its KNOWN GAP section documents.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn action_deploys_with_the_example_rbac_and_its_namespace_gap_helm3() {
-    least_privilege_deploy(3, true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn action_deploys_with_the_example_rbac_and_its_namespace_gap_helm4() {
-    least_privilege_deploy(4, true).await;
+    least_privilege_deploy(4).await;
 }
 
 // ---------------------------------------------------------------------------------------------
