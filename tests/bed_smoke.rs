@@ -116,6 +116,11 @@ fn workspace(spec: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, testapp_chart())
 }
 
+/// Replaces the workspace's smoke spec between two runs.
+fn set_spec(ws: &tempfile::TempDir, spec: &str) {
+    std::fs::write(ws.path().join("smoke.yaml"), spec).unwrap();
+}
+
 fn deploy_flags(bed: &Bed, chart: &Path, ns: &str, version: &str) -> Vec<(&'static str, String)> {
     vec![
         ("chart", chart.display().to_string()),
@@ -253,9 +258,12 @@ async fn a_version_whose_ready_fails_is_rolled_back() {
     let bed = Bed::load();
     let client = bed.client().await;
     let ns = create_namespace(&client, "smoke-unready").await;
-    let (ws, chart) = workspace(&SPEC.replace("timeout: 20s", "timeout: 6s"));
+    // The healthy first deploy gets the full budget (the fake app may still be routing the new
+    // version on a loaded machine); the failing one a short budget, so the test stays quick.
+    let (ws, chart) = workspace(SPEC);
     let first = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.2.0"));
     assert!(first.success, "{}", first.all());
+    set_spec(&ws, &SPEC.replace("timeout: 20s", "timeout: 6s"));
 
     // Tag unready-app: Ready in Kubernetes, but the app's /ready answers 503.
     let run = run_action(
@@ -362,9 +370,11 @@ checks:
     timeout: 3s
     interval: 500ms
 "#;
-    let (ws, chart) = workspace(spec);
+    // As above: a full budget for the healthy first deploy, the short one for the failing one.
+    let (ws, chart) = workspace(&spec.replace("timeout: 3s", "timeout: 30s"));
     let first = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.2.0"));
     assert!(first.success, "{}", first.all());
+    set_spec(&ws, spec);
     let mut flags = deploy_flags(&bed, &chart, &ns, "unready-app");
     flags.push(("rollback-on-failure", "false".into()));
     let run = run_action(&bed, ws.path(), &flags);
