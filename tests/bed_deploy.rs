@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Bed, create_namespace, delete_namespace, testapp_chart, wait_for};
+use common::{Bed, create_namespace, delete_namespace, parse_outputs, testapp_chart, wait_for};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -383,26 +383,6 @@ impl Finished {
             .find(|(_, l)| l.contains(needle))
             .map(|(t, _)| *t)
     }
-}
-
-/// Parses `name<<DELIM\nvalue\nDELIM` blocks.
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(head) = lines.next() {
-        let Some((name, delim)) = head.split_once("<<") else {
-            continue;
-        };
-        let mut value = Vec::new();
-        for l in lines.by_ref() {
-            if l == delim {
-                break;
-            }
-            value.push(l);
-        }
-        out.insert(name.to_string(), value.join("\n"));
-    }
-    out
 }
 
 fn assert_success(f: &Finished) {

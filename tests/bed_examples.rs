@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    Bed, create_namespace, delete_namespace, http_get_via_port_forward, list_pods, repo_root,
-    wait_for,
+    Bed, create_namespace, delete_namespace, http_get_via_port_forward, list_pods, parse_outputs,
+    repo_root, wait_for,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
@@ -587,20 +587,6 @@ fn run_action_in(
         run.code, run.log, run.outputs
     );
     run
-}
-
-/// Parses the `name<<DELIM … DELIM` blocks of GITHUB_OUTPUT.
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(head) = lines.next() {
-        let Some((name, delim)) = head.split_once("<<") else {
-            continue;
-        };
-        let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delim).collect();
-        out.insert(name.to_string(), value.join("\n"));
-    }
-    out
 }
 
 /// (revision, status) of the release's newest revision, read as the cluster admin. (`helm

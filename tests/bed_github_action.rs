@@ -311,23 +311,7 @@ impl Action {
 }
 
 fn parse_outputs(path: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(head) = lines.next() {
-        let Some((name, delim)) = head.split_once("<<") else {
-            continue;
-        };
-        let mut value = Vec::new();
-        for l in lines.by_ref() {
-            if l == delim {
-                break;
-            }
-            value.push(l);
-        }
-        out.insert(name.to_string(), value.join("\n"));
-    }
-    out
+    common::parse_outputs(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
 /// The single error annotation of a run.

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Bed, create_namespace, delete_namespace, testapp_chart, unique_name};
+use common::{Bed, create_namespace, delete_namespace, parse_outputs, testapp_chart, unique_name};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
@@ -78,25 +78,6 @@ impl Run {
             .filter(|l| l.starts_with("::error"))
             .collect()
     }
-}
-
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(head) = lines.next() {
-        let Some((name, delim)) = head.split_once("<<") else {
-            continue;
-        };
-        let mut value = Vec::new();
-        for l in lines.by_ref() {
-            if l == delim {
-                break;
-            }
-            value.push(l);
-        }
-        out.insert(name.to_string(), value.join("\n"));
-    }
-    out
 }
 
 /// Runs the real binary with exactly `vars` (plus PATH, HOME and the output files) in `ws`.

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Bed, create_namespace, delete_namespace, testapp_chart, wait_for};
+use common::{Bed, create_namespace, delete_namespace, parse_outputs, testapp_chart, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
@@ -331,25 +331,6 @@ impl Running {
             parse_outputs(&std::fs::read_to_string(ws.join("output")).unwrap_or_default());
         (status.code(), log, outputs)
     }
-}
-
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(head) = lines.next() {
-        let Some((name, delim)) = head.split_once("<<") else {
-            continue;
-        };
-        let mut value = Vec::new();
-        for l in lines.by_ref() {
-            if l == delim {
-                break;
-            }
-            value.push(l);
-        }
-        out.insert(name.to_string(), value.join("\n"));
-    }
-    out
 }
 
 fn helm_status(bed: &Bed, ns: &str) -> (String, u64) {

@@ -1,10 +1,13 @@
 //! The action's contract, checked against the real binary: action.yml ↔ code ↔ README parity,
 //! resolution on GitHub's own webhook payloads, and the documented error for each bad input.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::parse_outputs;
 use trader_deploy::inputs::INPUTS;
 use trader_deploy::outputs::OUTPUTS;
 
@@ -172,24 +175,6 @@ struct Outcome {
     stdout: String,
     stderr: String,
     outputs: BTreeMap<String, String>,
-}
-
-/// Parses `$GITHUB_OUTPUT` (`name<<DELIM` … `DELIM`).
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(head) = lines.next() {
-        let (name, delim) = head.split_once("<<").expect("name<<DELIMITER");
-        let mut value = Vec::new();
-        for l in lines.by_ref() {
-            if l == delim {
-                break;
-            }
-            value.push(l);
-        }
-        out.insert(name.to_string(), value.join("\n"));
-    }
-    out
 }
 
 /// GitHub's own example payloads, from the npm package `@octokit/webhooks-examples`.

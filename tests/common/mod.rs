@@ -152,8 +152,10 @@ impl Bed {
     }
 }
 
-/// Runs `cmd` and kills it if it outlives `timeout` (then panics).
+/// Runs `cmd` and kills it if it outlives `timeout` (then panics). Its stdout and stderr are
+/// drained while it runs, so a chatty child never blocks on a full pipe.
 pub fn run_with_deadline(cmd: &mut Command, timeout: Duration) -> Output {
+    use std::io::Read;
     use std::process::Stdio;
     let mut child = cmd
         .stdin(Stdio::null())
@@ -161,22 +163,36 @@ pub fn run_with_deadline(cmd: &mut Command, timeout: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
     let deadline = Instant::now() + timeout;
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => return child.wait_with_output().expect("collect output"),
+            Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
-                let out = child.wait_with_output().expect("collect output");
+                let _ = child.wait();
                 panic!(
                     "{cmd:?} still running after {timeout:?}; killed.\nstdout:\n{}\nstderr:\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
+                    String::from_utf8_lossy(&stdout.join().unwrap_or_default()),
+                    String::from_utf8_lossy(&stderr.join().unwrap_or_default())
                 );
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => panic!("wait {cmd:?}: {e}"),
         }
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     }
 }
 
@@ -327,4 +343,24 @@ pub async fn http_get_via_port_forward(
     tokio::time::timeout(Duration::from_secs(20), fut)
         .await
         .map_err(|_| format!("port-forward GET {path} to {ns}/{pod} took over 20 s"))?
+}
+
+/// Parses `$GITHUB_OUTPUT` as the runner does (`name<<DELIMITER`, the value, `DELIMITER`).
+pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(head) = lines.next() {
+        let (name, delim) = head
+            .split_once("<<")
+            .unwrap_or_else(|| panic!("not name<<DELIMITER: {head:?}"));
+        let mut value = Vec::new();
+        for l in lines.by_ref() {
+            if l == delim {
+                break;
+            }
+            value.push(l);
+        }
+        out.insert(name.to_string(), value.join("\n"));
+    }
+    out
 }
