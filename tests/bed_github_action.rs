@@ -49,79 +49,32 @@ fn bed_vars() -> BTreeMap<String, String> {
 }
 
 /// One repository of our own in the stand-in.
-struct Repo {
-    /// `acme/<unique>`.
-    full: String,
-    api: String,
-    standin: String,
-    http: reqwest::Client,
+type Repo = common::StandinRepo;
+
+/// Adds a repository from the bed's GitHub variables (this suite needs no cluster for them).
+async fn add_repo(prefix: &str, edit: impl FnOnce(&mut Value)) -> Repo {
+    let vars = bed_vars();
+    let get = |k: &str| {
+        vars.get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("{} has no {k}", env_file().display()))
+    };
+    Repo::add(
+        get("GITHUB_API_URL"),
+        get("TD_GITHUB_STANDIN_URL"),
+        prefix,
+        edit,
+    )
+    .await
 }
 
-impl Repo {
-    /// Adds the default fixture under a unique repository name; `edit` may change it first.
-    async fn add(prefix: &str, edit: impl FnOnce(&mut Value)) -> Repo {
-        let vars = bed_vars();
-        let get = |k: &str| {
-            vars.get(k)
-                .cloned()
-                .unwrap_or_else(|| panic!("{} has no {k}", env_file().display()))
-        };
-        let name = common::unique_name(prefix);
-        let mut fx: Value = serde_json::from_str(
-            &std::fs::read_to_string(
-                common::repo_root().join("tests/fixtures/github/default.json"),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        fx["repository"]["name"] = json!(name);
-        edit(&mut fx);
-        let repo = Repo {
-            full: format!("acme/{name}"),
-            api: get("GITHUB_API_URL"),
-            standin: get("TD_GITHUB_STANDIN_URL"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-        };
-        let r = repo.control("POST", "/_standin/repos", Some(fx)).await;
-        assert_eq!(r["repo"], json!(repo.full), "{r}");
-        repo
-    }
+/// What this suite asks of its repositories beyond the shared client.
+trait RepoExt {
+    async fn fault(&self, fault: Value, rest: &str);
+    async fn deployments(&self) -> Vec<Value>;
+}
 
-    async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.standin);
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), &url)
-            .header("content-type", "application/json");
-        if let Some(b) = body {
-            req = req.body(b.to_string());
-        }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {url}: {status} {v}");
-        v
-    }
-
-    /// This repository's entries of the stand-in's request log, oldest first.
-    async fn log(&self) -> Vec<Value> {
-        let prefix = format!("/repos/{}", self.full);
-        let all = self.control("GET", "/_standin/log", None).await;
-        all.as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| {
-                e["path"]
-                    .as_str()
-                    .is_some_and(|p| p == prefix || p.starts_with(&format!("{prefix}/")))
-            })
-            .cloned()
-            .collect()
-    }
-
+impl RepoExt for Repo {
     /// A fault on a path of this repository (`rest` after `/repos/acme/<name>`).
     async fn fault(&self, mut fault: Value, rest: &str) {
         fault["path_prefix"] = json!(format!("/repos/{}{rest}", self.full));
@@ -375,7 +328,7 @@ async fn assert_refused(repo: &Repo, run: &Run, expect: &str) {
 
 #[tokio::test]
 async fn prod_without_reviewers_is_refused_before_any_cluster_change() {
-    let repo = Repo::add("td-norev", |_| {}).await;
+    let repo = add_repo("td-norev", |_| {}).await;
     let cluster = Cluster::new("gh-norev").await;
     // Inputs that deploy for real (see the control below), to an environment without reviewers.
     let run = cluster
@@ -403,7 +356,7 @@ async fn prod_without_reviewers_is_refused_before_any_cluster_change() {
 
 #[tokio::test]
 async fn an_unknown_environment_is_refused() {
-    let repo = Repo::add("td-noenv", |_| {}).await;
+    let repo = add_repo("td-noenv", |_| {}).await;
     let run = Action::new(&repo)
         .var("INPUT_ENVIRONMENT", "prod-eu")
         .var("INPUT_PROTECTED_ENVIRONMENTS", "prod-eu")
@@ -418,7 +371,7 @@ async fn an_unknown_environment_is_refused() {
 
 #[tokio::test]
 async fn a_protected_deploy_without_a_token_is_refused() {
-    let repo = Repo::add("td-notoken", |_| {}).await;
+    let repo = add_repo("td-notoken", |_| {}).await;
     // GitHub passes an unset input as "".
     let run = Action::new(&repo).var("INPUT_GITHUB_TOKEN", "").run();
     assert_refused(
@@ -432,7 +385,7 @@ async fn a_protected_deploy_without_a_token_is_refused() {
 
 #[tokio::test]
 async fn a_run_without_approval_is_refused() {
-    let repo = Repo::add("td-noappr", |_| {}).await;
+    let repo = add_repo("td-noappr", |_| {}).await;
     let (hook, received) = webhook_receiver();
     let run = Action::new(&repo)
         .var("GITHUB_RUN_ID", "1002")
@@ -481,7 +434,7 @@ async fn a_run_without_approval_is_refused() {
 
 #[tokio::test]
 async fn self_approval_is_refused_when_configured() {
-    let repo = Repo::add("td-self", |_| {}).await;
+    let repo = add_repo("td-self", |_| {}).await;
     let run = Action::new(&repo)
         .var("GITHUB_RUN_ID", "1003")
         .var("GITHUB_ACTOR", "bob")
@@ -512,7 +465,7 @@ async fn self_approval_is_refused_when_configured() {
 #[tokio::test]
 async fn self_approval_by_whoever_reran_the_run_is_refused_too() {
     // carol started run 1010; alice re-ran it and approved her own re-run.
-    let repo = Repo::add("td-rerun-self", |fx| {
+    let repo = add_repo("td-rerun-self", |fx| {
         fx["runs"].as_array_mut().unwrap().push(json!({
             "id": 1010, "actor": "carol", "triggering_actor": "alice", "run_attempt": 2,
             "head_branch": "main", "head_sha": MAIN_TIP,
@@ -544,7 +497,7 @@ async fn self_approval_by_whoever_reran_the_run_is_refused_too() {
 
 #[tokio::test]
 async fn prevent_self_review_on_the_environment_is_enforced_too() {
-    let repo = Repo::add("td-psr", |fx| {
+    let repo = add_repo("td-psr", |fx| {
         for e in fx["environments"].as_array_mut().unwrap() {
             if e["name"] == "prod" {
                 e["prevent_self_review"] = json!(true);
@@ -576,7 +529,7 @@ fn tag_push(tag: &str, sha: &str) -> Value {
 
 #[tokio::test]
 async fn a_tag_not_on_the_default_branch_is_refused() {
-    let repo = Repo::add("td-tag", |_| {}).await;
+    let repo = add_repo("td-tag", |_| {}).await;
     let mut action = Action::new(&repo)
         .var("GITHUB_REF", "refs/tags/v1.2.0-rc.1")
         .var("GITHUB_REF_NAME", "v1.2.0-rc.1")
@@ -602,7 +555,7 @@ async fn a_tag_not_on_the_default_branch_is_refused() {
     );
 
     // v1.1.0 is main's tip: the check passes and the deployment is recorded.
-    let repo = Repo::add("td-tagok", |_| {}).await;
+    let repo = add_repo("td-tagok", |_| {}).await;
     let mut action = Action::new(&repo)
         .var("GITHUB_REF", "refs/tags/v1.1.0")
         .var("GITHUB_REF_NAME", "v1.1.0")
@@ -624,7 +577,7 @@ async fn a_tag_not_on_the_default_branch_is_refused() {
 async fn a_ref_input_naming_another_tag_is_checked_by_that_tag() {
     // A dispatch on main (GITHUB_SHA = main's tip) asked to release the rc tag, which is not on
     // main: the run's own commit must not stand in for the tag's.
-    let repo = Repo::add("td-refin", |_| {}).await;
+    let repo = add_repo("td-refin", |_| {}).await;
     let run = Action::new(&repo)
         .var("INPUT_REF", "refs/tags/v1.2.0-rc.1")
         .var("INPUT_VERSION", "v1.2.0-rc.1")
@@ -646,7 +599,7 @@ async fn a_ref_input_naming_another_tag_is_checked_by_that_tag() {
 /// in `error`, with the approval and the links in place.
 #[tokio::test]
 async fn an_approved_prod_deploy_that_cannot_reach_a_cluster_ends_in_error() {
-    let repo = Repo::add("td-ok", |_| {}).await;
+    let repo = add_repo("td-ok", |_| {}).await;
     let run = Action::new(&repo)
         .var("INPUT_ENVIRONMENT_URL", "https://trader.example/prod")
         .run();
@@ -745,7 +698,7 @@ async fn an_approved_prod_deploy_that_cannot_reach_a_cluster_ends_in_error() {
 
 #[tokio::test]
 async fn a_rerun_makes_no_duplicate_deployment() {
-    let repo = Repo::add("td-rerun", |_| {}).await;
+    let repo = add_repo("td-rerun", |_| {}).await;
     let first = Action::new(&repo).run();
     let id = first.output("deployment_id").to_string();
     assert!(!id.is_empty());
@@ -775,7 +728,7 @@ async fn a_rerun_makes_no_duplicate_deployment() {
 
 #[tokio::test]
 async fn githubs_own_deployment_for_the_job_is_reused() {
-    let repo = Repo::add("td-reuse", |fx| {
+    let repo = add_repo("td-reuse", |fx| {
         let name = fx["repository"]["name"].as_str().unwrap().to_string();
         fx["deployments"] = json!([
             // An older deployment of another run: not reused.
@@ -805,7 +758,7 @@ async fn githubs_own_deployment_for_the_job_is_reused() {
 
 #[tokio::test]
 async fn a_502_then_success_is_retried() {
-    let repo = Repo::add("td-502", |_| {}).await;
+    let repo = add_repo("td-502", |_| {}).await;
     repo.fault(
         json!({"kind": "bad_gateway", "count": 1}),
         "/actions/runs/1001/approvals",
@@ -849,7 +802,7 @@ async fn a_502_then_success_is_retried() {
 
 #[tokio::test]
 async fn a_502_on_create_looks_for_the_deployment_before_creating_again() {
-    let repo = Repo::add("td-502c", |_| {}).await;
+    let repo = add_repo("td-502c", |_| {}).await;
     repo.fault(
         json!({"kind": "bad_gateway", "count": 1, "method": "POST"}),
         "/deployments",
@@ -874,7 +827,7 @@ async fn a_502_on_create_looks_for_the_deployment_before_creating_again() {
 
 #[tokio::test]
 async fn a_primary_rate_limit_waits_for_its_reset() {
-    let repo = Repo::add("td-rl", |_| {}).await;
+    let repo = add_repo("td-rl", |_| {}).await;
     repo.fault(
         json!({"kind": "rate_limit", "count": 1, "retry_after": 1}),
         "/environments/prod",
@@ -902,7 +855,7 @@ async fn a_primary_rate_limit_waits_for_its_reset() {
 
 #[tokio::test]
 async fn a_wait_beyond_the_retry_budget_fails_at_once_and_says_so() {
-    let repo = Repo::add("td-rl-long", |_| {}).await;
+    let repo = add_repo("td-rl-long", |_| {}).await;
     repo.fault(
         json!({"kind": "secondary_rate_limit", "count": 1, "retry_after": 3600}),
         "/environments/prod",
@@ -921,7 +874,7 @@ async fn a_wait_beyond_the_retry_budget_fails_at_once_and_says_so() {
 
 #[tokio::test]
 async fn retries_are_bounded() {
-    let repo = Repo::add("td-5xx", |_| {}).await;
+    let repo = add_repo("td-5xx", |_| {}).await;
     repo.fault(
         json!({"kind": "bad_gateway", "count": 20}),
         "/environments/prod",
@@ -942,7 +895,7 @@ async fn retries_are_bounded() {
 
 #[tokio::test]
 async fn a_token_without_a_permission_gets_an_error_naming_it() {
-    let repo = Repo::add("td-perm", |_| {}).await;
+    let repo = add_repo("td-perm", |_| {}).await;
     let run = Action::new(&repo)
         .var("INPUT_GITHUB_TOKEN", "ghs_bed_noactions")
         .run();
@@ -971,7 +924,7 @@ async fn a_token_without_a_permission_gets_an_error_naming_it() {
 
 #[tokio::test]
 async fn dev_needs_no_approval_but_gets_a_deployment() {
-    let repo = Repo::add("td-dev", |_| {}).await;
+    let repo = add_repo("td-dev", |_| {}).await;
     let run = Action::new(&repo)
         .var("INPUT_ENVIRONMENT", "pr-42")
         .var("INPUT_VERSION", "sha-ee3b2f79")
@@ -1075,7 +1028,7 @@ fn last_seq(log: &[Value]) -> u64 {
 
 #[tokio::test]
 async fn status_sequences_for_success_and_rolled_back() {
-    let repo = Repo::add("td-seq", |_| {}).await;
+    let repo = add_repo("td-seq", |_| {}).await;
     let cluster = Cluster::new("gh-seq").await;
 
     let good = cluster
@@ -1129,7 +1082,7 @@ async fn status_sequences_for_success_and_rolled_back() {
 
 #[tokio::test]
 async fn status_sequence_for_failed() {
-    let repo = Repo::add("td-fail", |_| {}).await;
+    let repo = add_repo("td-fail", |_| {}).await;
     let cluster = Cluster::new("gh-fail").await;
     let run = cluster
         .deploy(Action::new(&repo), "staging", "crashloop")
@@ -1192,7 +1145,7 @@ fn webhook_receiver() -> (String, std::thread::JoinHandle<String>) {
 
 #[tokio::test]
 async fn an_approved_prod_deploy_succeeds_marks_the_older_one_inactive_and_notifies() {
-    let repo = Repo::add("td-prod", |fx| {
+    let repo = add_repo("td-prod", |fx| {
         let name = fx["repository"]["name"].as_str().unwrap().to_string();
         fx["deployments"] = json!([
             {"ref": "v1.0.0", "environment": "prod", "production_environment": true,

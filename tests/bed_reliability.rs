@@ -576,115 +576,57 @@ async fn bad_inputs_leave_the_cluster_untouched() {
 // ---------------------------------------------------------------------------------------------
 // The GitHub stand-in (testbed/github/): a repository of our own per test.
 
-struct Repo {
-    full: String,
-    api: String,
-    standin: String,
-    http: reqwest::Client,
+type Repo = common::StandinRepo;
+
+/// Adds a repository of this test's own to the bed's stand-in.
+async fn add_repo(bed: &Bed, prefix: &str, edit: impl FnOnce(&mut Value)) -> Repo {
+    Repo::add(
+        bed.github_api_url
+            .clone()
+            .expect("the bed has the GitHub stand-in (GITHUB_API_URL)"),
+        bed.github_standin_url
+            .clone()
+            .expect("TD_GITHUB_STANDIN_URL"),
+        prefix,
+        edit,
+    )
+    .await
 }
 
-impl Repo {
-    /// The default fixture under a unique name; `edit` may change it first.
-    async fn add(bed: &Bed, prefix: &str, edit: impl FnOnce(&mut Value)) -> Repo {
-        let name = unique_name(prefix);
-        let mut fx: Value = serde_json::from_str(
-            &std::fs::read_to_string(
-                common::repo_root().join("tests/fixtures/github/default.json"),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        fx["repository"]["name"] = json!(name);
-        edit(&mut fx);
-        let repo = Repo {
-            full: format!("acme/{name}"),
-            api: bed
-                .github_api_url
-                .clone()
-                .expect("the bed has the GitHub stand-in (GITHUB_API_URL)"),
-            standin: bed
-                .github_standin_url
-                .clone()
-                .expect("TD_GITHUB_STANDIN_URL"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-        };
-        let r = repo.control("POST", "/_standin/repos", Some(fx)).await;
-        assert_eq!(r["repo"], json!(repo.full), "{r}");
-        repo
+/// The GitHub variables of a workflow_dispatch run 1001 on main, for `repo`.
+fn repo_vars(repo: &Repo, ws: &Path, token: &str) -> BTreeMap<String, String> {
+    let event = ws.join("event.json");
+    std::fs::write(
+        &event,
+        json!({
+            "inputs": {},
+            "ref": "refs/heads/main",
+            "repository": {"full_name": repo.full, "default_branch": "main"},
+            "sender": {"login": "carol"},
+            "workflow": ".github/workflows/deploy.yml"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut v = BTreeMap::new();
+    for (k, val) in [
+        ("GITHUB_REPOSITORY", repo.full.as_str()),
+        ("GITHUB_API_URL", repo.api.as_str()),
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GITHUB_RUN_ID", "1001"),
+        ("GITHUB_RUN_ATTEMPT", "1"),
+        ("GITHUB_ACTOR", "carol"),
+        ("GITHUB_JOB", "deploy"),
+        ("GITHUB_EVENT_NAME", "workflow_dispatch"),
+        ("GITHUB_REF", "refs/heads/main"),
+        ("GITHUB_REF_NAME", "main"),
+        ("GITHUB_SHA", MAIN_TIP),
+        ("INPUT_GITHUB_TOKEN", token),
+    ] {
+        v.insert(k.to_string(), val.to_string());
     }
-
-    async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.standin);
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), &url)
-            .header("content-type", "application/json");
-        if let Some(b) = body {
-            req = req.body(b.to_string());
-        }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {url}: {status} {v}");
-        v
-    }
-
-    /// This repository's request log entries, oldest first.
-    async fn log(&self) -> Vec<Value> {
-        let prefix = format!("/repos/{}", self.full);
-        let all = self
-            .control("GET", &format!("/_standin/log?path_prefix={prefix}"), None)
-            .await;
-        all.as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| {
-                e["path"]
-                    .as_str()
-                    .is_some_and(|p| p == prefix || p.starts_with(&format!("{prefix}/")))
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// The GitHub variables of a workflow_dispatch run 1001 on main.
-    fn vars(&self, ws: &Path, token: &str) -> BTreeMap<String, String> {
-        let event = ws.join("event.json");
-        std::fs::write(
-            &event,
-            json!({
-                "inputs": {},
-                "ref": "refs/heads/main",
-                "repository": {"full_name": self.full, "default_branch": "main"},
-                "sender": {"login": "carol"},
-                "workflow": ".github/workflows/deploy.yml"
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let mut v = BTreeMap::new();
-        for (k, val) in [
-            ("GITHUB_REPOSITORY", self.full.as_str()),
-            ("GITHUB_API_URL", self.api.as_str()),
-            ("GITHUB_SERVER_URL", "https://github.com"),
-            ("GITHUB_RUN_ID", "1001"),
-            ("GITHUB_RUN_ATTEMPT", "1"),
-            ("GITHUB_ACTOR", "carol"),
-            ("GITHUB_JOB", "deploy"),
-            ("GITHUB_EVENT_NAME", "workflow_dispatch"),
-            ("GITHUB_REF", "refs/heads/main"),
-            ("GITHUB_REF_NAME", "main"),
-            ("GITHUB_SHA", MAIN_TIP),
-            ("INPUT_GITHUB_TOKEN", token),
-        ] {
-            v.insert(k.to_string(), val.to_string());
-        }
-        v.insert("GITHUB_EVENT_PATH".into(), event.display().to_string());
-        v
-    }
+    v.insert("GITHUB_EVENT_PATH".into(), event.display().to_string());
+    v
 }
 
 /// The deployment statuses posted, in order: (deployment id, state, description).
@@ -713,7 +655,7 @@ fn staging_vars(
     token: &str,
 ) -> BTreeMap<String, String> {
     let mut v = deploy_vars(bed, ws, ns, tag, kubeconfig);
-    v.extend(repo.vars(ws, token));
+    v.extend(repo_vars(repo, ws, token));
     v.insert("INPUT_ENVIRONMENT".into(), "staging".into());
     v
 }
@@ -730,7 +672,7 @@ async fn a_rollback_that_fails_is_failed_with_status_error() {
     let bed = Bed::load();
     let client = bed.client().await;
     let ws = Workspace::new();
-    let repo = Repo::add(&bed, "td-rbfail", |_| {}).await;
+    let repo = add_repo(&bed, "td-rbfail", |_| {}).await;
     let ns = create_namespace(&client, "rel-rbfail").await;
     let mut install = bed.helm(3);
     install
@@ -850,7 +792,7 @@ async fn canary_run(final_tag: &str, want: &str) {
     let ws = Workspace::new();
     let canary = format!("cnry{}", unique_name("x").replace('-', ""));
     let token = format!("ghs_{canary}tok");
-    let repo = Repo::add(&bed, "td-canary", |fx| {
+    let repo = add_repo(&bed, "td-canary", |fx| {
         fx["tokens"][&token] = json!({
             "login": "github-actions[bot]",
             "permissions": {"metadata": "read", "contents": "read", "actions": "read", "deployments": "write"}

@@ -364,3 +364,86 @@ pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
     }
     out
 }
+
+/// One repository of a test's own in the GitHub stand-in (testbed/github/), so tests running at
+/// once never see each other's deployments, faults or log entries.
+pub struct StandinRepo {
+    /// `acme/<unique>`.
+    pub full: String,
+    /// GITHUB_API_URL: the stand-in behind Prism.
+    pub api: String,
+    /// The stand-in itself, for its control endpoints.
+    pub standin: String,
+    http: reqwest::Client,
+}
+
+impl StandinRepo {
+    /// Adds the default fixture under a unique repository name; `edit` may change it first.
+    pub async fn add(
+        api: String,
+        standin: String,
+        prefix: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> StandinRepo {
+        let name = unique_name(prefix);
+        let mut fx: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(repo_root().join("tests/fixtures/github/default.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        fx["repository"]["name"] = serde_json::json!(name);
+        edit(&mut fx);
+        let repo = StandinRepo {
+            full: format!("acme/{name}"),
+            api,
+            standin,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+        };
+        let r = repo.control("POST", "/_standin/repos", Some(fx)).await;
+        assert_eq!(r["repo"], serde_json::json!(repo.full), "{r}");
+        repo
+    }
+
+    /// Calls a control endpoint of the stand-in; panics unless it succeeds.
+    pub async fn control(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let url = format!("{}{path}", self.standin);
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), &url)
+            .header("content-type", "application/json");
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        assert!(status.is_success(), "{method} {url}: {status} {v}");
+        v
+    }
+
+    /// This repository's entries of the stand-in's request log, oldest first.
+    pub async fn log(&self) -> Vec<serde_json::Value> {
+        let prefix = format!("/repos/{}", self.full);
+        let all = self
+            .control("GET", &format!("/_standin/log?path_prefix={prefix}"), None)
+            .await;
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["path"]
+                    .as_str()
+                    .is_some_and(|p| p == prefix || p.starts_with(&format!("{prefix}/")))
+            })
+            .cloned()
+            .collect()
+    }
+}
