@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
 
-use crate::pipeline::Cancel;
+use crate::cancel::Cancel;
 
 /// Extra time a helm command gets beyond its own `--timeout` before it is stopped.
 const GRACE: Duration = Duration::from_secs(60);
@@ -99,6 +99,16 @@ impl Revision {
     pub fn is_pending(&self) -> bool {
         self.status.starts_with("pending-")
     }
+}
+
+/// How long ago a revision was last written, from its `updated` time (`None` when helm's time
+/// cannot be read).
+pub fn age(r: &Revision) -> Option<Duration> {
+    let t: k8s_openapi::jiff::Timestamp = r.updated.trim().parse().ok()?;
+    let secs = k8s_openapi::jiff::Timestamp::now()
+        .duration_since(t)
+        .as_secs_f64();
+    Some(Duration::from_secs_f64(secs.max(0.0)))
 }
 
 /// The release's newest revision.
@@ -759,6 +769,23 @@ mod tests {
       {"revision":4,"updated":"2026-11-22T10:15:00Z","status":"deployed","chart":"testapp-0.1.0","app_version":"1.0","description":"Rollback to 2"},
       {"revision":5,"updated":"2026-11-22T10:20:00Z","status":"pending-upgrade","chart":"testapp-0.1.0","app_version":"1.0","description":"Preparing upgrade"}
     ]"#;
+
+    #[test]
+    fn revision_age_from_helms_time() {
+        let mut r = Revision {
+            revision: 2,
+            updated: "2020-01-01T10:00:00.123456789+02:00".into(),
+            status: "pending-upgrade".into(),
+            chart: String::new(),
+            app_version: String::new(),
+            description: String::new(),
+        };
+        assert!(age(&r).unwrap() > Duration::from_secs(365 * 24 * 3600));
+        r.updated = k8s_openapi::jiff::Timestamp::now().to_string();
+        assert!(age(&r).unwrap() < Duration::from_secs(60));
+        r.updated = "yesterday".into();
+        assert_eq!(age(&r), None);
+    }
 
     #[test]
     fn history_selection() {

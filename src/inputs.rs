@@ -163,6 +163,18 @@ pub const INPUTS: &[InputSpec] = &[
         false,
     ),
     input(
+        "statefulset_on_delete",
+        "How an updateStrategy OnDelete StatefulSet is handled: report (name the pods still on the old revision, do not wait) or roll (delete them one at a time, highest ordinal first, and wait for each).",
+        "report",
+        false,
+    ),
+    input(
+        "pending_grace",
+        "How old a pending helm record written outside this action must be before it counts as stuck and is rolled back (younger: wait for it).",
+        "twice the timeout",
+        false,
+    ),
+    input(
         "smoke_tests",
         "Path to the smoke test spec (YAML; docs/smoke-tests.md).",
         "none",
@@ -484,6 +496,10 @@ pub struct Config {
     pub timeout: Duration,
     pub rollback_on_failure: bool,
     pub history_max: u32,
+    /// What to do with `updateStrategy: OnDelete` StatefulSets.
+    pub statefulset_on_delete: crate::statefulset::OnDelete,
+    /// Age at which a pending helm record that no run of this action holds counts as stuck.
+    pub pending_grace: Duration,
     pub smoke_tests: Option<PathBuf>,
     /// The smoke spec at `smoke_tests`, validated.
     pub smoke_spec: Option<crate::smoke::Spec>,
@@ -565,8 +581,14 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         &trigger,
         &protected_environments,
     )?;
+    // A rollback deploys no new image: with no version given and none to infer, it needs none.
     let (version, version_source) =
-        version::resolve_version(raw.get("version").map(str::trim), &trigger)?;
+        match version::resolve_version(raw.get("version").map(str::trim), &trigger) {
+            Err(_) if mode == Mode::Rollback && raw.get("version").is_none() => {
+                (String::new(), version::Source::NotNeeded)
+            }
+            r => r?,
+        };
     let protected = version::is_protected(&environment, &protected_environments);
     if matches!(mode, Mode::Deploy | Mode::Plan | Mode::Resolve) {
         version::check_policy(
@@ -655,6 +677,19 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
                 ));
             }
         },
+    };
+    let statefulset_on_delete = match raw.get("statefulset_on_delete") {
+        None => crate::statefulset::OnDelete::Report,
+        Some(s) => crate::statefulset::OnDelete::parse(s).ok_or_else(|| {
+            bad(
+                "statefulset_on_delete",
+                format!("{s:?} is not one of report, roll"),
+            )
+        })?,
+    };
+    let pending_grace = match raw.get("pending_grace") {
+        None => timeout * 2,
+        Some(s) => parse_duration("pending_grace", s)?,
     };
     let smoke_tests = match raw.get("smoke_tests").map(str::trim) {
         None => None,
@@ -768,6 +803,8 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         timeout,
         rollback_on_failure,
         history_max,
+        statefulset_on_delete,
+        pending_grace,
         smoke_tests,
         smoke_spec,
         rollback_revision,
@@ -1062,6 +1099,25 @@ fn collect_credentials(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, InputError> {
+    let range = (
+        Duration::from_secs(1),
+        Duration::from_secs(6 * 3600),
+        "1s to 6h",
+    );
+    parse_duration_in("timeout", s, range)
+}
+
+/// `pending_grace`: 0s (a pending record is stuck at once) to a day.
+fn parse_duration(input: &'static str, s: &str) -> Result<Duration, InputError> {
+    let range = (Duration::ZERO, Duration::from_secs(24 * 3600), "0s to 24h");
+    parse_duration_in(input, s, range)
+}
+
+fn parse_duration_in(
+    input: &'static str,
+    s: &str,
+    (min, max, shown): (Duration, Duration, &str),
+) -> Result<Duration, InputError> {
     let s = s.trim();
     let parsed = if s.chars().all(|c| c.is_ascii_digit()) {
         s.parse::<u64>().ok().map(Duration::from_secs)
@@ -1069,10 +1125,10 @@ fn parse_timeout(s: &str) -> Result<Duration, InputError> {
         humantime::parse_duration(s).ok()
     };
     match parsed {
-        Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(6 * 3600) => Ok(d),
-        Some(_) => Err(bad("timeout", format!("{s:?} is out of range (1s to 6h)"))),
+        Some(d) if d >= min && d <= max => Ok(d),
+        Some(_) => Err(bad(input, format!("{s:?} is out of range ({shown})"))),
         None => Err(bad(
-            "timeout",
+            input,
             format!("{s:?} is not a duration (e.g. 5m, 90s, 1h30m)"),
         )),
     }
@@ -1121,6 +1177,40 @@ mod tests {
 
     fn raw(pairs: &[(&str, &str)]) -> RawInputs {
         RawInputs::from_pairs(pairs.iter().map(|(k, v)| (*k, v.to_string())))
+    }
+
+    #[test]
+    fn a_rollback_needs_no_version_but_a_deploy_does() {
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(ws.path().join("chart")).unwrap();
+        std::fs::write(
+            ws.path().join("chart/Chart.yaml"),
+            "name: app\nversion: 0.1.0\n",
+        )
+        .unwrap();
+        let local = RunContext {
+            workspace: ws.path().to_path_buf(),
+            ..RunContext::default()
+        };
+        let pairs = [("chart", "chart"), ("environment", "dev")];
+        let rollback = resolve(&raw(&[pairs[0], pairs[1], ("mode", "rollback")]), &local).unwrap();
+        assert_eq!(rollback.version, "");
+        assert_eq!(rollback.version_source, version::Source::NotNeeded);
+        let deploy = resolve(&raw(&[pairs[0], pairs[1], ("mode", "deploy")]), &local).unwrap_err();
+        assert_eq!(deploy.input, "version");
+        // A version that is given is still checked in a rollback.
+        let bad = resolve(
+            &raw(&[pairs[0], pairs[1], ("mode", "rollback"), ("version", "a b")]),
+            &local,
+        );
+        assert_eq!(bad.unwrap_err().input, "version");
+        // The grace of a pending record defaults to twice the timeout.
+        let c = resolve(
+            &raw(&[pairs[0], pairs[1], ("mode", "rollback"), ("timeout", "90s")]),
+            &local,
+        )
+        .unwrap();
+        assert_eq!(c.pending_grace, Duration::from_secs(180));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 
-use crate::pipeline::Cancel;
+use crate::cancel::Cancel;
 use crate::runner::Runner;
 
 /// How long a lease stays valid without renewal.
@@ -140,6 +140,8 @@ pub struct LeaseGuard {
     namespace: String,
     holder: String,
     renewer: tokio::task::JoinHandle<()>,
+    /// The holder whose expired lease this run took over (a run that was killed), if any.
+    pub took_over_from: Option<String>,
 }
 
 /// Takes the release's lease, waiting up to `wait` for another run to finish (or for its lease
@@ -166,6 +168,7 @@ pub async fn acquire(
     };
     let started = tokio::time::Instant::now();
     let mut announced = String::new();
+    let mut took_over_from = None;
     loop {
         let existing = api.get_opt(&name).await.map_err(kube_err("read"))?;
         let taken = match existing {
@@ -208,6 +211,7 @@ pub async fn acquire(
                             runner.info(&format!(
                                 "Took over the expired lease of release {release:?} from {previous:?} (it stopped renewing it)."
                             ));
+                            took_over_from = Some(previous);
                         }
                         true
                     }
@@ -245,6 +249,7 @@ pub async fn acquire(
                 namespace: namespace.to_string(),
                 holder: holder.to_string(),
                 renewer,
+                took_over_from,
             });
         }
         tokio::select! {

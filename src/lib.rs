@@ -1,5 +1,6 @@
 //! trader-deploy: deploys trading systems to Kubernetes with helm, as a GitHub Action and a CLI.
 
+pub mod cancel;
 pub mod cli;
 pub mod context;
 pub mod diff;
@@ -18,5 +19,6 @@ pub mod rollout;
 pub mod runner;
 pub mod secret;
 pub mod smoke;
+pub mod statefulset;
 pub mod summary;
 pub mod version;

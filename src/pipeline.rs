@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::cancel::{Cancel, Deadline};
 use crate::context::RunContext;
 use crate::github::session::Session;
 use crate::helm::{self, Helm, HelmError, UpgradeSpec};
@@ -18,6 +19,7 @@ use crate::outputs::{Outputs, Status};
 use crate::resolve;
 use crate::rollout::{self, RolloutError};
 use crate::runner::Runner;
+use crate::statefulset;
 use crate::summary::Summary;
 
 /// How long verification of a rollback gets after a cancellation (the runner kills the job
@@ -139,7 +141,7 @@ async fn deploy_steps(d: &mut Deploy<'_>, ctx: &RunContext) -> Result<(), Failur
     let lock = lock(&target, d.config, ctx, d.runner, d.cancel)
         .await
         .map_err(|e| failure("Release lock failed", e, &d.outputs, Status::Failed))?;
-    let result = deploy_locked(d, &target, images).await;
+    let result = deploy_locked(d, &target, &lock, images).await;
     unlock(lock, d.runner).await;
     result
 }
@@ -147,12 +149,16 @@ async fn deploy_steps(d: &mut Deploy<'_>, ctx: &RunContext) -> Result<(), Failur
 async fn deploy_locked(
     d: &mut Deploy<'_>,
     target: &Target,
+    lock: &LeaseGuard,
     images: Vec<(String, String)>,
 ) -> Result<(), Failure> {
     let (config, runner) = (d.config, d.runner);
-    let before = recover(target, config, runner)
+    let before = recover(target, config, runner, lock, d.cancel)
         .await
         .map_err(|e| failure("Release recovery failed", e, &d.outputs, Status::Failed))?;
+    for r in &before.repaired {
+        d.summary.rollout(&repaired_line(r));
+    }
     let previous = before.deployed;
     d.outputs.previous_revision = previous;
     if let Some(signal) = d.cancel.signal() {
@@ -171,7 +177,7 @@ async fn deploy_locked(
     let started = Instant::now();
     let release = match upgrade(target, &spec, runner, d.cancel).await {
         Ok(r) => r,
-        Err(e) => return Err(after_failed_upgrade(d, target, before, e).await),
+        Err(e) => return Err(after_failed_upgrade(d, target, &before, e).await),
     };
     let revision = release.revision;
     d.outputs.revision = Some(revision);
@@ -332,20 +338,125 @@ async fn unlock(lock: LeaseGuard, runner: &Runner) {
 }
 
 /// The release before this run's upgrade.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Before {
     /// The revision deployed (what a failure rolls back to).
     deployed: Option<u32>,
     /// The newest revision, whatever its status (a failed upgrade writes one above it).
     latest: Option<u32>,
+    /// StatefulSet pods the recovery deleted (stuck on a revision other than the deployed one).
+    repaired: Vec<statefulset::Deleted>,
+}
+
+/// The summary's line for a pod a forced rollback deleted.
+fn repaired_line(r: &statefulset::Deleted) -> String {
+    format!(
+        "StatefulSet `{}`: deleted {} so that the controller recreates it from the deployed revision (a StatefulSet never replaces such a pod by itself).",
+        r.set, r.stuck
+    )
+}
+
+/// The StatefulSets of `manifest` get Kubernetes' forced rollback (statefulset::repair): their
+/// pods stuck on another revision are deleted, highest ordinal first.
+async fn repair_statefulsets(
+    target: &Target,
+    runner: &Runner,
+    manifest: &str,
+    namespace: &str,
+    deadline: Deadline,
+) -> anyhow::Result<Vec<statefulset::Deleted>> {
+    let mut by_namespace: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for w in rollout::workloads_from_manifest(manifest, namespace) {
+        if w.kind == rollout::Kind::StatefulSet {
+            by_namespace.entry(w.namespace).or_default().push(w.name);
+        }
+    }
+    let mut deleted = Vec::new();
+    for (ns, sets) in by_namespace {
+        let client = &target.cluster.client;
+        deleted.extend(statefulset::repair(client, runner, &ns, &sets, deadline).await?);
+    }
+    Ok(deleted)
+}
+
+/// How often a pending record written outside this action is looked at again.
+const PENDING_POLL: Duration = Duration::from_secs(2);
+
+/// A pending record that no run of this action holds (someone's own `helm upgrade` may still be
+/// running) is waited for until it is `pending_grace` old; a run of this action that was killed
+/// is known from its expired lease, taken over by this run, and is not waited for. Returns the
+/// history once the record is no longer pending or has aged past the grace period.
+async fn wait_out_pending(
+    target: &Target,
+    config: &Config,
+    runner: &Runner,
+    mut history: Vec<helm::Revision>,
+    cancel: &Cancel,
+) -> anyhow::Result<Vec<helm::Revision>> {
+    let (release, ns) = (&config.release, &config.namespace);
+    let Some(pending) = helm::latest(&history).filter(|r| r.is_pending()).cloned() else {
+        return Ok(history);
+    };
+    let age = helm::age(&pending).unwrap_or_default();
+    let grace = config.pending_grace;
+    if age >= grace {
+        return Ok(history);
+    }
+    let wait = Deadline::from_now(grace - age);
+    runner.info(&format!(
+        "Release {release:?} in namespace {ns:?}: revision {} has been {} for {} and no run of trader-deploy holds its lock, so someone may still be running helm on it; waiting up to {} for it to finish (pending_grace {}).",
+        pending.revision,
+        pending.status,
+        humantime::format_duration(Duration::from_secs(age.as_secs())),
+        humantime::format_duration(Duration::from_secs(wait.timeout.as_secs())),
+        humantime::format_duration(grace),
+    ));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PENDING_POLL.min(wait.remaining())) => {}
+            signal = cancel.cancelled() => anyhow::bail!(
+                "cancelled by {signal} while waiting for revision {} of release {release:?} in namespace {ns:?} to leave {}; release untouched",
+                pending.revision, pending.status
+            ),
+        }
+        history = target.helm.history(release, ns).await?;
+        match helm::latest(&history) {
+            Some(r) if r.is_pending() && r.revision == pending.revision => {}
+            _ => {
+                runner.info(&format!(
+                    "Revision {} of release {release:?} is no longer pending.",
+                    pending.revision
+                ));
+                return Ok(history);
+            }
+        }
+        if wait.passed() {
+            runner.info(&format!(
+                "Revision {} of release {release:?} is still {} after the grace period of {}: it counts as stuck.",
+                pending.revision,
+                pending.status,
+                humantime::format_duration(grace)
+            ));
+            return Ok(history);
+        }
+    }
 }
 
 /// Step: bring a release left in pending-install/upgrade/rollback by a killed run back to its
 /// last deployed revision. Says what the release was before this run.
-async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::Result<Before> {
+async fn recover(
+    target: &Target,
+    config: &Config,
+    runner: &Runner,
+    lock: &LeaseGuard,
+    cancel: &Cancel,
+) -> anyhow::Result<Before> {
     let _g = runner.group("Check the release");
     let (release, ns) = (&config.release, &config.namespace);
-    let history = target.helm.history(release, ns).await?;
+    let mut history = target.helm.history(release, ns).await?;
+    if lock.took_over_from.is_none() {
+        history = wait_out_pending(target, config, runner, history, cancel).await?;
+    }
     let Some(latest) = helm::latest(&history) else {
         runner.info(&format!(
             "Release {release:?} does not exist yet in namespace {ns:?}: it will be installed."
@@ -360,9 +471,20 @@ async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::R
             latest.status,
             deployed.map_or("none".to_string(), |r| r.to_string())
         ));
+        // A StatefulSet left with pods of a bad revision (a rollback before this action could
+        // repair it) would block this upgrade forever: repaired first.
+        let repaired = match deployed {
+            Some(rev) => {
+                let manifest = target.helm.get_manifest(release, ns, Some(rev)).await?;
+                let deadline = Deadline::from_now(config.timeout);
+                repair_statefulsets(target, runner, &manifest, ns, deadline).await?
+            }
+            None => Vec::new(),
+        };
         return Ok(Before {
             deployed,
             latest: Some(latest.revision),
+            repaired,
         });
     }
     let good =
@@ -394,31 +516,19 @@ async fn recover(target: &Target, config: &Config, runner: &Runner) -> anyhow::R
             latest.status, latest.revision
         ),
     );
-    target
-        .helm
-        .rollback(release, ns, good, config.history_max, config.timeout)
-        .await?;
-    let now = current_revision(target, config).await?;
-    watch(
-        target,
-        config,
-        runner,
-        now,
-        None,
-        Deadline::from_now(config.timeout),
-        &Cancel::never(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))
-    .context(format!(
-        "the recovery rollback of release {release:?} to revision {good} did not become ready"
-    ))?;
+    let rolled = roll_back_to(target, config, runner, good, config.timeout)
+        .await
+        .context(format!(
+            "the recovery rollback of release {release:?} to revision {good} did not become ready"
+        ))?;
+    let now = rolled.revision;
     runner.info(&format!(
         "Recovered release {release:?}: revision {good} is deployed again (as revision {now})."
     ));
     Ok(Before {
         deployed: Some(now),
         latest: Some(now),
+        repaired: rolled.repaired,
     })
 }
 
@@ -490,22 +600,6 @@ async fn current_revision(target: &Target, config: &Config) -> anyhow::Result<u3
     }
 }
 
-/// A rollout's deadline: `timeout` counted from `since`.
-#[derive(Debug, Clone, Copy)]
-struct Deadline {
-    timeout: Duration,
-    since: Instant,
-}
-
-impl Deadline {
-    fn from_now(timeout: Duration) -> Deadline {
-        Deadline {
-            timeout,
-            since: Instant::now(),
-        }
-    }
-}
-
 /// Step: watch revision `revision`'s workloads (from `manifest`, else helm's record of the
 /// revision) until ready, failing fast.
 async fn watch(
@@ -517,7 +611,6 @@ async fn watch(
     deadline: Deadline,
     cancel: &Cancel,
 ) -> Result<(), Box<RolloutError>> {
-    let Deadline { timeout, since } = deadline;
     let _g = runner.group(&format!("Watch the rollout of revision {revision}"));
     let what = format!(
         "the rollout of revision {revision} of release {:?} in namespace {:?}",
@@ -546,9 +639,7 @@ async fn watch(
     let names: Vec<String> = workloads.iter().map(|w| w.to_string()).collect();
     runner.info(&format!(
         "Waiting up to {} for {}",
-        humantime::format_duration(Duration::from_secs(
-            timeout.saturating_sub(since.elapsed()).as_secs()
-        )),
+        humantime::format_duration(Duration::from_secs(deadline.remaining().as_secs())),
         if names.is_empty() {
             "nothing".into()
         } else {
@@ -560,8 +651,8 @@ async fn watch(
         runner,
         &what,
         &workloads,
-        timeout,
-        since,
+        deadline,
+        config.statefulset_on_delete,
         cancel,
     )
     .await
@@ -596,7 +687,7 @@ async fn smoke(d: &mut Deploy<'_>, target: &Target) -> anyhow::Result<()> {
 async fn after_failed_upgrade(
     d: &mut Deploy<'_>,
     target: &Target,
-    before: Before,
+    before: &Before,
     err: HelmError,
 ) -> Failure {
     let cancelled = err.is_cancelled();
@@ -679,7 +770,13 @@ async fn roll_back_after(
         config.timeout
     };
     match roll_back_to(target, config, runner, good, verify_for).await {
-        Ok(now) => {
+        Ok(RolledBack {
+            revision: now,
+            repaired,
+        }) => {
+            for r in &repaired {
+                d.summary.rollout(&repaired_line(r));
+            }
             d.outputs.revision = Some(now);
             d.summary.rollout(&format!(
                 "Rolled back to revision {good} (now revision {now}) and verified ready."
@@ -711,14 +808,24 @@ async fn roll_back_after(
     }
 }
 
-/// `helm rollback` to `revision`, then the same watcher verifies it. Returns the new revision.
+/// A rollback that was verified.
+pub struct RolledBack {
+    /// The revision the rollback wrote.
+    pub revision: u32,
+    /// StatefulSet pods deleted so that they come back on the rolled-back revision.
+    pub repaired: Vec<statefulset::Deleted>,
+}
+
+/// `helm rollback` to `revision`, then Kubernetes' forced rollback of its StatefulSets (their
+/// pods left on the bad revision are deleted), then the same watcher verifies it, all within
+/// `verify_for`.
 pub async fn roll_back_to(
     target: &Target,
     config: &Config,
     runner: &Runner,
     revision: u32,
     verify_for: Duration,
-) -> anyhow::Result<u32> {
+) -> anyhow::Result<RolledBack> {
     {
         let _g = runner.group(&format!("Roll back to revision {revision}"));
         runner.info(&format!(
@@ -736,14 +843,21 @@ pub async fn roll_back_to(
             )
             .await?;
     }
+    let deadline = Deadline::from_now(verify_for);
     let now = current_revision(target, config).await?;
+    let manifest = target
+        .helm
+        .get_manifest(&config.release, &config.namespace, Some(now))
+        .await?;
+    let repaired =
+        repair_statefulsets(target, runner, &manifest, &config.namespace, deadline).await?;
     watch(
         target,
         config,
         runner,
         now,
-        None,
-        Deadline::from_now(verify_for),
+        Some(manifest),
+        deadline,
         &Cancel::never(),
     )
     .await
@@ -751,7 +865,10 @@ pub async fn roll_back_to(
     runner.info(&format!(
         "Rollback verified: revision {now} (= revision {revision}) is ready."
     ));
-    Ok(now)
+    Ok(RolledBack {
+        revision: now,
+        repaired,
+    })
 }
 
 /// Step: the GitHub deployment status (and the outputs it owns), the job summary (written once,
@@ -872,7 +989,10 @@ async fn rollback_steps(
             current.map_or("none".into(), |c| c.to_string())
         ));
         match roll_back_to(&target, config, runner, target_rev, config.timeout).await {
-            Ok(now) => {
+            Ok(RolledBack { revision: now, repaired }) => {
+                for r in &repaired {
+                    summary.rollout(&repaired_line(r));
+                }
                 outputs.revision = Some(now);
                 outputs.rolled_back = true;
                 summary.rollout(&format!("Rolled back to revision {target_rev} (now revision {now}) and verified ready."));
@@ -1068,60 +1188,6 @@ async fn validate(config: &Config, runner: &Runner) -> Result<Outputs, Failure> 
     }
 }
 
-/// Cancellation of a run by SIGTERM or SIGINT (a cancelled job): helm is stopped cleanly and the
-/// release is brought back to a known deployed revision.
-#[derive(Clone)]
-pub struct Cancel {
-    rx: tokio::sync::watch::Receiver<Option<&'static str>>,
-    _tx: Option<std::sync::Arc<tokio::sync::watch::Sender<Option<&'static str>>>>,
-}
-
-impl Cancel {
-    /// Never fires.
-    pub fn never() -> Cancel {
-        let (tx, rx) = tokio::sync::watch::channel(None);
-        Cancel {
-            rx,
-            _tx: Some(std::sync::Arc::new(tx)),
-        }
-    }
-
-    /// Fires on the first SIGTERM or SIGINT. Needs a tokio runtime.
-    pub fn on_signals() -> Cancel {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (tx, rx) = tokio::sync::watch::channel(None);
-        let tx = std::sync::Arc::new(tx);
-        let sender = tx.clone();
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::spawn(async move {
-                let name = tokio::select! {
-                    _ = term.recv() => "SIGTERM",
-                    _ = int.recv() => "SIGINT",
-                };
-                let _ = sender.send(Some(name));
-            });
-        }
-        Cancel { rx, _tx: Some(tx) }
-    }
-
-    /// The signal that cancelled the run, if one did.
-    pub fn signal(&self) -> Option<&'static str> {
-        *self.rx.borrow()
-    }
-
-    /// Resolves with the signal's name once the run is cancelled.
-    pub async fn cancelled(&self) -> &'static str {
-        let mut rx = self.rx.clone();
-        match rx.wait_for(Option::is_some).await {
-            Ok(v) => v.unwrap_or("cancel"),
-            Err(_) => std::future::pending().await,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1182,14 +1248,5 @@ mod tests {
                 values.join("values-prod.yaml")
             ]]
         );
-    }
-
-    #[tokio::test]
-    async fn cancel_reports_the_signal() {
-        let never = Cancel::never();
-        assert_eq!(never.signal(), None);
-        let waited =
-            tokio::time::timeout(std::time::Duration::from_millis(20), never.cancelled()).await;
-        assert!(waited.is_err(), "never fires");
     }
 }

@@ -15,8 +15,9 @@ use kube::api::{Api, ListParams, LogParams};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 
-use crate::pipeline::Cancel;
+use crate::cancel::{Cancel, Deadline};
 use crate::runner::Runner;
+use crate::statefulset::{self, OnDelete};
 
 /// Container waiting reasons that fail a rollout at once.
 pub const FAILING_REASONS: &[&str] = &[
@@ -206,26 +207,9 @@ pub fn deployment_progress(d: &Deployment) -> Progress {
     )
 }
 
+/// A StatefulSet's progress with the default OnDelete handling (see `statefulset::progress`).
 pub fn statefulset_progress(s: &StatefulSet) -> Progress {
-    let desired = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let Some(st) = &s.status else {
-        return Progress::Waiting("no status yet".into());
-    };
-    if !observed(s.metadata.generation, st.observed_generation) {
-        return Progress::Waiting("waiting for the controller to observe the new spec".into());
-    }
-    let extra = match (&st.current_revision, &st.update_revision) {
-        (Some(c), Some(u)) if c != u => Some(format!("revision {u} not yet current")),
-        _ => None,
-    };
-    counts(
-        desired,
-        st.replicas,
-        n(st.updated_replicas),
-        n(st.ready_replicas),
-        n(st.available_replicas),
-        extra,
-    )
+    statefulset::progress(s, OnDelete::Report)
 }
 
 pub fn daemonset_progress(d: &DaemonSet) -> Progress {
@@ -418,6 +402,8 @@ impl PodShape {
 struct Seen {
     progress: Progress,
     shape: PodShape,
+    /// The StatefulSet itself, for the rules that need its pods (blocked, OnDelete roll).
+    statefulset: Option<Box<StatefulSet>>,
 }
 
 fn seen_deployment(d: &Deployment) -> Seen {
@@ -429,18 +415,20 @@ fn seen_deployment(d: &Deployment) -> Seen {
             images: template_images(spec.map(|s| &s.template)),
             revision_hash: None,
         },
+        statefulset: None,
     }
 }
 
-fn seen_statefulset(s: &StatefulSet) -> Seen {
+fn seen_statefulset(s: &StatefulSet, on_delete: OnDelete) -> Seen {
     let spec = s.spec.as_ref();
     Seen {
-        progress: statefulset_progress(s),
+        progress: statefulset::progress(s, on_delete),
         shape: PodShape {
             selector: spec.map(|s| s.selector.clone()),
             images: template_images(spec.map(|s| &s.template)),
             revision_hash: s.status.as_ref().and_then(|st| st.update_revision.clone()),
         },
+        statefulset: Some(Box::new(s.clone())),
     }
 }
 
@@ -453,6 +441,7 @@ fn seen_daemonset(d: &DaemonSet) -> Seen {
             images: template_images(spec.map(|s| &s.template)),
             revision_hash: None,
         },
+        statefulset: None,
     }
 }
 
@@ -465,6 +454,7 @@ fn seen_job(j: &Job) -> Seen {
             images: template_images(spec.map(|s| &s.template)),
             revision_hash: None,
         },
+        statefulset: None,
     }
 }
 
@@ -542,7 +532,11 @@ fn map_event<K, T>(e: Event<K>, f: impl Fn(&K) -> T) -> Event<T> {
     }
 }
 
-fn workload_stream(client: &kube::Client, w: &Workload) -> BoxStream<'static, Update> {
+fn workload_stream(
+    client: &kube::Client,
+    w: &Workload,
+    on_delete: OnDelete,
+) -> BoxStream<'static, Update> {
     let cfg = watcher::Config::default().fields(&format!("metadata.name={}", w.name));
     let key = w.clone();
     macro_rules! stream {
@@ -560,7 +554,7 @@ fn workload_stream(client: &kube::Client, w: &Workload) -> BoxStream<'static, Up
     use kube::runtime::watcher::watcher;
     match w.kind {
         Kind::Deployment => stream!(Deployment, seen_deployment),
-        Kind::StatefulSet => stream!(StatefulSet, seen_statefulset),
+        Kind::StatefulSet => stream!(StatefulSet, move |s| seen_statefulset(s, on_delete)),
         Kind::DaemonSet => stream!(DaemonSet, seen_daemonset),
         Kind::Job => stream!(Job, seen_job),
     }
@@ -625,20 +619,21 @@ fn pod_key(p: &Pod) -> String {
     p.metadata.name.clone().unwrap_or_default()
 }
 
-/// Watches `workloads` until every one is ready (Ok), or fails fast with the cause. The deadline
-/// is `timeout` counted from `since` (the start of the upgrade: the timeout covers the whole
-/// rollout).
+/// Watches `workloads` until every one is ready (Ok), or fails fast with the cause, by the
+/// `deadline` (counted from the start of the upgrade: the timeout covers the whole rollout).
+/// StatefulSets with `updateStrategy: OnDelete` are rolled by deleting their pods when
+/// `on_delete` says so.
 pub async fn watch(
     client: &kube::Client,
     runner: &Runner,
     what: &str,
     workloads: &[Workload],
-    timeout: Duration,
-    since: Instant,
+    deadline: Deadline,
+    on_delete: OnDelete,
     cancel: &Cancel,
 ) -> Result<(), Box<RolloutError>> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(since + timeout);
+    let timeout = deadline.timeout;
     if workloads.is_empty() {
         runner.info(
             "No Deployments, StatefulSets, DaemonSets or Jobs in the release: nothing to wait for.",
@@ -647,7 +642,7 @@ pub async fn watch(
     }
     let mut streams: Vec<BoxStream<'static, Update>> = workloads
         .iter()
-        .map(|w| workload_stream(client, w))
+        .map(|w| workload_stream(client, w, on_delete))
         .collect();
     // One pod watch per distinct (namespace, selector): only the release's pods.
     let pod_watches: BTreeSet<(String, Option<String>)> =
@@ -661,6 +656,8 @@ pub async fn watch(
     let mut pods: HashMap<(String, Option<String>), Store<Pod>> = HashMap::new();
     let mut last_lines: HashMap<Workload, String> = HashMap::new();
     let mut last_error = String::new();
+    // OnDelete roll: the pods (by uid) this watch deleted, so each is deleted once.
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
 
     let fail = |cause: Cause,
                 objects: &HashMap<Workload, Store<Seen>>,
@@ -708,7 +705,7 @@ pub async fn watch(
     loop {
         let update = tokio::select! {
             u = updates.next() => u,
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = deadline.sleep() => {
                 let trouble = (!last_error.is_empty()).then(|| last_error.clone());
                 return Err(fail(Cause::Deadline(timeout, trouble), &objects, &pods, &last_lines));
             }
@@ -754,6 +751,51 @@ pub async fn watch(
                 runner.info(&format!("  {w}: {p}"));
                 return Err(fail(Cause::Pod(p), &objects, &pods, &last_lines));
             }
+            if let (Some(sts), Progress::Waiting(_)) = (&seen.statefulset, &seen.progress) {
+                let own: Vec<&Pod> = pods
+                    .get(&w.pod_watch_key())
+                    .into_iter()
+                    .flat_map(|s| s.items.values())
+                    .collect();
+                // A failing pod of another revision blocks an OrderedReady controller for good;
+                // it serves nothing, so it is deleted and comes back on the update revision
+                // (whose failure, if any, fails the rollout above).
+                if let Some(stuck) = statefulset::blocked_by(sts, &own)
+                    && deleted.insert(stuck.uid.clone().unwrap_or_default())
+                {
+                    runner.info(&format!(
+                        "  {w}: deleting {stuck}: a failing pod of another revision blocks the StatefulSet's controller under podManagementPolicy OrderedReady; it is recreated from the update revision"
+                    ));
+                    let uid = stuck.uid.clone().unwrap_or_default();
+                    if let Err(e) = delete_pod(client, &w.namespace, &stuck.pod, &uid).await {
+                        let cause = Cause::Watch(format!(
+                            "failed to delete pod {:?} of {w}: {e}",
+                            stuck.pod
+                        ));
+                        return Err(fail(cause, &objects, &pods, &last_lines));
+                    }
+                }
+                if on_delete == OnDelete::Roll
+                    && statefulset::strategy(sts) == statefulset::Strategy::OnDelete
+                    && let Some(name) = statefulset::next_on_delete(sts, own.iter().copied())
+                {
+                    let uid = own
+                        .iter()
+                        .find(|p| p.metadata.name.as_deref() == Some(name.as_str()))
+                        .and_then(|p| p.metadata.uid.clone())
+                        .unwrap_or_default();
+                    if deleted.insert(uid.clone()) {
+                        runner.info(&format!(
+                            "  {w}: deleting pod {name} so that it is recreated from the new revision (updateStrategy OnDelete, statefulset_on_delete: roll)"
+                        ));
+                        if let Err(e) = delete_pod(client, &w.namespace, &name, &uid).await {
+                            let cause =
+                                Cause::Watch(format!("failed to delete pod {name:?} of {w}: {e}"));
+                            return Err(fail(cause, &objects, &pods, &last_lines));
+                        }
+                    }
+                }
+            }
             let line = match &seen.progress {
                 Progress::Failed(m) => {
                     runner.info(&format!("  {w}: {m}"));
@@ -784,6 +826,28 @@ pub async fn watch(
         if all_ready {
             return Ok(());
         }
+    }
+}
+
+/// Deletes one pod, only if it is still the one seen (its uid).
+async fn delete_pod(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let dp = kube::api::DeleteParams {
+        preconditions: (!uid.is_empty()).then(|| kube::api::Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..kube::api::DeleteParams::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

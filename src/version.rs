@@ -16,6 +16,8 @@ pub enum Source {
     DefaultBranch,
     /// The commit sha (`sha-<first 8>`).
     Sha,
+    /// None: mode rollback deploys no new image.
+    NotNeeded,
 }
 
 impl fmt::Display for Source {
@@ -26,6 +28,7 @@ impl fmt::Display for Source {
             Source::Tag => "tag name",
             Source::DefaultBranch => "push to the default branch",
             Source::Sha => "commit sha",
+            Source::NotNeeded => "not needed: a rollback deploys no new image",
         })
     }
 }

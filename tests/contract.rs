@@ -534,6 +534,21 @@ fn bad_inputs_give_one_line_errors() {
             "\"-1\" is not a whole number from 0 to 1000",
         ),
         (
+            &[("statefulset_on_delete", "wait")],
+            "statefulset_on_delete",
+            "\"wait\" is not one of report, roll",
+        ),
+        (
+            &[("pending_grace", "2d")],
+            "pending_grace",
+            "\"2d\" is out of range (0s to 24h)",
+        ),
+        (
+            &[("pending_grace", "soon")],
+            "pending_grace",
+            "\"soon\" is not a duration (e.g. 5m, 90s, 1h30m)",
+        ),
+        (
             &[("history_max", "5000")],
             "history_max",
             "\"5000\" is not a whole number from 0 to 1000",

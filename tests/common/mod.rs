@@ -2,6 +2,8 @@
 //! env file, kube clients, helm commands, unique namespaces, deadlines, HTTP over port-forwards.
 #![allow(dead_code)]
 
+pub mod case;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
