@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Deserialize as _;
-use serde_yaml_ng::Value;
+use crate::manifest::{self, Yaml as Value};
 
 /// One object of a manifest: `Kind namespace/name` → its YAML (redacted).
 pub type Objects = BTreeMap<String, String>;
@@ -43,10 +42,7 @@ fn key_of(doc: &Value, default_namespace: &str) -> Option<String> {
 pub fn objects(manifest: &str, default_namespace: &str, previous: Option<&str>) -> Objects {
     let previous_secrets = previous.map(|p| secret_values(p, default_namespace));
     let mut out = Objects::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(manifest) {
-        let Ok(mut v) = Value::deserialize(doc) else {
-            continue;
-        };
+    for mut v in manifest::documents(manifest) {
         let Some(key) = key_of(&v, default_namespace) else {
             continue;
         };
@@ -54,7 +50,7 @@ pub fn objects(manifest: &str, default_namespace: &str, previous: Option<&str>) 
             let before = previous_secrets.as_ref().and_then(|p| p.get(&key));
             redact_secret(&mut v, before);
         }
-        let text = serde_yaml_ng::to_string(&v).unwrap_or_default();
+        let text = v.to_text();
         out.insert(key, text);
     }
     out
@@ -66,10 +62,7 @@ fn secret_values(
     default_namespace: &str,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(manifest) {
-        let Ok(v) = Value::deserialize(doc) else {
-            continue;
-        };
+    for v in manifest::documents(manifest) {
         if v.get("kind").and_then(Value::as_str) != Some("Secret") {
             continue;
         }
@@ -80,8 +73,7 @@ fn secret_values(
         for field in ["data", "stringData"] {
             if let Some(Value::Mapping(m)) = v.get(field) {
                 for (k, val) in m {
-                    let k = k.as_str().unwrap_or_default();
-                    let val = serde_yaml_ng::to_string(val).unwrap_or_default();
+                    let val = val.to_text();
                     values.insert(format!("{field}.{k}"), val);
                 }
             }
@@ -97,10 +89,10 @@ fn redact_secret(v: &mut Value, before: Option<&BTreeMap<String, String>>) {
             continue;
         };
         for (k, val) in m.iter_mut() {
-            let name = format!("{field}.{}", k.as_str().unwrap_or_default());
+            let name = format!("{field}.{k}");
             let changed = match before {
                 None => false,
-                Some(b) => b.get(&name) != Some(&serde_yaml_ng::to_string(val).unwrap_or_default()),
+                Some(b) => b.get(&name) != Some(&val.to_text()),
             };
             *val = Value::String(if changed {
                 "(redacted, changed)".into()

@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::context::RunContext;
+use crate::manifest::Yaml;
 use crate::secret::Secret;
 use crate::version::{self, PolicyError, Source, Trigger};
 
@@ -826,7 +827,7 @@ fn check_ref(r: &str) -> Result<(), InputError> {
 fn default_release(chart: &str, chart_dir: Option<&Path>) -> String {
     if let Some(dir) = chart_dir
         && let Ok(text) = std::fs::read_to_string(dir.join("Chart.yaml"))
-        && let Ok(doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
+        && let Ok(doc) = crate::manifest::parse::<Yaml>(&text)
         && let Some(name) = doc.get("name").and_then(|n| n.as_str())
     {
         return name.to_string();
@@ -989,8 +990,8 @@ fn parse_set(list: &str) -> Result<Vec<(String, String)>, InputError> {
 
 /// A kubeconfig given raw or as base64. The error never shows the value: it is a secret.
 fn parse_kubeconfig(value: &str) -> Result<Kubeconfig, InputError> {
-    let as_yaml = |text: &str| -> Option<serde_yaml_ng::Value> {
-        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).ok()?;
+    let as_yaml = |text: &str| -> Option<Yaml> {
+        let doc: Yaml = crate::manifest::parse(text).ok()?;
         doc.get("clusters")?;
         Some(doc)
     };
@@ -1023,7 +1024,7 @@ fn parse_kubeconfig(value: &str) -> Result<Kubeconfig, InputError> {
 }
 
 /// Collects the values of credential-bearing keys anywhere in a kubeconfig document.
-fn collect_credentials(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
+fn collect_credentials(v: &Yaml, out: &mut Vec<String>) {
     const KEYS: &[&str] = &[
         "token",
         "password",
@@ -1035,10 +1036,10 @@ fn collect_credentials(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
         "client-secret",
     ];
     match v {
-        serde_yaml_ng::Value::Mapping(m) => {
+        Yaml::Mapping(m) => {
             for (k, val) in m {
-                if let (Some(k), Some(s)) = (k.as_str(), val.as_str())
-                    && KEYS.contains(&k)
+                if let Some(s) = val.as_str()
+                    && KEYS.contains(&k.as_str())
                     && !s.is_empty()
                 {
                     out.push(s.to_string());
@@ -1056,7 +1057,7 @@ fn collect_credentials(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
                 collect_credentials(val, out);
             }
         }
-        serde_yaml_ng::Value::Sequence(s) => s.iter().for_each(|x| collect_credentials(x, out)),
+        Yaml::Sequence(s) => s.iter().for_each(|x| collect_credentials(x, out)),
         _ => {}
     }
 }

@@ -8,6 +8,7 @@ pub mod helm;
 pub mod inputs;
 pub mod kube_client;
 pub mod lease;
+pub mod manifest;
 pub mod notify;
 pub mod outputs;
 pub mod pipeline;

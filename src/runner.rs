@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rand::Rng as _;
+use rand::RngExt as _;
 
 /// Where protocol lines go: stdout in real runs, a buffer in tests.
 pub type Sink = Arc<Mutex<dyn Write + Send>>;

@@ -339,7 +339,7 @@ impl Spec {
             path: path.to_path_buf(),
             message,
         };
-        let file: SpecFile = serde_yaml_ng::from_str(text).map_err(|e| err(one_line(&e)))?;
+        let file: SpecFile = crate::manifest::parse(text).map_err(|e| err(one_line(&e)))?;
         if file.checks.is_empty() {
             return Err(err("`checks` is empty".into()));
         }
