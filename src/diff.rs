@@ -7,20 +7,20 @@ use std::fmt::Write as _;
 use crate::manifest::{self, Yaml as Value};
 
 /// One object of a manifest: `Kind namespace/name` → its YAML (redacted).
-pub type Objects = BTreeMap<String, String>;
+pub(crate) type Objects = BTreeMap<String, String>;
 
 /// The difference between two manifests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ManifestDiff {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
+pub(crate) struct ManifestDiff {
+    pub(crate) added: Vec<String>,
+    pub(crate) removed: Vec<String>,
     /// Object key and its unified diff.
-    pub changed: Vec<(String, String)>,
-    pub unchanged: usize,
+    pub(crate) changed: Vec<(String, String)>,
+    pub(crate) unchanged: usize,
 }
 
 impl ManifestDiff {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 }
@@ -39,7 +39,7 @@ fn key_of(doc: &Value, default_namespace: &str) -> Option<String> {
 /// Splits a multi-document manifest into objects. Secret values become `(redacted)`; a value
 /// that differs from `previous`'s same key becomes `(redacted, changed)`, so a diff still shows
 /// that a secret changed without showing it.
-pub fn objects(manifest: &str, default_namespace: &str, previous: Option<&str>) -> Objects {
+pub(crate) fn objects(manifest: &str, default_namespace: &str, previous: Option<&str>) -> Objects {
     let previous_secrets = previous.map(|p| secret_values(p, default_namespace));
     let mut out = Objects::new();
     for mut v in manifest::documents(manifest) {
@@ -104,7 +104,7 @@ fn redact_secret(v: &mut Value, before: Option<&BTreeMap<String, String>>) {
 }
 
 /// Diffs the live manifest against the planned one.
-pub fn diff(live: &str, planned: &str, default_namespace: &str) -> ManifestDiff {
+pub(crate) fn diff(live: &str, planned: &str, default_namespace: &str) -> ManifestDiff {
     let old = objects(live, default_namespace, None);
     let new = objects(planned, default_namespace, Some(live));
     let mut d = ManifestDiff::default();
@@ -131,7 +131,7 @@ pub fn diff(live: &str, planned: &str, default_namespace: &str) -> ManifestDiff 
 }
 
 /// The diff as plain text for the log.
-pub fn render_text(d: &ManifestDiff) -> String {
+pub(crate) fn render_text(d: &ManifestDiff) -> String {
     let mut s = String::new();
     if d.is_empty() {
         let _ = writeln!(
@@ -162,7 +162,7 @@ pub fn render_text(d: &ManifestDiff) -> String {
 }
 
 /// The diff as a job-summary section.
-pub fn render_markdown(d: &ManifestDiff, release: &str, namespace: &str) -> String {
+pub(crate) fn render_markdown(d: &ManifestDiff, release: &str, namespace: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "### Plan for release `{release}` in `{namespace}`\n");
     if d.is_empty() {

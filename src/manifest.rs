@@ -29,7 +29,7 @@ impl Yaml {
         }
     }
 
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Yaml> {
+    pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Yaml> {
         match self {
             Yaml::Mapping(m) => m.get_mut(key),
             _ => None,
@@ -65,7 +65,7 @@ impl Yaml {
     }
 
     /// The value as YAML text (empty when it cannot be rendered).
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         serde_saphyr::to_string(self).unwrap_or_default()
     }
 }
@@ -95,7 +95,7 @@ pub fn parse<T: de::DeserializeOwned>(text: &str) -> Result<T, serde_saphyr::Err
 
 /// The documents of a multi-document YAML stream (`helm get manifest`); empty documents are
 /// skipped, and a stream that is not YAML has none.
-pub fn documents(text: &str) -> Vec<Yaml> {
+pub(crate) fn documents(text: &str) -> Vec<Yaml> {
     serde_saphyr::from_multiple::<Yaml>(text)
         .unwrap_or_default()
         .into_iter()

@@ -13,7 +13,7 @@ use crate::secret::Secret;
 
 /// The notification could not be delivered. Never shows the URL (a secret).
 #[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
+pub(crate) enum NotifyError {
     #[error("failed to send the notification to notify_webhook: {0}")]
     Transport(String),
     #[error("failed to send the notification to notify_webhook: it answered {status}: {body}")]
@@ -21,7 +21,7 @@ pub enum NotifyError {
 }
 
 /// Sends the outcome to `notify_webhook` when it is set; a failure is a warning.
-pub async fn notify(
+pub(crate) async fn notify(
     config: &Config,
     ctx: &RunContext,
     runner: &Runner,
@@ -41,7 +41,7 @@ pub async fn notify(
 }
 
 /// The JSON document for one outcome.
-pub fn message(ctx: &RunContext, outputs: &Outputs, error: Option<&str>) -> Value {
+pub(crate) fn message(ctx: &RunContext, outputs: &Outputs, error: Option<&str>) -> Value {
     let repo = ctx.repository.clone().unwrap_or_default();
     let run_url = ctx.run_url();
     let text = text(&repo, outputs, error, run_url.as_deref());
@@ -111,7 +111,7 @@ fn slack_escape(s: &str) -> String {
 }
 
 /// POSTs the document: 10 s per attempt, one retry on a 5xx or a connection failure.
-pub async fn send(url: &Secret, body: &Value) -> Result<(), NotifyError> {
+pub(crate) async fn send(url: &Secret, body: &Value) -> Result<(), NotifyError> {
     let client = reqwest::Client::builder()
         .user_agent(concat!("trader-deploy/", env!("CARGO_PKG_VERSION")))
         .timeout(Duration::from_secs(10))

@@ -4,7 +4,6 @@
 //! digests found, for reporting and optional pinning (`repository@sha256:…`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use crate::runner::Runner;
 use crate::secret::Secret;
 
 /// Docker Hub's registry host, where short names (`acme/x`, `x`) live.
-pub const DOCKER_HUB: &str = "registry-1.docker.io";
+pub(crate) const DOCKER_HUB: &str = "registry-1.docker.io";
 
 /// The manifest media types asked for: OCI and Docker, single-platform and multi-platform.
 pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
@@ -29,9 +28,9 @@ pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts per image when the registry fails transiently.
-pub const ATTEMPTS: u32 = 3;
+pub(crate) const ATTEMPTS: u32 = 3;
 /// The pause before attempt n+1 is n × this.
-pub const RETRY_DELAY: Duration = Duration::from_millis(500);
+pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// A failure to verify an image. Every message names the image reference.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +114,7 @@ fn list(errors: &[RegistryError]) -> String {
 
 impl RegistryError {
     /// True for failures worth another attempt: the network, timeouts, 429 and 5xx.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             RegistryError::Request { .. } => true,
             RegistryError::Status { status, .. } => *status == 429 || *status >= 500,
@@ -137,14 +136,14 @@ impl RegistryError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
     /// `repository:tag` as the user wrote it (the name in every message).
-    pub reference: String,
+    pub(crate) reference: String,
     /// The repository as written, without tag (what a pinned reference keeps).
-    pub repository: String,
+    pub(crate) repository: String,
     /// Registry host[:port] (Docker Hub short names → registry-1.docker.io).
-    pub registry: String,
+    pub(crate) registry: String,
     /// Repository name inside the registry (`acme/x`; Docker Hub `x` → `library/x`).
-    pub name: String,
-    pub tag: String,
+    pub(crate) name: String,
+    pub(crate) tag: String,
 }
 
 impl ImageRef {
@@ -200,7 +199,7 @@ impl ImageRef {
     }
 
     /// `http` for a loopback registry (a local test registry), `https` for every other one.
-    pub fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         if is_loopback(&self.registry) {
             "http"
         } else {
@@ -209,7 +208,7 @@ impl ImageRef {
     }
 
     /// The manifest URL: `<scheme>://<registry>/v2/<name>/manifests/<tag>`.
-    pub fn manifest_url(&self) -> String {
+    pub(crate) fn manifest_url(&self) -> String {
         format!(
             "{}://{}/v2/{}/manifests/{}",
             self.scheme(),
@@ -220,7 +219,7 @@ impl ImageRef {
     }
 
     /// The reference pinned to a digest: `repository@sha256:…`.
-    pub fn pinned(&self, digest: &str) -> String {
+    pub(crate) fn pinned(&self, digest: &str) -> String {
         format!("{}@{digest}", self.repository)
     }
 }
@@ -241,17 +240,17 @@ fn is_loopback(registry: &str) -> bool {
 
 /// One parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Challenge {
+pub(crate) struct Challenge {
     /// Lower-cased scheme: `bearer`, `basic`.
-    pub scheme: String,
+    pub(crate) scheme: String,
     /// Parameters with lower-cased names (`realm`, `service`, `scope`, `error`).
-    pub params: BTreeMap<String, String>,
+    pub(crate) params: BTreeMap<String, String>,
 }
 
 /// Parses a `WWW-Authenticate` value such as
 /// `Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"`.
 /// Commas inside quoted values (scopes like `repository:a:pull,push`) are kept.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, rest) = match header.split_once(char::is_whitespace) {
         Some((s, r)) => (s, r.trim()),
@@ -335,7 +334,7 @@ pub struct Credentials {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VerifiedImage {
     /// The helm key it is set to.
-    pub key: String,
+    pub(crate) key: String,
     /// `repository:tag`.
     pub reference: String,
     /// The manifest digest the registry reported (`sha256:…`).
@@ -637,7 +636,7 @@ pub async fn verify(
 
 /// The pipeline's step: verifies the configured images (when `verify_images` or `pin_digests`
 /// is on), logs each, and returns them (empty when verification is off or there are no images).
-pub async fn verify_config(
+pub(crate) async fn verify_config(
     config: &Config,
     runner: &Runner,
 ) -> Result<Vec<VerifiedImage>, RegistryError> {
@@ -664,20 +663,6 @@ pub async fn verify_config(
         runner.info(&format!("{} = {} ({})", v.key, v.deploy, v.digest));
     }
     Ok(verified)
-}
-
-/// The verified images as a job-summary section.
-pub fn render_markdown(verified: &[VerifiedImage], pinned: bool) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "### Images{}\n\n| Key | Reference | Digest |\n|---|---|---|",
-        if pinned { " (pinned to digests)" } else { "" }
-    );
-    for v in verified {
-        let _ = writeln!(s, "| `{}` | `{}` | `{}` |", v.key, v.reference, v.digest);
-    }
-    s
 }
 
 #[cfg(test)]

@@ -58,6 +58,14 @@ fn action_yml_code_and_readme_agree() {
     let code_outputs: Vec<String> = OUTPUTS.iter().map(|o| o.name.to_string()).collect();
     assert_eq!(keys(&action["inputs"]), code_inputs, "action.yml inputs");
     assert_eq!(keys(&action["outputs"]), code_outputs, "action.yml outputs");
+    for o in OUTPUTS {
+        assert_eq!(
+            action["outputs"][o.name]["description"].as_str(),
+            Some(o.description),
+            "action.yml output {:?}",
+            o.name
+        );
+    }
     assert_eq!(readme_table("Inputs"), code_inputs, "README inputs table");
     assert_eq!(
         readme_table("Outputs"),

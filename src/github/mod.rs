@@ -7,9 +7,9 @@
 //! and it has no typed route for the run approvals endpoint. Every call here is a plain JSON
 //! request, which reqwest does with the same rustls stack.
 
-pub mod approval;
-pub mod deployments;
-pub mod session;
+pub(crate) mod approval;
+pub(crate) mod deployments;
+pub(crate) mod session;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,19 +21,19 @@ use serde_json::Value;
 use crate::secret::Secret;
 
 /// REST API version sent with every request.
-pub const API_VERSION: &str = "2022-11-28";
+pub(crate) const API_VERSION: &str = "2022-11-28";
 
 /// How hard to try before giving up on one API call.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Attempts per call, the first included.
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// Wall time one call may take, waits included.
-    pub max_total: Duration,
+    pub(crate) max_total: Duration,
     /// First backoff after a 5xx without Retry-After; doubles each time.
-    pub base_backoff: Duration,
+    pub(crate) base_backoff: Duration,
     /// Deadline of one HTTP exchange.
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -49,7 +49,7 @@ impl Default for RetryPolicy {
 
 /// A failed GitHub API call. Every variant says what was being attempted.
 #[derive(Debug, thiserror::Error)]
-pub enum GitHubError {
+pub(crate) enum GitHubError {
     #[error(
         "failed to {what}: the token lacks the `{permission}` permission (GitHub answered {status}: \
          {message}); grant it in the workflow: `permissions: {{ {permission} }}`"
@@ -92,7 +92,7 @@ pub enum GitHubError {
 impl GitHubError {
     /// The HTTP status GitHub answered, when the call got one.
     /// GitHub may have acted although the call failed (a 5xx, a lost connection).
-    pub fn maybe_done(&self) -> bool {
+    pub(crate) fn maybe_done(&self) -> bool {
         match self {
             GitHubError::Status { status, .. } => *status >= 500,
             GitHubError::Transport { .. } | GitHubError::Exhausted { .. } => true,
@@ -100,7 +100,7 @@ impl GitHubError {
         }
     }
 
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             GitHubError::Permission { status, .. } | GitHubError::Status { status, .. } => {
                 Some(*status)
@@ -113,13 +113,13 @@ impl GitHubError {
 
 /// A successful answer.
 #[derive(Debug, Clone)]
-pub struct ApiResponse {
-    pub status: u16,
-    pub body: Value,
+pub(crate) struct ApiResponse {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
 }
 
 /// A GitHub client bound to one repository.
-pub struct GitHub {
+pub(crate) struct GitHub {
     http: reqwest::Client,
     api_url: String,
     token: Secret,
@@ -141,7 +141,7 @@ impl std::fmt::Debug for GitHub {
 
 impl GitHub {
     /// A client for `repository` (`owner/name`) at `api_url`.
-    pub fn new(
+    pub(crate) fn new(
         api_url: &str,
         token: Secret,
         repository: &str,
@@ -177,17 +177,17 @@ impl GitHub {
     }
 
     /// `owner/name`.
-    pub fn repository(&self) -> String {
+    pub(crate) fn repository(&self) -> String {
         format!("{}/{}", self.owner, self.repo)
     }
 
     /// HTTP requests sent so far (retries included).
-    pub fn calls(&self) -> u32 {
+    pub(crate) fn calls(&self) -> u32 {
         self.calls.load(Ordering::Relaxed)
     }
 
     /// Requests that were retries.
-    pub fn retries(&self) -> u32 {
+    pub(crate) fn retries(&self) -> u32 {
         self.retries.load(Ordering::Relaxed)
     }
 
@@ -202,7 +202,7 @@ impl GitHub {
     }
 
     /// GET a repository path (`/environments/prod`), with query pairs.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         rest: &str,
         query: &[(&str, String)],
@@ -214,7 +214,7 @@ impl GitHub {
     }
 
     /// POST JSON to a repository path.
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         rest: &str,
         body: &Value,
@@ -228,7 +228,7 @@ impl GitHub {
     /// POST that creates something: a 5xx or a timeout may hide a success, so they are not
     /// retried here (the caller checks before trying again); rate limits and refused connections
     /// are, as GitHub did not act on those.
-    pub async fn create(
+    pub(crate) async fn create(
         &self,
         rest: &str,
         body: &Value,
@@ -406,7 +406,7 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 
 /// What to do with an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Final: a success or an error to report.
     Done,
     /// Transient: retry, after the wait GitHub asked for when it asked.
@@ -415,7 +415,12 @@ pub enum Verdict {
 
 /// Classifies an answer: 5xx and rate limits (secondary: 403/429 with Retry-After or a
 /// "secondary rate limit" message; primary: `x-ratelimit-remaining: 0`) are retried.
-pub fn classify(status: u16, headers: &HeaderMap, message: &str, now: SystemTime) -> Verdict {
+pub(crate) fn classify(
+    status: u16,
+    headers: &HeaderMap,
+    message: &str,
+    now: SystemTime,
+) -> Verdict {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let retry_after = header("retry-after").and_then(|v| parse_retry_after(v, now));
     match status {
@@ -445,7 +450,7 @@ pub fn classify(status: u16, headers: &HeaderMap, message: &str, now: SystemTime
 }
 
 /// `Retry-After`: delay-seconds or an HTTP-date (IMF-fixdate), as a wait from `now`.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -530,7 +535,7 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 /// Percent-encodes one path segment (environment names may hold spaces).
-pub fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
