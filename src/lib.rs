@@ -5,6 +5,7 @@ pub mod context;
 pub mod diff;
 pub mod github;
 pub mod helm;
+mod http;
 pub mod inputs;
 pub mod kube_client;
 pub mod lease;

@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::http::{Backoff, Retry};
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap, WWW_AUTHENTICATE};
@@ -25,7 +27,6 @@ pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts per image when the registry fails transiently.
 pub(crate) const ATTEMPTS: u32 = 3;
@@ -358,12 +359,7 @@ impl Registry {
         credentials: Option<Credentials>,
         runner: &Runner,
     ) -> Result<Registry, RegistryError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("trader-deploy/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(RegistryError::Client)?;
+        let http = crate::http::client(Some(REQUEST_TIMEOUT)).map_err(RegistryError::Client)?;
         Ok(Registry {
             http,
             credentials,
@@ -380,14 +376,25 @@ impl Registry {
     /// failures (connection errors, timeouts, 429 and 5xx answers) are tried again, at most
     /// [`ATTEMPTS`] times in all, [`RETRY_DELAY`] × the attempt number apart.
     pub async fn manifest_digest(&self, image: &ImageRef) -> Result<String, RegistryError> {
+        let retry = Retry {
+            max_attempts: ATTEMPTS,
+            max_total: REQUEST_TIMEOUT * ATTEMPTS * 2,
+            base: RETRY_DELAY,
+            backoff: Backoff::Linear,
+            cap: RETRY_DELAY * ATTEMPTS,
+        };
+        let started = Instant::now();
         let mut attempt = 1;
         loop {
             match self.manifest_digest_once(image).await {
-                Err(e) if attempt < ATTEMPTS && e.is_transient() => {
+                Err(e) if e.is_transient() => {
+                    let Some(wait) = retry.next_wait(started, attempt, None) else {
+                        return Err(e);
+                    };
                     self.runner.info(&format!(
                         "attempt {attempt} of {ATTEMPTS} failed, trying again: {e}"
                     ));
-                    tokio::time::sleep(RETRY_DELAY * attempt).await;
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 other => return other,

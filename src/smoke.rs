@@ -916,11 +916,8 @@ impl Transport {
         kube: Option<kube::Client>,
         namespace: &str,
     ) -> Result<Transport, SmokeError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("trader-deploy-smoke/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(SmokeError::Client)?;
+        // Each request is bounded by its check's own timeout (`send`).
+        let http = crate::http::client(None).map_err(SmokeError::Client)?;
         Ok(Transport {
             http,
             kube,

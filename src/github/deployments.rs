@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use std::time::{Duration, Instant};
+
 use super::{GitHub, GitHubError};
+use crate::http::{Backoff, Retry};
 use crate::outputs::Status;
 
 /// The key of this program's data in a deployment's payload.
@@ -251,6 +254,15 @@ pub(crate) async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deploy
 async fn create(gh: &GitHub, req: &DeploymentRequest) -> Result<(u64, bool), GitHubError> {
     let env = &req.environment;
     let what = format!("create a deployment of {} to {env}", req.version);
+    // Three creations at most, 1 s then 2 s apart, each after looking for this run's deployment.
+    let retry = Retry {
+        max_attempts: 3,
+        max_total: Duration::from_secs(600),
+        base: Duration::from_secs(1),
+        backoff: Backoff::Linear,
+        cap: Duration::from_secs(10),
+    };
+    let started = Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -276,7 +288,7 @@ async fn create(gh: &GitHub, req: &DeploymentRequest) -> Result<(u64, bool), Git
                 });
             }
             Ok(r) => return Ok((id_of(&r.body, &what)?, false)),
-            Err(e) if e.maybe_done() && attempt < 3 => {
+            Err(e) if e.maybe_done() && attempt < retry.max_attempts => {
                 tracing::warn!("{e}; looking for the deployment before trying again");
                 let mut query = vec![("environment", env.clone()), ("per_page", "20".to_string())];
                 if let Some(sha) = &req.sha {
@@ -294,7 +306,8 @@ async fn create(gh: &GitHub, req: &DeploymentRequest) -> Result<(u64, bool), Git
                 if let Some(id) = own_deployment(&list, req.run_id) {
                     return Ok((id, true));
                 }
-                tokio::time::sleep(std::time::Duration::from_secs(attempt)).await;
+                tokio::time::sleep(retry.next_wait(started, attempt, None).unwrap_or_default())
+                    .await;
             }
             Err(e) => return Err(e),
         }
