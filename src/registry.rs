@@ -248,79 +248,22 @@ pub(crate) struct Challenge {
     pub(crate) params: BTreeMap<String, String>,
 }
 
-/// Parses a `WWW-Authenticate` value such as
-/// `Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"`.
-/// Commas inside quoted values (scopes like `repository:a:pull,push`) are kept.
+/// Parses a `WWW-Authenticate` value (RFC 7235: one or more challenges, by `http-auth`) such as
+/// `Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"` and
+/// picks the one to answer: Bearer when offered (it works without credentials), else the first.
 pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
-    let header = header.trim();
-    let (scheme, rest) = match header.split_once(char::is_whitespace) {
-        Some((s, r)) => (s, r.trim()),
-        None => (header, ""),
-    };
-    if scheme.is_empty()
-        || !scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
-        return None;
-    }
-    let mut params = BTreeMap::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let mut name = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == ',' || c.is_whitespace() {
-                break;
-            }
-            name.push(c);
-            chars.next();
-        }
-        if name.is_empty() {
-            break;
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek() != Some(&'=') {
-            // A token68 or a bare word: not used by registries; skip it.
-            continue;
-        }
-        chars.next();
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some(n) = chars.next() {
-                            value.push(n);
-                        }
-                    }
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-            value = value.trim().to_string();
-        }
-        params.insert(name.to_ascii_lowercase(), value);
-    }
+    let challenges = http_auth::parse_challenges(header.trim()).ok()?;
+    let pick = challenges
+        .iter()
+        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        .or_else(|| challenges.first())?;
     Some(Challenge {
-        scheme: scheme.to_ascii_lowercase(),
-        params,
+        scheme: pick.scheme.to_ascii_lowercase(),
+        params: pick
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_unescaped()))
+            .collect(),
     })
 }
 
@@ -799,13 +742,29 @@ mod tests {
         assert_eq!(c.scheme, "basic");
         assert_eq!(c.params["realm"], "Registry Realm");
 
-        let c = parse_challenge(r#"Bearer Realm=https://x/token, Service = "a\"b""#).unwrap();
+        // Parameter names in any case, spaces around `=`, escapes. (A URL must be quoted: `/`
+        // and `:` are not token characters, RFC 7235.)
+        let c = parse_challenge(r#"Bearer Realm="https://x/token", Service = "a\"b""#).unwrap();
         assert_eq!(c.params["realm"], "https://x/token");
         assert_eq!(c.params["service"], "a\"b");
 
         assert_eq!(parse_challenge("Basic").unwrap().params.len(), 0);
         assert!(parse_challenge("").is_none());
         assert!(parse_challenge("\"quoted\" x=y").is_none());
+    }
+
+    #[test]
+    fn several_challenges_in_one_header_are_told_apart() {
+        // Two challenges: the Bearer one is answered, with its own realm and service.
+        let c = parse_challenge(r#"Basic realm="a", Bearer realm="https://t/token",service="s""#)
+            .unwrap();
+        assert_eq!(c.scheme, "bearer");
+        assert_eq!(c.params["realm"], "https://t/token");
+        assert_eq!(c.params["service"], "s");
+        let c = parse_challenge(r#"Basic realm="a", Digest realm="b", nonce="n""#).unwrap();
+        assert_eq!(c.scheme, "basic");
+        assert_eq!(c.params.len(), 1);
+        assert_eq!(c.params["realm"], "a");
     }
 
     #[test]
