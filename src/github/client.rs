@@ -375,16 +375,20 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
 mod tests {
     use super::*;
 
-    // octocrab's client spawns its buffer worker: it is built inside the runtime, as in a run.
-    #[tokio::test]
-    async fn repository_urls_and_secrets() {
-        let gh = GitHub::new(
-            "http://127.0.0.1:1/",
+    fn client(api_url: &str) -> GitHub {
+        GitHub::new(
+            api_url,
             Secret::new("t0ken"),
             "acme/trader",
             RetryPolicy::default(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    // octocrab's client spawns its buffer worker: it is built inside the runtime, as in a run.
+    #[tokio::test]
+    async fn repository_urls_and_secrets() {
+        let gh = client("http://127.0.0.1:1/");
         assert_eq!(
             gh.repo_url("/environments/prod"),
             "http://127.0.0.1:1/repos/acme/trader/environments/prod"
@@ -395,15 +399,8 @@ mod tests {
 
     #[tokio::test]
     async fn enterprise_server_api_url_is_kept_whole() {
-        let gh = GitHub::new(
-            "https://ghe.example.com/api/v3/",
-            Secret::new("t0ken"),
-            "acme/trader",
-            RetryPolicy::default(),
-        )
-        .unwrap();
         assert_eq!(
-            gh.repo_url("/actions/runs/7/approvals"),
+            client("https://ghe.example.com/api/v3/").repo_url("/actions/runs/7/approvals"),
             "https://ghe.example.com/api/v3/repos/acme/trader/actions/runs/7/approvals"
         );
     }
