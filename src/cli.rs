@@ -8,12 +8,12 @@ use clap::{Arg, ArgAction, Command};
 use crate::inputs::{INPUTS, Mode, RawInputs};
 
 /// The flag that carries an input.
-pub fn flag_name(input: &str) -> String {
+pub(crate) fn flag_name(input: &str) -> String {
     input.replace('_', "-")
 }
 
 /// The clap command: `trader-deploy <mode> [--input value]…`.
-pub fn command() -> Command {
+pub(crate) fn command() -> Command {
     let mut cmd = Command::new("trader-deploy")
         .about("Deploys trading systems to Kubernetes with helm: a GitHub Action and a CLI.")
         .long_about(

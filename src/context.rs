@@ -8,22 +8,20 @@ use crate::inputs::{Env, vars};
 #[derive(Debug, Clone, Default)]
 pub struct RunContext {
     pub in_actions: bool,
-    pub event_name: Option<String>,
+    pub(crate) event_name: Option<String>,
     /// The event payload (an empty object when there is none).
-    pub event: serde_json::Value,
-    pub git_ref: Option<String>,
-    pub ref_name: Option<String>,
-    pub sha: Option<String>,
+    pub(crate) event: serde_json::Value,
+    pub(crate) git_ref: Option<String>,
+    pub(crate) sha: Option<String>,
     /// `owner/name`.
-    pub repository: Option<String>,
-    pub default_branch: Option<String>,
-    pub run_id: Option<u64>,
-    pub run_attempt: u32,
-    pub actor: Option<String>,
-    pub job: Option<String>,
-    pub api_url: String,
-    pub server_url: String,
-    pub workspace: PathBuf,
+    pub(crate) repository: Option<String>,
+    pub(crate) default_branch: Option<String>,
+    pub(crate) run_id: Option<u64>,
+    pub(crate) run_attempt: u32,
+    pub(crate) actor: Option<String>,
+    pub(crate) api_url: String,
+    pub(crate) server_url: String,
+    pub(crate) workspace: PathBuf,
     pub output_path: Option<PathBuf>,
     pub summary_path: Option<PathBuf>,
 }
@@ -101,14 +99,12 @@ impl RunContext {
             in_actions: env.in_actions(),
             event_name: string(vars::GITHUB_EVENT_NAME),
             git_ref: string(vars::GITHUB_REF),
-            ref_name: string(vars::GITHUB_REF_NAME),
             sha: string(vars::GITHUB_SHA),
             repository,
             default_branch,
             run_id,
             run_attempt,
             actor: string(vars::GITHUB_ACTOR),
-            job: string(vars::GITHUB_JOB),
             api_url: string(vars::GITHUB_API_URL)
                 .unwrap_or_else(|| "https://api.github.com".into())
                 .trim_end_matches('/')
@@ -125,7 +121,7 @@ impl RunContext {
     }
 
     /// A `workflow_dispatch` input, when this run is one and the input is not empty.
-    pub fn dispatch_input(&self, name: &str) -> Option<&str> {
+    pub(crate) fn dispatch_input(&self, name: &str) -> Option<&str> {
         if self.event_name.as_deref() != Some("workflow_dispatch") {
             return None;
         }
@@ -138,7 +134,7 @@ impl RunContext {
     }
 
     /// The URL of this run's log, for deployment statuses and the summary.
-    pub fn run_url(&self) -> Option<String> {
+    pub(crate) fn run_url(&self) -> Option<String> {
         let repo = self.repository.as_ref()?;
         let id = self.run_id?;
         Some(format!(

@@ -4,24 +4,23 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Deserialize as _;
-use serde_yaml_ng::Value;
+use crate::manifest::{self, Yaml as Value};
 
 /// One object of a manifest: `Kind namespace/name` → its YAML (redacted).
-pub type Objects = BTreeMap<String, String>;
+pub(crate) type Objects = BTreeMap<String, String>;
 
 /// The difference between two manifests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ManifestDiff {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
+pub(crate) struct ManifestDiff {
+    pub(crate) added: Vec<String>,
+    pub(crate) removed: Vec<String>,
     /// Object key and its unified diff.
-    pub changed: Vec<(String, String)>,
-    pub unchanged: usize,
+    pub(crate) changed: Vec<(String, String)>,
+    pub(crate) unchanged: usize,
 }
 
 impl ManifestDiff {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 }
@@ -40,13 +39,10 @@ fn key_of(doc: &Value, default_namespace: &str) -> Option<String> {
 /// Splits a multi-document manifest into objects. Secret values become `(redacted)`; a value
 /// that differs from `previous`'s same key becomes `(redacted, changed)`, so a diff still shows
 /// that a secret changed without showing it.
-pub fn objects(manifest: &str, default_namespace: &str, previous: Option<&str>) -> Objects {
+pub(crate) fn objects(manifest: &str, default_namespace: &str, previous: Option<&str>) -> Objects {
     let previous_secrets = previous.map(|p| secret_values(p, default_namespace));
     let mut out = Objects::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(manifest) {
-        let Ok(mut v) = Value::deserialize(doc) else {
-            continue;
-        };
+    for mut v in manifest::documents(manifest) {
         let Some(key) = key_of(&v, default_namespace) else {
             continue;
         };
@@ -54,7 +50,7 @@ pub fn objects(manifest: &str, default_namespace: &str, previous: Option<&str>) 
             let before = previous_secrets.as_ref().and_then(|p| p.get(&key));
             redact_secret(&mut v, before);
         }
-        let text = serde_yaml_ng::to_string(&v).unwrap_or_default();
+        let text = v.to_text();
         out.insert(key, text);
     }
     out
@@ -66,10 +62,7 @@ fn secret_values(
     default_namespace: &str,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(manifest) {
-        let Ok(v) = Value::deserialize(doc) else {
-            continue;
-        };
+    for v in manifest::documents(manifest) {
         if v.get("kind").and_then(Value::as_str) != Some("Secret") {
             continue;
         }
@@ -80,8 +73,7 @@ fn secret_values(
         for field in ["data", "stringData"] {
             if let Some(Value::Mapping(m)) = v.get(field) {
                 for (k, val) in m {
-                    let k = k.as_str().unwrap_or_default();
-                    let val = serde_yaml_ng::to_string(val).unwrap_or_default();
+                    let val = val.to_text();
                     values.insert(format!("{field}.{k}"), val);
                 }
             }
@@ -97,10 +89,10 @@ fn redact_secret(v: &mut Value, before: Option<&BTreeMap<String, String>>) {
             continue;
         };
         for (k, val) in m.iter_mut() {
-            let name = format!("{field}.{}", k.as_str().unwrap_or_default());
+            let name = format!("{field}.{k}");
             let changed = match before {
                 None => false,
-                Some(b) => b.get(&name) != Some(&serde_yaml_ng::to_string(val).unwrap_or_default()),
+                Some(b) => b.get(&name) != Some(&val.to_text()),
             };
             *val = Value::String(if changed {
                 "(redacted, changed)".into()
@@ -112,7 +104,7 @@ fn redact_secret(v: &mut Value, before: Option<&BTreeMap<String, String>>) {
 }
 
 /// Diffs the live manifest against the planned one.
-pub fn diff(live: &str, planned: &str, default_namespace: &str) -> ManifestDiff {
+pub(crate) fn diff(live: &str, planned: &str, default_namespace: &str) -> ManifestDiff {
     let old = objects(live, default_namespace, None);
     let new = objects(planned, default_namespace, Some(live));
     let mut d = ManifestDiff::default();
@@ -139,7 +131,7 @@ pub fn diff(live: &str, planned: &str, default_namespace: &str) -> ManifestDiff 
 }
 
 /// The diff as plain text for the log.
-pub fn render_text(d: &ManifestDiff) -> String {
+pub(crate) fn render_text(d: &ManifestDiff) -> String {
     let mut s = String::new();
     if d.is_empty() {
         let _ = writeln!(
@@ -170,7 +162,7 @@ pub fn render_text(d: &ManifestDiff) -> String {
 }
 
 /// The diff as a job-summary section.
-pub fn render_markdown(d: &ManifestDiff, release: &str, namespace: &str) -> String {
+pub(crate) fn render_markdown(d: &ManifestDiff, release: &str, namespace: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "### Plan for release `{release}` in `{namespace}`\n");
     if d.is_empty() {

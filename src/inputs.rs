@@ -9,43 +9,42 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::context::RunContext;
+use crate::manifest::Yaml;
 use crate::secret::Secret;
 use crate::version::{self, PolicyError, Source, Trigger};
 
 /// Every environment variable name the program reads, in one place.
-pub mod vars {
-    pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
-    pub const GITHUB_EVENT_NAME: &str = "GITHUB_EVENT_NAME";
-    pub const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
-    pub const GITHUB_REF: &str = "GITHUB_REF";
-    pub const GITHUB_REF_NAME: &str = "GITHUB_REF_NAME";
-    pub const GITHUB_SHA: &str = "GITHUB_SHA";
-    pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
-    pub const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";
-    pub const GITHUB_RUN_ATTEMPT: &str = "GITHUB_RUN_ATTEMPT";
-    pub const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
-    pub const GITHUB_JOB: &str = "GITHUB_JOB";
-    pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
-    pub const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
-    pub const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
-    pub const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
-    pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+pub(crate) mod vars {
+    pub(crate) const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+    pub(crate) const GITHUB_EVENT_NAME: &str = "GITHUB_EVENT_NAME";
+    pub(crate) const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
+    pub(crate) const GITHUB_REF: &str = "GITHUB_REF";
+    pub(crate) const GITHUB_SHA: &str = "GITHUB_SHA";
+    pub(crate) const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
+    pub(crate) const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";
+    pub(crate) const GITHUB_RUN_ATTEMPT: &str = "GITHUB_RUN_ATTEMPT";
+    pub(crate) const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
+    pub(crate) const GITHUB_API_URL: &str = "GITHUB_API_URL";
+    pub(crate) const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
+    pub(crate) const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
+    pub(crate) const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
+    pub(crate) const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
     /// Log filter for the tracing subscriber (e.g. `debug`, `trader_deploy=trace`).
-    pub const TRADER_DEPLOY_LOG: &str = "TRADER_DEPLOY_LOG";
+    pub(crate) const TRADER_DEPLOY_LOG: &str = "TRADER_DEPLOY_LOG";
     /// Prefix of the action inputs: `INPUT_<NAME>`, upper-cased.
-    pub const INPUT_PREFIX: &str = "INPUT_";
+    pub(crate) const INPUT_PREFIX: &str = "INPUT_";
 }
 
 /// One action input: the single source for action.yml parity, the CLI flags and the README.
 #[derive(Debug, Clone, Copy)]
 pub struct InputSpec {
     pub name: &'static str,
-    pub description: &'static str,
+    pub(crate) description: &'static str,
     /// The default as documented (the code applies it; action.yml declares no default except
     /// where GitHub must supply it, like the token).
-    pub default: &'static str,
+    pub(crate) default: &'static str,
     /// A newline-separated list (repeatable flag on the CLI).
-    pub list: bool,
+    pub(crate) list: bool,
 }
 
 const fn input(
@@ -220,7 +219,7 @@ pub const INPUTS: &[InputSpec] = &[
 ];
 
 /// Inputs whose values are secrets: masked before anything can log them.
-pub const SECRET_INPUTS: &[&str] = &[
+pub(crate) const SECRET_INPUTS: &[&str] = &[
     "github_token",
     "kubeconfig",
     "notify_webhook",
@@ -228,7 +227,7 @@ pub const SECRET_INPUTS: &[&str] = &[
 ];
 
 /// Looks an input up by name.
-pub fn spec(name: &str) -> Option<&'static InputSpec> {
+pub(crate) fn spec(name: &str) -> Option<&'static InputSpec> {
     INPUTS.iter().find(|i| i.name == name)
 }
 
@@ -248,7 +247,8 @@ impl Env {
         }
     }
 
-    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    #[cfg(test)]
+    pub(crate) fn from_pairs<I, K, V>(pairs: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
@@ -263,7 +263,7 @@ impl Env {
     }
 
     /// A variable's value; an empty string counts as unset, as GitHub passes unset inputs as "".
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.vars
             .get(name)
             .map(String::as_str)
@@ -311,7 +311,7 @@ impl RawInputs {
     }
 
     /// From name → value pairs (CLI flags, tests). Unknown names are a programming error.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) -> Self {
+    pub(crate) fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) -> Self {
         let values = pairs
             .into_iter()
             .filter(|(_, v)| !v.trim().is_empty())
@@ -326,14 +326,15 @@ impl RawInputs {
         }
     }
 
-    pub fn get(&self, name: &'static str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &'static str) -> Option<&str> {
         debug_assert!(spec(name).is_some(), "unknown input {name:?}");
         self.read.borrow_mut().insert(name);
         self.values.get(name).map(String::as_str)
     }
 
     /// The names read so far.
-    pub fn read_names(&self) -> BTreeSet<&'static str> {
+    #[cfg(test)]
+    pub(crate) fn read_names(&self) -> BTreeSet<&'static str> {
         self.read.borrow().clone()
     }
 
@@ -356,7 +357,7 @@ impl RawInputs {
 }
 
 /// A secret as the masks must see it: the whole value, and each line of a multi-line one.
-pub fn secret_fragments(value: &str) -> Vec<String> {
+pub(crate) fn secret_fragments(value: &str) -> Vec<String> {
     let mut out = vec![value.trim().to_string()];
     if value.contains('\n') {
         out.extend(
@@ -376,8 +377,8 @@ pub fn secret_fragments(value: &str) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("input `{input}`: {message}")]
 pub struct InputError {
-    pub input: &'static str,
-    pub message: String,
+    pub(crate) input: &'static str,
+    pub(crate) message: String,
 }
 
 impl From<PolicyError> for InputError {
@@ -399,7 +400,7 @@ fn bad(input: &'static str, message: impl Into<String>) -> InputError {
 /// What the run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
+pub(crate) enum Mode {
     Deploy,
     Rollback,
     Plan,
@@ -408,7 +409,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 5] = [
+    pub(crate) const ALL: [Mode; 5] = [
         Mode::Deploy,
         Mode::Rollback,
         Mode::Plan,
@@ -416,7 +417,7 @@ impl Mode {
         Mode::Resolve,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Mode::Deploy => "deploy",
             Mode::Rollback => "rollback",
@@ -426,7 +427,7 @@ impl Mode {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Mode> {
+    pub(crate) fn parse(s: &str) -> Option<Mode> {
         Mode::ALL.into_iter().find(|m| m.as_str() == s)
     }
 }
@@ -444,19 +445,19 @@ pub struct ImageSetting {
 
 /// A kubeconfig from the `kubeconfig` input, decoded, with every credential it holds.
 #[derive(Debug, Clone)]
-pub struct Kubeconfig {
-    pub yaml: Secret,
+pub(crate) struct Kubeconfig {
+    pub(crate) yaml: Secret,
     /// The input as given, when it was base64.
-    pub encoded: Option<Secret>,
+    pub(crate) encoded: Option<Secret>,
     /// Credentials found inside (tokens, keys, passwords), for masking.
-    pub credentials: Vec<Secret>,
+    pub(crate) credentials: Vec<Secret>,
 }
 
 impl Kubeconfig {
     /// What the log must never show: the base64 form and every credential inside. The YAML's
     /// structure (`apiVersion: v1`, server URLs) is not secret, and masking its lines would
     /// blank those strings out of every log line.
-    pub fn masks(&self) -> Vec<String> {
+    pub(crate) fn masks(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(e) = &self.encoded {
             out.extend(secret_fragments(e.expose()));
@@ -471,49 +472,48 @@ impl Kubeconfig {
 /// The validated configuration of one run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub mode: Mode,
-    pub environment: String,
-    pub environment_source: Source,
-    pub version: String,
-    pub version_source: Source,
-    pub git_ref: Option<String>,
-    pub chart: String,
+    pub(crate) mode: Mode,
+    pub(crate) environment: String,
+    pub(crate) environment_source: Source,
+    pub(crate) version: String,
+    pub(crate) version_source: Source,
+    pub(crate) git_ref: Option<String>,
+    pub(crate) chart: String,
     /// The chart as a local directory, when it is one.
-    pub chart_dir: Option<PathBuf>,
-    pub release: String,
-    pub namespace: String,
-    pub values_files: Vec<PathBuf>,
-    pub images: Vec<ImageSetting>,
-    pub set: Vec<(String, String)>,
-    pub kubeconfig: Option<Kubeconfig>,
-    pub github_token: Option<Secret>,
-    pub protected_environments: Vec<String>,
-    pub protected: bool,
+    pub(crate) chart_dir: Option<PathBuf>,
+    pub(crate) release: String,
+    pub(crate) namespace: String,
+    pub(crate) values_files: Vec<PathBuf>,
+    pub(crate) images: Vec<ImageSetting>,
+    pub(crate) set: Vec<(String, String)>,
+    pub(crate) kubeconfig: Option<Kubeconfig>,
+    pub(crate) github_token: Option<Secret>,
+    pub(crate) protected: bool,
     /// Refuse approvals given only by the run's actor.
-    pub require_distinct_approver: bool,
+    pub(crate) require_distinct_approver: bool,
     /// The environment's URL for the GitHub deployment (http(s)).
-    pub environment_url: Option<String>,
-    pub timeout: Duration,
-    pub rollback_on_failure: bool,
-    pub history_max: u32,
+    pub(crate) environment_url: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) rollback_on_failure: bool,
+    pub(crate) history_max: u32,
     /// What to do with `updateStrategy: OnDelete` StatefulSets.
-    pub statefulset_on_delete: crate::statefulset::OnDelete,
+    pub(crate) statefulset_on_delete: crate::statefulset::OnDelete,
     /// Age at which a pending helm record that no run of this action holds counts as stuck.
-    pub pending_grace: Duration,
-    pub smoke_tests: Option<PathBuf>,
+    pub(crate) pending_grace: Duration,
+    pub(crate) smoke_tests: Option<PathBuf>,
     /// The smoke spec at `smoke_tests`, validated.
-    pub smoke_spec: Option<crate::smoke::Spec>,
-    pub rollback_revision: Option<u32>,
-    pub verify_images: bool,
+    pub(crate) smoke_spec: Option<crate::smoke::Spec>,
+    pub(crate) rollback_revision: Option<u32>,
+    pub(crate) verify_images: bool,
     /// Deploy images by digest (`repository@sha256:…`).
-    pub pin_digests: bool,
+    pub(crate) pin_digests: bool,
     /// Registry credentials: both or neither.
-    pub registry_username: Option<String>,
-    pub registry_password: Option<Secret>,
-    pub notify_webhook: Option<Secret>,
-    pub helm: PathBuf,
+    pub(crate) registry_username: Option<String>,
+    pub(crate) registry_password: Option<Secret>,
+    pub(crate) notify_webhook: Option<Secret>,
+    pub(crate) helm: PathBuf,
     /// Where relative paths are resolved (GITHUB_WORKSPACE, else the working directory).
-    pub workspace: PathBuf,
+    pub(crate) workspace: PathBuf,
 }
 
 impl Config {
@@ -796,7 +796,6 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         set,
         kubeconfig,
         github_token,
-        protected_environments,
         protected,
         require_distinct_approver,
         environment_url,
@@ -863,7 +862,7 @@ fn check_ref(r: &str) -> Result<(), InputError> {
 fn default_release(chart: &str, chart_dir: Option<&Path>) -> String {
     if let Some(dir) = chart_dir
         && let Ok(text) = std::fs::read_to_string(dir.join("Chart.yaml"))
-        && let Ok(doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
+        && let Ok(doc) = crate::manifest::parse::<Yaml>(&text)
         && let Some(name) = doc.get("name").and_then(|n| n.as_str())
     {
         return name.to_string();
@@ -1026,8 +1025,8 @@ fn parse_set(list: &str) -> Result<Vec<(String, String)>, InputError> {
 
 /// A kubeconfig given raw or as base64. The error never shows the value: it is a secret.
 fn parse_kubeconfig(value: &str) -> Result<Kubeconfig, InputError> {
-    let as_yaml = |text: &str| -> Option<serde_yaml_ng::Value> {
-        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).ok()?;
+    let as_yaml = |text: &str| -> Option<Yaml> {
+        let doc: Yaml = crate::manifest::parse(text).ok()?;
         doc.get("clusters")?;
         Some(doc)
     };
@@ -1060,7 +1059,7 @@ fn parse_kubeconfig(value: &str) -> Result<Kubeconfig, InputError> {
 }
 
 /// Collects the values of credential-bearing keys anywhere in a kubeconfig document.
-fn collect_credentials(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
+fn collect_credentials(v: &Yaml, out: &mut Vec<String>) {
     const KEYS: &[&str] = &[
         "token",
         "password",
@@ -1072,10 +1071,10 @@ fn collect_credentials(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
         "client-secret",
     ];
     match v {
-        serde_yaml_ng::Value::Mapping(m) => {
+        Yaml::Mapping(m) => {
             for (k, val) in m {
-                if let (Some(k), Some(s)) = (k.as_str(), val.as_str())
-                    && KEYS.contains(&k)
+                if let Some(s) = val.as_str()
+                    && KEYS.contains(&k.as_str())
                     && !s.is_empty()
                 {
                     out.push(s.to_string());
@@ -1093,7 +1092,7 @@ fn collect_credentials(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
                 collect_credentials(val, out);
             }
         }
-        serde_yaml_ng::Value::Sequence(s) => s.iter().for_each(|x| collect_credentials(x, out)),
+        Yaml::Sequence(s) => s.iter().for_each(|x| collect_credentials(x, out)),
         _ => {}
     }
 }

@@ -10,7 +10,7 @@ use crate::inputs::Config;
 
 /// A failure to set up the connection to the cluster.
 #[derive(Debug, thiserror::Error)]
-pub enum KubeClientError {
+pub(crate) enum KubeClientError {
     #[error("failed to write the kubeconfig into a temporary directory")]
     Write(#[source] std::io::Error),
     #[error("failed to parse the kubeconfig (its content is not shown: it is a secret)")]
@@ -25,7 +25,7 @@ pub enum KubeClientError {
 
 /// The cluster as this run reaches it: the kube client, and the kubeconfig file helm is given.
 pub struct Cluster {
-    pub client: kube::Client,
+    pub(crate) client: kube::Client,
     /// The kubeconfig file for `helm --kubeconfig`; `None` when helm uses the runner's default.
     kubeconfig_path: Option<PathBuf>,
     /// Owns the private directory; dropping it removes the kubeconfig.
@@ -34,7 +34,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects with the `kubeconfig` input, or the runner's default kubeconfig without one.
-    pub async fn connect(config: &Config) -> Result<Cluster, KubeClientError> {
+    pub(crate) async fn connect(config: &Config) -> Result<Cluster, KubeClientError> {
         match &config.kubeconfig {
             Some(kc) => {
                 let (dir, path) =
@@ -67,7 +67,7 @@ impl Cluster {
     }
 
     /// The kubeconfig file to pass to helm, if any.
-    pub fn kubeconfig_path(&self) -> Option<&Path> {
+    pub(crate) fn kubeconfig_path(&self) -> Option<&Path> {
         self.kubeconfig_path.as_deref()
     }
 }

@@ -1,7 +1,9 @@
 //! The `notify_webhook` notification: one JSON document per outcome, with a Slack-compatible
 //! `text` field, POSTed once at the end of the run (bounded retries; a failure is a warning).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::http::{Backoff, Retry};
 
 use serde_json::{Value, json};
 
@@ -13,7 +15,7 @@ use crate::secret::Secret;
 
 /// The notification could not be delivered. Never shows the URL (a secret).
 #[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
+pub(crate) enum NotifyError {
     #[error("failed to send the notification to notify_webhook: {0}")]
     Transport(String),
     #[error("failed to send the notification to notify_webhook: it answered {status}: {body}")]
@@ -21,7 +23,7 @@ pub enum NotifyError {
 }
 
 /// Sends the outcome to `notify_webhook` when it is set; a failure is a warning.
-pub async fn notify(
+pub(crate) async fn notify(
     config: &Config,
     ctx: &RunContext,
     runner: &Runner,
@@ -41,7 +43,7 @@ pub async fn notify(
 }
 
 /// The JSON document for one outcome.
-pub fn message(ctx: &RunContext, outputs: &Outputs, error: Option<&str>) -> Value {
+pub(crate) fn message(ctx: &RunContext, outputs: &Outputs, error: Option<&str>) -> Value {
     let repo = ctx.repository.clone().unwrap_or_default();
     let run_url = ctx.run_url();
     let text = text(&repo, outputs, error, run_url.as_deref());
@@ -111,16 +113,24 @@ fn slack_escape(s: &str) -> String {
 }
 
 /// POSTs the document: 10 s per attempt, one retry on a 5xx or a connection failure.
-pub async fn send(url: &Secret, body: &Value) -> Result<(), NotifyError> {
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("trader-deploy/", env!("CARGO_PKG_VERSION")))
-        .timeout(Duration::from_secs(10))
-        .build()
+pub(crate) async fn send(url: &Secret, body: &Value) -> Result<(), NotifyError> {
+    let client = crate::http::client(Some(Duration::from_secs(10)))
         .map_err(|e| NotifyError::Transport(e.without_url().to_string()))?;
+    let retry = Retry {
+        max_attempts: 2,
+        max_total: Duration::from_secs(60),
+        base: Duration::from_secs(1),
+        backoff: Backoff::Linear,
+        cap: Duration::from_secs(1),
+    };
+    let started = Instant::now();
     let mut last = None;
-    for attempt in 1..=2 {
+    for attempt in 1..=retry.max_attempts {
         if attempt > 1 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(wait) = retry.next_wait(started, attempt - 1, None) else {
+                break;
+            };
+            tokio::time::sleep(wait).await;
         }
         match client.post(url.expose()).json(body).send().await {
             Ok(r) if r.status().is_success() => return Ok(()),

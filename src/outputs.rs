@@ -52,7 +52,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Success => "success",
             Status::Failed => "failed",
@@ -79,7 +79,7 @@ pub struct Outputs {
 
 impl Outputs {
     /// Every output as `(name, value)`, in the order of [`OUTPUTS`].
-    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn pairs(&self) -> Vec<(&'static str, String)> {
         let opt = |v: Option<String>| v.unwrap_or_default();
         vec![
             ("environment", self.environment.clone()),

@@ -13,7 +13,7 @@ use rand::seq::IndexedRandom as _;
 
 /// A service port as a smoke check names it: by name (`http`) or number (`80`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PortRef {
+pub(crate) enum PortRef {
     Name(String),
     Number(u16),
 }
@@ -29,7 +29,7 @@ impl std::fmt::Display for PortRef {
 
 /// A failure to open a port-forward to a service. Messages name the service and namespace.
 #[derive(Debug, thiserror::Error)]
-pub enum ForwardError {
+pub(crate) enum ForwardError {
     #[error("failed to read service {service:?} in namespace {namespace:?}: {source}")]
     Service {
         namespace: String,
@@ -97,28 +97,17 @@ pub enum ForwardError {
 }
 
 /// An open port-forward: the byte stream to the pod's port, and the forwarder to close.
-pub struct Forwarded {
-    pub stream: tokio::io::DuplexStream,
+pub(crate) struct Forwarded {
+    pub(crate) stream: tokio::io::DuplexStream,
     /// The pod it reaches.
-    pub pod: String,
+    pub(crate) pod: String,
     /// The pod's port (the service port's targetPort).
-    pub target_port: u16,
-    pub forwarder: kube::api::Portforwarder,
-}
-
-impl Forwarded {
-    /// Closes the forward and waits (with a deadline) for it to finish.
-    pub async fn close(self) {
-        let Forwarded {
-            stream, forwarder, ..
-        } = self;
-        drop(stream);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forwarder.join()).await;
-    }
+    pub(crate) target_port: u16,
+    pub(crate) forwarder: kube::api::Portforwarder,
 }
 
 /// Finds the service port a check names.
-pub fn find_port<'a>(ports: &'a [ServicePort], port: &PortRef) -> Option<&'a ServicePort> {
+pub(crate) fn find_port<'a>(ports: &'a [ServicePort], port: &PortRef) -> Option<&'a ServicePort> {
     ports.iter().find(|p| match port {
         PortRef::Name(n) => p.name.as_deref() == Some(n.as_str()),
         PortRef::Number(n) => p.port == i32::from(*n),
@@ -127,7 +116,7 @@ pub fn find_port<'a>(ports: &'a [ServicePort], port: &PortRef) -> Option<&'a Ser
 
 /// The pod port a service port leads to: its targetPort (a number, or a container port name
 /// looked up in the pod), else the service port itself.
-pub fn target_port(sp: &ServicePort, pod: &Pod) -> Result<u16, String> {
+pub(crate) fn target_port(sp: &ServicePort, pod: &Pod) -> Result<u16, String> {
     let as_port = |n: i32| u16::try_from(n).map_err(|_| format!("port {n} is out of range"));
     match &sp.target_port {
         None => as_port(sp.port),
@@ -144,7 +133,7 @@ pub fn target_port(sp: &ServicePort, pod: &Pod) -> Result<u16, String> {
 }
 
 /// True when the pod is Running, Ready and not being deleted.
-pub fn is_ready(pod: &Pod) -> bool {
+pub(crate) fn is_ready(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
         && pod.status.as_ref().is_some_and(|s| {
             s.phase.as_deref() == Some("Running")
@@ -170,7 +159,7 @@ fn controller<'a>(
 /// The pods of the current rollout: a pod owned by a ReplicaSet is kept only when that
 /// ReplicaSet has its Deployment's highest `deployment.kubernetes.io/revision`, so a check never
 /// hits an old version's pod that is still around just after the rollout. Other pods are kept.
-pub fn current_pods<'a>(pods: &[&'a Pod], replica_sets: &[ReplicaSet]) -> Vec<&'a Pod> {
+pub(crate) fn current_pods<'a>(pods: &[&'a Pod], replica_sets: &[ReplicaSet]) -> Vec<&'a Pod> {
     let revision = |rs: &ReplicaSet| -> Option<u64> {
         rs.metadata
             .annotations
@@ -206,7 +195,7 @@ pub fn current_pods<'a>(pods: &[&'a Pod], replica_sets: &[ReplicaSet]) -> Vec<&'
 
 /// Opens a port-forward to a Ready pod behind `service`'s selector, on the pod port that
 /// `port` maps to. Each call picks a pod afresh (at random among the Ready ones).
-pub async fn connect_service(
+pub(crate) async fn connect_service(
     client: &Client,
     namespace: &str,
     service: &str,

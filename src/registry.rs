@@ -4,9 +4,10 @@
 //! digests found, for reporting and optional pinning (`repository@sha256:…`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::http::{Backoff, Retry};
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap, WWW_AUTHENTICATE};
@@ -16,7 +17,7 @@ use crate::runner::Runner;
 use crate::secret::Secret;
 
 /// Docker Hub's registry host, where short names (`acme/x`, `x`) live.
-pub const DOCKER_HUB: &str = "registry-1.docker.io";
+pub(crate) const DOCKER_HUB: &str = "registry-1.docker.io";
 
 /// The manifest media types asked for: OCI and Docker, single-platform and multi-platform.
 pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
@@ -26,12 +27,11 @@ pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts per image when the registry fails transiently.
-pub const ATTEMPTS: u32 = 3;
+pub(crate) const ATTEMPTS: u32 = 3;
 /// The pause before attempt n+1 is n × this.
-pub const RETRY_DELAY: Duration = Duration::from_millis(500);
+pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// A failure to verify an image. Every message names the image reference.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +115,7 @@ fn list(errors: &[RegistryError]) -> String {
 
 impl RegistryError {
     /// True for failures worth another attempt: the network, timeouts, 429 and 5xx.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             RegistryError::Request { .. } => true,
             RegistryError::Status { status, .. } => *status == 429 || *status >= 500,
@@ -137,14 +137,14 @@ impl RegistryError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
     /// `repository:tag` as the user wrote it (the name in every message).
-    pub reference: String,
+    pub(crate) reference: String,
     /// The repository as written, without tag (what a pinned reference keeps).
-    pub repository: String,
+    pub(crate) repository: String,
     /// Registry host[:port] (Docker Hub short names → registry-1.docker.io).
-    pub registry: String,
+    pub(crate) registry: String,
     /// Repository name inside the registry (`acme/x`; Docker Hub `x` → `library/x`).
-    pub name: String,
-    pub tag: String,
+    pub(crate) name: String,
+    pub(crate) tag: String,
 }
 
 impl ImageRef {
@@ -200,7 +200,7 @@ impl ImageRef {
     }
 
     /// `http` for a loopback registry (a local test registry), `https` for every other one.
-    pub fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         if is_loopback(&self.registry) {
             "http"
         } else {
@@ -209,7 +209,7 @@ impl ImageRef {
     }
 
     /// The manifest URL: `<scheme>://<registry>/v2/<name>/manifests/<tag>`.
-    pub fn manifest_url(&self) -> String {
+    pub(crate) fn manifest_url(&self) -> String {
         format!(
             "{}://{}/v2/{}/manifests/{}",
             self.scheme(),
@@ -220,7 +220,7 @@ impl ImageRef {
     }
 
     /// The reference pinned to a digest: `repository@sha256:…`.
-    pub fn pinned(&self, digest: &str) -> String {
+    pub(crate) fn pinned(&self, digest: &str) -> String {
         format!("{}@{digest}", self.repository)
     }
 }
@@ -241,86 +241,29 @@ fn is_loopback(registry: &str) -> bool {
 
 /// One parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Challenge {
+pub(crate) struct Challenge {
     /// Lower-cased scheme: `bearer`, `basic`.
-    pub scheme: String,
+    pub(crate) scheme: String,
     /// Parameters with lower-cased names (`realm`, `service`, `scope`, `error`).
-    pub params: BTreeMap<String, String>,
+    pub(crate) params: BTreeMap<String, String>,
 }
 
-/// Parses a `WWW-Authenticate` value such as
-/// `Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"`.
-/// Commas inside quoted values (scopes like `repository:a:pull,push`) are kept.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
-    let header = header.trim();
-    let (scheme, rest) = match header.split_once(char::is_whitespace) {
-        Some((s, r)) => (s, r.trim()),
-        None => (header, ""),
-    };
-    if scheme.is_empty()
-        || !scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
-        return None;
-    }
-    let mut params = BTreeMap::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let mut name = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == ',' || c.is_whitespace() {
-                break;
-            }
-            name.push(c);
-            chars.next();
-        }
-        if name.is_empty() {
-            break;
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek() != Some(&'=') {
-            // A token68 or a bare word: not used by registries; skip it.
-            continue;
-        }
-        chars.next();
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some(n) = chars.next() {
-                            value.push(n);
-                        }
-                    }
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-            value = value.trim().to_string();
-        }
-        params.insert(name.to_ascii_lowercase(), value);
-    }
+/// Parses a `WWW-Authenticate` value (RFC 7235: one or more challenges, by `http-auth`) such as
+/// `Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"` and
+/// picks the one to answer: Bearer when offered (it works without credentials), else the first.
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
+    let challenges = http_auth::parse_challenges(header.trim()).ok()?;
+    let pick = challenges
+        .iter()
+        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        .or_else(|| challenges.first())?;
     Some(Challenge {
-        scheme: scheme.to_ascii_lowercase(),
-        params,
+        scheme: pick.scheme.to_ascii_lowercase(),
+        params: pick
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_unescaped()))
+            .collect(),
     })
 }
 
@@ -335,7 +278,7 @@ pub struct Credentials {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VerifiedImage {
     /// The helm key it is set to.
-    pub key: String,
+    pub(crate) key: String,
     /// `repository:tag`.
     pub reference: String,
     /// The manifest digest the registry reported (`sha256:…`).
@@ -359,12 +302,7 @@ impl Registry {
         credentials: Option<Credentials>,
         runner: &Runner,
     ) -> Result<Registry, RegistryError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("trader-deploy/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(RegistryError::Client)?;
+        let http = crate::http::client(Some(REQUEST_TIMEOUT)).map_err(RegistryError::Client)?;
         Ok(Registry {
             http,
             credentials,
@@ -381,14 +319,25 @@ impl Registry {
     /// failures (connection errors, timeouts, 429 and 5xx answers) are tried again, at most
     /// [`ATTEMPTS`] times in all, [`RETRY_DELAY`] × the attempt number apart.
     pub async fn manifest_digest(&self, image: &ImageRef) -> Result<String, RegistryError> {
+        let retry = Retry {
+            max_attempts: ATTEMPTS,
+            max_total: REQUEST_TIMEOUT * ATTEMPTS * 2,
+            base: RETRY_DELAY,
+            backoff: Backoff::Linear,
+            cap: RETRY_DELAY * ATTEMPTS,
+        };
+        let started = Instant::now();
         let mut attempt = 1;
         loop {
             match self.manifest_digest_once(image).await {
-                Err(e) if attempt < ATTEMPTS && e.is_transient() => {
+                Err(e) if e.is_transient() => {
+                    let Some(wait) = retry.next_wait(started, attempt, None) else {
+                        return Err(e);
+                    };
                     self.runner.info(&format!(
                         "attempt {attempt} of {ATTEMPTS} failed, trying again: {e}"
                     ));
-                    tokio::time::sleep(RETRY_DELAY * attempt).await;
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 other => return other,
@@ -637,7 +586,7 @@ pub async fn verify(
 
 /// The pipeline's step: verifies the configured images (when `verify_images` or `pin_digests`
 /// is on), logs each, and returns them (empty when verification is off or there are no images).
-pub async fn verify_config(
+pub(crate) async fn verify_config(
     config: &Config,
     runner: &Runner,
 ) -> Result<Vec<VerifiedImage>, RegistryError> {
@@ -664,20 +613,6 @@ pub async fn verify_config(
         runner.info(&format!("{} = {} ({})", v.key, v.deploy, v.digest));
     }
     Ok(verified)
-}
-
-/// The verified images as a job-summary section.
-pub fn render_markdown(verified: &[VerifiedImage], pinned: bool) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "### Images{}\n\n| Key | Reference | Digest |\n|---|---|---|",
-        if pinned { " (pinned to digests)" } else { "" }
-    );
-    for v in verified {
-        let _ = writeln!(s, "| `{}` | `{}` | `{}` |", v.key, v.reference, v.digest);
-    }
-    s
 }
 
 #[cfg(test)]
@@ -807,13 +742,29 @@ mod tests {
         assert_eq!(c.scheme, "basic");
         assert_eq!(c.params["realm"], "Registry Realm");
 
-        let c = parse_challenge(r#"Bearer Realm=https://x/token, Service = "a\"b""#).unwrap();
+        // Parameter names in any case, spaces around `=`, escapes. (A URL must be quoted: `/`
+        // and `:` are not token characters, RFC 7235.)
+        let c = parse_challenge(r#"Bearer Realm="https://x/token", Service = "a\"b""#).unwrap();
         assert_eq!(c.params["realm"], "https://x/token");
         assert_eq!(c.params["service"], "a\"b");
 
         assert_eq!(parse_challenge("Basic").unwrap().params.len(), 0);
         assert!(parse_challenge("").is_none());
         assert!(parse_challenge("\"quoted\" x=y").is_none());
+    }
+
+    #[test]
+    fn several_challenges_in_one_header_are_told_apart() {
+        // Two challenges: the Bearer one is answered, with its own realm and service.
+        let c = parse_challenge(r#"Basic realm="a", Bearer realm="https://t/token",service="s""#)
+            .unwrap();
+        assert_eq!(c.scheme, "bearer");
+        assert_eq!(c.params["realm"], "https://t/token");
+        assert_eq!(c.params["service"], "s");
+        let c = parse_challenge(r#"Basic realm="a", Digest realm="b", nonce="n""#).unwrap();
+        assert_eq!(c.scheme, "basic");
+        assert_eq!(c.params.len(), 1);
+        assert_eq!(c.params["realm"], "a");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::inputs::Config;
 use crate::outputs::Outputs;
 
 /// The outputs a resolve run writes: what a deploy would use.
-pub fn outputs(config: &Config) -> Outputs {
+pub(crate) fn outputs(config: &Config) -> Outputs {
     Outputs {
         environment: config.environment.clone(),
         version: config.version.clone(),
@@ -28,7 +28,7 @@ fn display_path(config: &Config, p: &std::path::Path) -> String {
 }
 
 /// The plan as readable lines.
-pub fn render_text(config: &Config, ctx: &RunContext) -> String {
+pub(crate) fn render_text(config: &Config, ctx: &RunContext) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -88,7 +88,7 @@ pub fn render_text(config: &Config, ctx: &RunContext) -> String {
 }
 
 /// The plan as a job-summary section.
-pub fn render_markdown(config: &Config) -> String {
+pub(crate) fn render_markdown(config: &Config) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

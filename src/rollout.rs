@@ -68,7 +68,7 @@ impl Workload {
 }
 
 /// `spec.selector.matchLabels` as a label selector string, when it is the whole selector.
-fn manifest_pod_selector(kind: Kind, name: &str, v: &serde_yaml_ng::Value) -> Option<String> {
+fn manifest_pod_selector(kind: Kind, name: &str, v: &Yaml) -> Option<String> {
     let sel = v.get("spec").and_then(|s| s.get("selector"));
     let has_expressions = sel
         .and_then(|s| s.get("matchExpressions"))
@@ -79,7 +79,7 @@ fn manifest_pod_selector(kind: Kind, name: &str, v: &serde_yaml_ng::Value) -> Op
         .and_then(|m| m.as_mapping())
         .map(|m| {
             m.iter()
-                .filter_map(|(k, v)| Some(format!("{}={}", k.as_str()?, v.as_str()?)))
+                .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
                 .collect()
         })
         .unwrap_or_default();
@@ -103,10 +103,7 @@ impl fmt::Display for Workload {
 /// YAML, as `helm get manifest` prints it). Helm hooks are not part of the release manifest.
 pub fn workloads_from_manifest(manifest: &str, default_namespace: &str) -> Vec<Workload> {
     let mut out = BTreeSet::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(manifest) {
-        let Ok(v) = serde_yaml_ng::Value::deserialize(doc) else {
-            continue;
-        };
+    for v in crate::manifest::documents(manifest) {
         let Some(kind) = v.get("kind").and_then(|k| k.as_str()).and_then(Kind::parse) else {
             continue;
         };
@@ -128,7 +125,7 @@ pub fn workloads_from_manifest(manifest: &str, default_namespace: &str) -> Vec<W
     out.into_iter().collect()
 }
 
-use serde::Deserialize as _;
+use crate::manifest::Yaml;
 
 /// Where one workload stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

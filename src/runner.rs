@@ -6,10 +6,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rand::Rng as _;
+use rand::RngExt as _;
 
 /// Where protocol lines go: stdout in real runs, a buffer in tests.
-pub type Sink = Arc<Mutex<dyn Write + Send>>;
+pub(crate) type Sink = Arc<Mutex<dyn Write + Send>>;
 
 /// A failure to write an output or the summary file.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ impl Runner {
         )
     }
 
-    pub fn with_sink(
+    pub(crate) fn with_sink(
         actions: bool,
         output_path: Option<PathBuf>,
         summary_path: Option<PathBuf>,
@@ -86,7 +86,7 @@ impl Runner {
     }
 
     /// Replaces every masked secret in `text` with `***`.
-    pub fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         let masks = self.masks.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = text.to_string();
         for m in masks.iter() {
@@ -98,7 +98,7 @@ impl Runner {
     }
 
     /// Starts a collapsible group; ends when the guard drops.
-    pub fn group(&self, title: &str) -> Group<'_> {
+    pub(crate) fn group(&self, title: &str) -> Group<'_> {
         if self.actions {
             self.line(&format!("::group::{}", escape_data(&self.redact(title))));
         } else {
@@ -108,15 +108,11 @@ impl Runner {
     }
 
     /// A plain log line.
-    pub fn info(&self, msg: &str) {
+    pub(crate) fn info(&self, msg: &str) {
         self.line(&self.redact(msg));
     }
 
-    pub fn notice(&self, title: &str, msg: &str) {
-        self.annotation("notice", title, msg);
-    }
-
-    pub fn warning(&self, title: &str, msg: &str) {
+    pub(crate) fn warning(&self, title: &str, msg: &str) {
         self.annotation("warning", title, msg);
     }
 
@@ -139,7 +135,7 @@ impl Runner {
     }
 
     /// Sets a step output (`name<<DELIMITER` form), or prints it outside Actions.
-    pub fn set_output(&self, name: &str, value: &str) -> Result<(), RunnerError> {
+    pub(crate) fn set_output(&self, name: &str, value: &str) -> Result<(), RunnerError> {
         let value = self.redact(value);
         match &self.output_path {
             Some(path) => append(path, "an output", &format_output(name, &value)),
@@ -154,7 +150,7 @@ impl Runner {
     }
 
     /// Appends markdown to the job summary, or prints it outside Actions.
-    pub fn summary(&self, markdown: &str) -> Result<(), RunnerError> {
+    pub(crate) fn summary(&self, markdown: &str) -> Result<(), RunnerError> {
         let markdown = self.redact(markdown);
         match &self.summary_path {
             Some(path) => append(path, "the job summary", &markdown),
@@ -167,7 +163,7 @@ impl Runner {
 }
 
 /// Ends its group when dropped.
-pub struct Group<'a> {
+pub(crate) struct Group<'a> {
     runner: &'a Runner,
 }
 
@@ -198,7 +194,7 @@ fn append(path: &Path, what: &'static str, text: &str) -> Result<(), RunnerError
 }
 
 /// `name<<DELIM\nvalue\nDELIM\n` with a random delimiter the value does not contain.
-pub fn format_output(name: &str, value: &str) -> String {
+pub(crate) fn format_output(name: &str, value: &str) -> String {
     let mut rng = rand::rng();
     loop {
         let delim = format!("ghadelimiter_{:032x}", rng.random::<u128>());
@@ -209,19 +205,20 @@ pub fn format_output(name: &str, value: &str) -> String {
 }
 
 /// Escapes a workflow command's message.
-pub fn escape_data(s: &str) -> String {
+pub(crate) fn escape_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
 /// Escapes a workflow command's property value.
-pub fn escape_property(s: &str) -> String {
+pub(crate) fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// A runner writing into a shared buffer, for tests.
-pub fn capture(actions: bool) -> (Runner, Arc<Mutex<Vec<u8>>>) {
+#[cfg(test)]
+pub(crate) fn capture(actions: bool) -> (Runner, Arc<Mutex<Vec<u8>>>) {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let sink: Sink = buf.clone();
     (Runner::with_sink(actions, None, None, sink), buf)

@@ -11,7 +11,7 @@ impl Secret {
     }
 
     /// The value itself, for the one place that must send it (an API call, a file).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

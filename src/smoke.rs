@@ -33,7 +33,7 @@ const NO_ANSWER: &str = "no answer within";
 
 /// A failure of the smoke tests: a bad spec, or checks that did not pass.
 #[derive(Debug, thiserror::Error)]
-pub enum SmokeError {
+pub(crate) enum SmokeError {
     #[error("failed to read the smoke test spec {}: {source}", .path.display())]
     Read {
         path: PathBuf,
@@ -163,15 +163,15 @@ struct SpecFile {
 
 /// The values `${name}` stands for in a spec.
 #[derive(Debug, Clone, Default)]
-pub struct Vars {
-    pub release: String,
-    pub namespace: String,
-    pub version: String,
-    pub environment: String,
+pub(crate) struct Vars {
+    pub(crate) release: String,
+    pub(crate) namespace: String,
+    pub(crate) version: String,
+    pub(crate) environment: String,
 }
 
 impl Vars {
-    pub fn from_config(config: &Config) -> Vars {
+    pub(crate) fn from_config(config: &Config) -> Vars {
         Vars {
             release: config.release.clone(),
             namespace: config.namespace.clone(),
@@ -191,7 +191,7 @@ impl Vars {
     }
 
     /// Replaces `${release}`, `${namespace}`, `${version}`, `${environment}`; `$$` is a `$`.
-    pub fn substitute(&self, text: &str) -> Result<String, String> {
+    pub(crate) fn substitute(&self, text: &str) -> Result<String, String> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(i) = rest.find('$') {
@@ -226,12 +226,12 @@ impl Vars {
 /// Retries of one check: attempts every `interval` until `successes` consecutive successes, at
 /// most `max_attempts`, within the `timeout` budget; each request within `request_timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    pub timeout: Duration,
-    pub interval: Duration,
-    pub request_timeout: Duration,
-    pub successes: u32,
-    pub max_attempts: Option<u32>,
+pub(crate) struct Policy {
+    pub(crate) timeout: Duration,
+    pub(crate) interval: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) successes: u32,
+    pub(crate) max_attempts: Option<u32>,
 }
 
 impl Default for Policy {
@@ -248,7 +248,7 @@ impl Default for Policy {
 
 /// Where a check sends its request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     Url(String),
     Service {
         service: String,
@@ -272,32 +272,32 @@ impl std::fmt::Display for Target {
 
 /// What a response must satisfy.
 #[derive(Debug, Clone, Default)]
-pub struct Expect {
+pub(crate) struct Expect {
     /// Accepted status codes; empty = any 2xx.
-    pub status: Vec<u16>,
-    pub body_contains: Vec<String>,
-    pub body_matches: Option<regex::Regex>,
+    pub(crate) status: Vec<u16>,
+    pub(crate) body_contains: Vec<String>,
+    pub(crate) body_matches: Option<regex::Regex>,
     /// JSON pointer → expected value.
-    pub json: Vec<(String, serde_json::Value)>,
+    pub(crate) json: Vec<(String, serde_json::Value)>,
     /// Prometheus metric names that must be present.
-    pub metrics: Vec<String>,
+    pub(crate) metrics: Vec<String>,
 }
 
 /// One validated check.
 #[derive(Debug, Clone)]
-pub struct Check {
-    pub name: String,
-    pub target: Target,
-    pub method: http::Method,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<String>,
-    pub expect: Expect,
-    pub policy: Policy,
+pub(crate) struct Check {
+    pub(crate) name: String,
+    pub(crate) target: Target,
+    pub(crate) method: http::Method,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Option<String>,
+    pub(crate) expect: Expect,
+    pub(crate) policy: Policy,
 }
 
 impl CheckResult {
     /// The request, the outcome and the attempts in one line, for the summary table.
-    pub fn summary_detail(&self) -> String {
+    pub(crate) fn summary_detail(&self) -> String {
         format!(
             "{}: {} ({} attempt{} in {:.1}s)",
             self.target,
@@ -311,21 +311,20 @@ impl CheckResult {
 
 impl Check {
     /// `GET service/x:http/ready`, for messages and the summary.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("{} {}", self.method, self.target)
     }
 }
 
 /// A validated smoke spec.
 #[derive(Debug, Clone)]
-pub struct Spec {
-    pub path: PathBuf,
-    pub checks: Vec<Check>,
+pub(crate) struct Spec {
+    pub(crate) checks: Vec<Check>,
 }
 
 impl Spec {
     /// Reads and validates a spec file, substituting `vars`.
-    pub fn load(path: &Path, vars: &Vars) -> Result<Spec, SmokeError> {
+    pub(crate) fn load(path: &Path, vars: &Vars) -> Result<Spec, SmokeError> {
         let text = std::fs::read_to_string(path).map_err(|source| SmokeError::Read {
             path: path.to_path_buf(),
             source,
@@ -334,12 +333,12 @@ impl Spec {
     }
 
     /// Parses and validates spec text (`path` is for messages).
-    pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Spec, SmokeError> {
+    pub(crate) fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Spec, SmokeError> {
         let err = |message: String| SmokeError::Spec {
             path: path.to_path_buf(),
             message,
         };
-        let file: SpecFile = serde_yaml_ng::from_str(text).map_err(|e| err(one_line(&e)))?;
+        let file: SpecFile = crate::manifest::parse(text).map_err(|e| err(one_line(&e)))?;
         if file.checks.is_empty() {
             return Err(err("`checks` is empty".into()));
         }
@@ -360,10 +359,7 @@ impl Spec {
             }
             checks.push(check);
         }
-        Ok(Spec {
-            path: path.to_path_buf(),
-            checks,
-        })
+        Ok(Spec { checks })
     }
 }
 
@@ -647,9 +643,9 @@ fn substitute_json(v: &serde_json::Value, vars: &Vars) -> Result<serde_json::Val
 
 /// A response as the expectations see it.
 #[derive(Debug, Clone, Default)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub body: String,
+pub(crate) struct HttpResponse {
+    pub(crate) status: u16,
+    pub(crate) body: String,
 }
 
 fn quote(body: &str) -> String {
@@ -680,7 +676,7 @@ fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 }
 
 /// True when the Prometheus text exposition has a sample named `name` (or declares its TYPE).
-pub fn has_metric(text: &str, name: &str) -> bool {
+pub(crate) fn has_metric(text: &str, name: &str) -> bool {
     text.lines().map(str::trim).any(|line| {
         if let Some(rest) = line.strip_prefix('#') {
             let mut words = rest.split_whitespace();
@@ -696,7 +692,7 @@ pub fn has_metric(text: &str, name: &str) -> bool {
 }
 
 /// Checks a response against the expectations: `Ok(summary)` or `Err("got …, expected …")`.
-pub fn evaluate(expect: &Expect, resp: &HttpResponse) -> Result<String, String> {
+pub(crate) fn evaluate(expect: &Expect, resp: &HttpResponse) -> Result<String, String> {
     let status_ok = if expect.status.is_empty() {
         (200..300).contains(&resp.status)
     } else {
@@ -783,14 +779,14 @@ pub fn evaluate(expect: &Expect, resp: &HttpResponse) -> Result<String, String> 
 // Retries and the cutover-blip rule.
 
 /// Time as the retry loop sees it (a fake in tests).
-pub trait Clock: Send + Sync {
+pub(crate) trait Clock: Send + Sync {
     /// Time since an arbitrary fixed start.
     fn now(&self) -> Duration;
     fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// The real clock (tokio's).
-pub struct TokioClock(tokio::time::Instant);
+pub(crate) struct TokioClock(tokio::time::Instant);
 
 impl Default for TokioClock {
     fn default() -> Self {
@@ -809,18 +805,18 @@ impl Clock for TokioClock {
 
 /// How one check's attempts ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub passed: bool,
-    pub attempts: u32,
-    pub elapsed: Duration,
+pub(crate) struct Outcome {
+    pub(crate) passed: bool,
+    pub(crate) attempts: u32,
+    pub(crate) elapsed: Duration,
     /// The last success's summary when passed; else what went wrong.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// Runs `probe` under `policy`: passes after `successes` consecutive successes; a failure resets
 /// the streak; gives up when the attempts or the time budget run out. `probe` gets the timeout
 /// for its request; `log` hears about each failed attempt.
-pub async fn retry<F, Fut>(
+pub(crate) async fn retry<F, Fut>(
     policy: &Policy,
     clock: &dyn Clock,
     log: &(dyn Fn(u32, &str) + Send + Sync),
@@ -909,19 +905,19 @@ where
 // Transport.
 
 /// Sends checks' requests: URLs directly, services through port-forwards.
-pub struct Transport {
+pub(crate) struct Transport {
     http: reqwest::Client,
     kube: Option<kube::Client>,
     namespace: String,
 }
 
 impl Transport {
-    pub fn new(kube: Option<kube::Client>, namespace: &str) -> Result<Transport, SmokeError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("trader-deploy-smoke/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(SmokeError::Client)?;
+    pub(crate) fn new(
+        kube: Option<kube::Client>,
+        namespace: &str,
+    ) -> Result<Transport, SmokeError> {
+        // Each request is bounded by its check's own timeout (`send`).
+        let http = crate::http::client(None).map_err(SmokeError::Client)?;
         Ok(Transport {
             http,
             kube,
@@ -930,7 +926,11 @@ impl Transport {
     }
 
     /// One request of `check`, within `timeout`.
-    pub async fn send(&self, check: &Check, timeout: Duration) -> Result<HttpResponse, String> {
+    pub(crate) async fn send(
+        &self,
+        check: &Check,
+        timeout: Duration,
+    ) -> Result<HttpResponse, String> {
         let fut = async {
             match &check.target {
                 Target::Url(url) => self.send_url(check, url).await,
@@ -1059,65 +1059,40 @@ async fn exchange_over(
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckResult {
-    pub name: String,
+pub(crate) struct CheckResult {
+    pub(crate) name: String,
     /// `GET service/x:http/ready`.
-    pub target: String,
-    pub passed: bool,
-    pub attempts: u32,
-    pub elapsed: Duration,
-    pub detail: String,
+    pub(crate) target: String,
+    pub(crate) passed: bool,
+    pub(crate) attempts: u32,
+    pub(crate) elapsed: Duration,
+    pub(crate) detail: String,
 }
 
 /// Every check's result, in spec order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    pub results: Vec<CheckResult>,
+pub(crate) struct Report {
+    pub(crate) results: Vec<CheckResult>,
 }
 
 impl Report {
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.results.iter().all(|r| r.passed)
     }
 
     /// The report a run produced, whether it passed (`Ok`) or failed (`Failed`).
-    pub fn of(result: &Result<Option<Report>, SmokeError>) -> Option<&Report> {
+    pub(crate) fn of(result: &Result<Option<Report>, SmokeError>) -> Option<&Report> {
         match result {
             Ok(r) => r.as_ref(),
             Err(SmokeError::Failed { report, .. }) => Some(report),
             Err(_) => None,
         }
     }
-
-    /// The report as a job-summary section.
-    pub fn render_markdown(&self) -> String {
-        let cell = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
-        let mut s = String::new();
-        let passed = self.results.iter().filter(|r| r.passed).count();
-        let _ = writeln!(
-            s,
-            "### Smoke tests: {passed} of {} passed\n\n| Check | Request | Result | Attempts | Time | Details |\n|---|---|---|---|---|---|",
-            self.results.len()
-        );
-        for r in &self.results {
-            let _ = writeln!(
-                s,
-                "| `{}` | `{}` | {} | {} | {:.1}s | {} |",
-                cell(&r.name),
-                cell(&r.target),
-                if r.passed { "✅ passed" } else { "❌ failed" },
-                r.attempts,
-                r.elapsed.as_secs_f64(),
-                cell(&r.detail)
-            );
-        }
-        s
-    }
 }
 
 /// Runs every check (concurrently) and returns the report; a failing check is in the report,
 /// not an error here.
-pub async fn run_spec(
+pub(crate) async fn run_spec(
     spec: &Spec,
     transport: &Transport,
     clock: &dyn Clock,
@@ -1161,7 +1136,7 @@ pub async fn run_spec(
 
 /// The pipeline's step: runs the configured spec (none configured → `Ok(None)`), and fails
 /// naming each failing check with what it got against what it expected.
-pub async fn run_config(
+pub(crate) async fn run_config(
     config: &Config,
     kube: Option<&kube::Client>,
     runner: &Runner,
@@ -1176,7 +1151,7 @@ pub async fn run_config(
 }
 
 /// Runs a loaded spec against `namespace`; `Failed` (with the whole report) when a check fails.
-pub async fn run(
+pub(crate) async fn run(
     spec: &Spec,
     namespace: &str,
     kube: Option<&kube::Client>,
@@ -1819,7 +1794,7 @@ checks:
     }
 
     #[test]
-    fn the_report_renders_one_row_per_check_and_failures_name_the_check() {
+    fn failures_name_the_check() {
         let report = Report {
             results: vec![
                 CheckResult {
@@ -1840,18 +1815,6 @@ checks:
                 },
             ],
         };
-        let md = report.render_markdown();
-        assert!(md.starts_with("### Smoke tests: 1 of 2 passed"), "{md}");
-        assert!(
-            md.contains(
-                "| `healthz` | `GET service/x:http/health` | ✅ passed | 1 | 0.1s | status 200 |"
-            ),
-            "{md}"
-        );
-        assert!(
-            md.contains("❌ failed | 7 | 12.0s | got status 503 (body \"a\\|b\"), expected 2xx |"),
-            "{md}"
-        );
         let e = SmokeError::Failed {
             failed: vec![report.results[1].clone()],
             total: 2,

@@ -10,48 +10,48 @@ use crate::runner::{Runner, RunnerError};
 
 /// One deployed image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRow {
-    pub key: String,
-    pub reference: String,
-    pub digest: Option<String>,
+pub(crate) struct ImageRow {
+    pub(crate) key: String,
+    pub(crate) reference: String,
+    pub(crate) digest: Option<String>,
 }
 
 /// One smoke test's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmokeRow {
-    pub name: String,
-    pub passed: bool,
-    pub detail: String,
+pub(crate) struct SmokeRow {
+    pub(crate) name: String,
+    pub(crate) passed: bool,
+    pub(crate) detail: String,
 }
 
 /// The job summary of one run, built up by the steps.
 #[derive(Debug, Clone, Default)]
-pub struct Summary {
-    pub mode: String,
-    pub environment: String,
-    pub version: String,
-    pub protected: bool,
-    pub release: String,
-    pub namespace: String,
-    pub images: Vec<ImageRow>,
-    pub revision: Option<u32>,
-    pub previous_revision: Option<u32>,
-    pub duration: Option<Duration>,
+pub(crate) struct Summary {
+    pub(crate) mode: String,
+    pub(crate) environment: String,
+    pub(crate) version: String,
+    pub(crate) protected: bool,
+    pub(crate) release: String,
+    pub(crate) namespace: String,
+    pub(crate) images: Vec<ImageRow>,
+    pub(crate) revision: Option<u32>,
+    pub(crate) previous_revision: Option<u32>,
+    pub(crate) duration: Option<Duration>,
     /// e.g. `alice ("Ship it")`; None when no approval was needed.
-    pub approvals: Option<String>,
-    pub smoke: Vec<SmokeRow>,
-    pub outcome: Option<Status>,
-    pub error: Option<String>,
-    pub deployment: Option<String>,
-    pub environment_url: Option<String>,
-    pub run_url: Option<String>,
+    pub(crate) approvals: Option<String>,
+    pub(crate) smoke: Vec<SmokeRow>,
+    pub(crate) outcome: Option<Status>,
+    pub(crate) error: Option<String>,
+    pub(crate) deployment: Option<String>,
+    pub(crate) environment_url: Option<String>,
+    pub(crate) run_url: Option<String>,
     /// Titled markdown sections, in the order first added (Rollout, Diagnostics, …).
     sections: Vec<(String, String)>,
 }
 
 impl Summary {
     /// A summary of the configured run, with the images it deploys.
-    pub fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config) -> Self {
         Summary {
             mode: config.mode.as_str().to_string(),
             environment: config.environment.clone(),
@@ -73,7 +73,7 @@ impl Summary {
     }
 
     /// Records an image's digest, by helm key or by full reference.
-    pub fn image_digest(&mut self, key_or_reference: &str, digest: &str) {
+    pub(crate) fn image_digest(&mut self, key_or_reference: &str, digest: &str) {
         match self
             .images
             .iter_mut()
@@ -89,12 +89,17 @@ impl Summary {
     }
 
     /// Who approved the deployment.
-    pub fn approvals(&mut self, text: impl Into<String>) {
+    pub(crate) fn approvals(&mut self, text: impl Into<String>) {
         self.approvals = Some(text.into());
     }
 
     /// One smoke test's result.
-    pub fn smoke(&mut self, name: impl Into<String>, passed: bool, detail: impl Into<String>) {
+    pub(crate) fn smoke(
+        &mut self,
+        name: impl Into<String>,
+        passed: bool,
+        detail: impl Into<String>,
+    ) {
         self.smoke.push(SmokeRow {
             name: name.into(),
             passed,
@@ -103,7 +108,7 @@ impl Summary {
     }
 
     /// Appends markdown to a titled section (created on first use).
-    pub fn section(&mut self, title: &str, markdown: &str) {
+    pub(crate) fn section(&mut self, title: &str, markdown: &str) {
         let markdown = markdown.trim_end();
         match self.sections.iter_mut().find(|(t, _)| t == title) {
             Some((_, body)) => {
@@ -117,17 +122,17 @@ impl Summary {
     }
 
     /// The rollout section (what helm did, how the pods came up).
-    pub fn rollout(&mut self, markdown: &str) {
+    pub(crate) fn rollout(&mut self, markdown: &str) {
         self.section("Rollout", markdown);
     }
 
     /// The diagnostics section (events, pod states, logs of a failure).
-    pub fn diagnostics(&mut self, markdown: &str) {
+    pub(crate) fn diagnostics(&mut self, markdown: &str) {
         self.section("Diagnostics", markdown);
     }
 
     /// Takes the final values from the outputs (revision, duration, outcome, …).
-    pub fn finish(&mut self, outputs: &Outputs, error: Option<&str>) {
+    pub(crate) fn finish(&mut self, outputs: &Outputs, error: Option<&str>) {
         self.revision = outputs.revision.or(self.revision);
         self.previous_revision = outputs.previous_revision.or(self.previous_revision);
         self.duration = Some(Duration::from_secs_f64(outputs.duration_seconds.max(0.0)));
@@ -145,7 +150,7 @@ impl Summary {
     }
 
     /// The markdown.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut md = String::new();
         let icon = match self.outcome {
             Some(Status::Success) => "✅",
@@ -257,7 +262,7 @@ impl Summary {
     }
 
     /// Writes the summary once, at the end of the run.
-    pub fn write(&self, runner: &Runner) -> Result<(), RunnerError> {
+    pub(crate) fn write(&self, runner: &Runner) -> Result<(), RunnerError> {
         runner.summary(&self.render())
     }
 }

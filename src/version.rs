@@ -5,7 +5,7 @@ use std::fmt;
 /// Where a resolved value came from, shown in the plan so a user can see why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub(crate) enum Source {
     /// The action input (or CLI flag) of the same name.
     Input,
     /// The `workflow_dispatch` event's inputs.
@@ -35,29 +35,29 @@ impl fmt::Display for Source {
 
 /// What the event tells about the run, reduced to what resolution needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Trigger<'a> {
+pub(crate) struct Trigger<'a> {
     /// `GITHUB_EVENT_NAME`: push, workflow_dispatch, …
-    pub event_name: Option<&'a str>,
+    pub(crate) event_name: Option<&'a str>,
     /// The full git ref the version comes from (`refs/tags/v1.2.0`, `refs/heads/main`).
-    pub git_ref: Option<&'a str>,
+    pub(crate) git_ref: Option<&'a str>,
     /// The repository's default branch, from the event payload.
-    pub default_branch: Option<&'a str>,
+    pub(crate) default_branch: Option<&'a str>,
     /// The commit sha.
-    pub sha: Option<&'a str>,
+    pub(crate) sha: Option<&'a str>,
     /// `inputs.environment` of a workflow_dispatch event.
-    pub dispatch_environment: Option<&'a str>,
+    pub(crate) dispatch_environment: Option<&'a str>,
     /// `inputs.version` of a workflow_dispatch event.
-    pub dispatch_version: Option<&'a str>,
+    pub(crate) dispatch_version: Option<&'a str>,
 }
 
 impl Trigger<'_> {
     /// The tag name when the ref is a tag.
-    pub fn tag(&self) -> Option<&str> {
+    pub(crate) fn tag(&self) -> Option<&str> {
         self.git_ref.and_then(|r| r.strip_prefix("refs/tags/"))
     }
 
     /// The branch name when the ref is a branch.
-    pub fn branch(&self) -> Option<&str> {
+    pub(crate) fn branch(&self) -> Option<&str> {
         self.git_ref.and_then(|r| r.strip_prefix("refs/heads/"))
     }
 }
@@ -65,9 +65,9 @@ impl Trigger<'_> {
 /// A resolution or policy refusal. `input` names the input a user changes to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("input `{input}`: {message}")]
-pub struct PolicyError {
-    pub input: &'static str,
-    pub message: String,
+pub(crate) struct PolicyError {
+    pub(crate) input: &'static str,
+    pub(crate) message: String,
 }
 
 fn refuse(input: &'static str, message: impl Into<String>) -> PolicyError {
@@ -78,13 +78,13 @@ fn refuse(input: &'static str, message: impl Into<String>) -> PolicyError {
 }
 
 /// Parses a release tag as semver, accepting one leading `v` (kept in the tag itself).
-pub fn parse_semver_tag(tag: &str) -> Option<semver::Version> {
+pub(crate) fn parse_semver_tag(tag: &str) -> Option<semver::Version> {
     let bare = tag.strip_prefix('v').unwrap_or(tag);
     semver::Version::parse(bare).ok()
 }
 
 /// Whether `tag` is a syntactically valid OCI image tag.
-pub fn is_valid_image_tag(tag: &str) -> bool {
+pub(crate) fn is_valid_image_tag(tag: &str) -> bool {
     let mut chars = tag.chars();
     match chars.next() {
         Some(c) if c.is_ascii_alphanumeric() || c == '_' => {}
@@ -94,7 +94,7 @@ pub fn is_valid_image_tag(tag: &str) -> bool {
 }
 
 /// Resolves the image tag: explicit input > workflow_dispatch `version` > tag name > `sha-<8>`.
-pub fn resolve_version(
+pub(crate) fn resolve_version(
     explicit: Option<&str>,
     trigger: &Trigger<'_>,
 ) -> Result<(String, Source), PolicyError> {
@@ -152,7 +152,7 @@ fn check_tag_syntax(input: &'static str, tag: &str) -> Result<(), PolicyError> {
 
 /// Resolves the target environment: explicit input > workflow_dispatch `environment` >
 /// a `v*` tag push (prod, or staging for a prerelease) > a push to the default branch (dev).
-pub fn resolve_environment(
+pub(crate) fn resolve_environment(
     explicit: Option<&str>,
     trigger: &Trigger<'_>,
     protected: &[String],
@@ -197,7 +197,7 @@ pub fn resolve_environment(
 }
 
 /// Checks a GitHub environment name: 1–255 characters, letters, digits, space, `.`, `_`, `-`.
-pub fn check_environment_name(input: &'static str, name: &str) -> Result<(), PolicyError> {
+pub(crate) fn check_environment_name(input: &'static str, name: &str) -> Result<(), PolicyError> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && name.trim() == name
@@ -217,7 +217,7 @@ pub fn check_environment_name(input: &'static str, name: &str) -> Result<(), Pol
 }
 
 /// Whether an environment is protected (case-insensitive match on the list).
-pub fn is_protected(environment: &str, protected: &[String]) -> bool {
+pub(crate) fn is_protected(environment: &str, protected: &[String]) -> bool {
     protected
         .iter()
         .any(|p| p.eq_ignore_ascii_case(environment))
@@ -225,7 +225,7 @@ pub fn is_protected(environment: &str, protected: &[String]) -> bool {
 
 /// Protected environments take only immutable semver tags: never `latest`, `dev`, `sha-*`
 /// or anything that is not semver.
-pub fn check_policy(
+pub(crate) fn check_policy(
     environment: &str,
     version: &str,
     version_source: Source,

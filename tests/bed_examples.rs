@@ -68,10 +68,11 @@ fn template(bed: &Bed, major: u8, env: &str, extra: &[&str]) -> std::process::Ou
 }
 
 /// The rendered documents of one kind.
-fn docs_of_kind(rendered: &str, kind: &str) -> Vec<serde_yaml_ng::Value> {
-    serde_yaml_ng::Deserializer::from_str(rendered)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .filter(|v: &serde_yaml_ng::Value| v["kind"].as_str() == Some(kind))
+fn docs_of_kind(rendered: &str, kind: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple::<serde_json::Value>(rendered)
+        .expect("helm renders YAML")
+        .into_iter()
+        .filter(|v| v["kind"].as_str() == Some(kind))
         .collect()
 }
 
@@ -132,7 +133,7 @@ fn lint_and_render(major: u8) {
                 );
             }
             let ports: Vec<&str> = c["ports"]
-                .as_sequence()
+                .as_array()
                 .unwrap()
                 .iter()
                 .filter_map(|p| p["name"].as_str())
@@ -440,9 +441,7 @@ fn deployer_docs(ns: &str) -> Vec<serde_json::Value> {
         .replace_all(&text, format!("namespace: {ns}"))
         .replace("resourceNames: [trader]", &format!("resourceNames: [{ns}]"));
     assert!(!text.contains(": trader\n"), "a `trader` left in {text}");
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("a YAML document"))
-        .collect()
+    serde_saphyr::from_multiple(&text).expect("YAML documents")
 }
 
 fn doc_of<T: serde::de::DeserializeOwned>(docs: &[serde_json::Value], kind: &str) -> T {

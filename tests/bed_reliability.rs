@@ -743,17 +743,17 @@ async fn a_rollback_that_fails_is_failed_with_status_error() {
 /// and in a credential field: a second user's token and password.
 fn canary_kubeconfig(bed: &Bed, canary: &str) -> String {
     let text = std::fs::read_to_string(&bed.kubeconfig).unwrap();
-    let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
-    let users = doc["users"].as_sequence_mut().expect("users");
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let users = doc["users"].as_array_mut().expect("users");
     users.push(
-        serde_yaml_ng::from_str(&format!(
+        serde_saphyr::from_str(&format!(
             "name: canary-user\nuser:\n  token: {canary}-token\n  password: {canary}-password\n  username: deployer\n"
         ))
         .unwrap(),
     );
     format!(
         "# kubeconfig for the canary test; do not print: {canary}-comment\n{}",
-        serde_yaml_ng::to_string(&doc).unwrap()
+        serde_saphyr::to_string(&doc).unwrap()
     )
 }
 

@@ -17,15 +17,15 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn yaml(path: &Path) -> serde_yaml_ng::Value {
-    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+fn yaml(path: &Path) -> trader_deploy::manifest::Yaml {
+    trader_deploy::manifest::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn keys(v: &serde_yaml_ng::Value) -> Vec<String> {
+fn keys(v: &trader_deploy::manifest::Yaml) -> Vec<String> {
     v.as_mapping()
         .expect("a mapping")
         .keys()
-        .map(|k| k.as_str().unwrap().to_string())
+        .map(|k| k.as_str().to_string())
         .collect()
 }
 
@@ -58,6 +58,14 @@ fn action_yml_code_and_readme_agree() {
     let code_outputs: Vec<String> = OUTPUTS.iter().map(|o| o.name.to_string()).collect();
     assert_eq!(keys(&action["inputs"]), code_inputs, "action.yml inputs");
     assert_eq!(keys(&action["outputs"]), code_outputs, "action.yml outputs");
+    for o in OUTPUTS {
+        assert_eq!(
+            action["outputs"][o.name]["description"].as_str(),
+            Some(o.description),
+            "action.yml output {:?}",
+            o.name
+        );
+    }
     assert_eq!(readme_table("Inputs"), code_inputs, "README inputs table");
     assert_eq!(
         readme_table("Outputs"),
@@ -69,7 +77,7 @@ fn action_yml_code_and_readme_agree() {
         assert!(!desc.is_empty(), "input {name:?} has no description");
         // GitHub does not enforce `required`; the code decides what is missing.
         assert_eq!(input["required"].as_bool(), Some(false), "input {name:?}");
-        let snake = name.as_str().unwrap();
+        let snake = name.as_str();
         assert!(
             snake.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
             "input {snake:?} is not snake_case"

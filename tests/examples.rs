@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use serde_yaml_ng::Value;
+use trader_deploy::manifest::Yaml as Value;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -15,7 +15,7 @@ fn repo() -> PathBuf {
 
 fn yaml(path: &PathBuf) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    trader_deploy::manifest::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn action_inputs() -> BTreeSet<String> {
@@ -24,7 +24,7 @@ fn action_inputs() -> BTreeSet<String> {
         .as_mapping()
         .expect("action.yml inputs")
         .keys()
-        .map(|k| k.as_str().unwrap().to_string())
+        .map(|k| k.as_str().to_string())
         .collect()
 }
 
@@ -61,7 +61,7 @@ fn action_steps(wf: &Value) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for (name, job) in wf["jobs"].as_mapping().expect("jobs") {
         for with in job_action_steps(job) {
-            out.push((name.as_str().unwrap().to_string(), with));
+            out.push((name.as_str().to_string(), with));
         }
     }
     out
@@ -90,7 +90,7 @@ fn workflow_steps_use_only_declared_inputs() {
         for (job, with) in action_steps(&wf) {
             steps += 1;
             for key in with.as_mapping().expect("with").keys() {
-                let key = key.as_str().unwrap();
+                let key = key.as_str();
                 assert!(
                     declared.contains(key),
                     "{file} job {job}: input {key:?} is not declared in action.yml"
@@ -116,7 +116,7 @@ fn workflows_ask_for_least_privilege() {
             .as_mapping()
             .unwrap_or_else(|| panic!("{file}: no top-level permissions mapping"));
         for (k, v) in perms {
-            let pair = (k.as_str().unwrap(), v.as_str().unwrap());
+            let pair = (k.as_str(), v.as_str().unwrap());
             assert!(
                 allowed.contains(&pair),
                 "{file}: permission {pair:?} is more than needed"
@@ -289,13 +289,13 @@ fn readme_workflow_snippet_is_valid() {
     let len = rest[open..].find("```").expect("the block's end");
     let snippet = &rest[open..open + len];
 
-    let wf: Value = serde_yaml_ng::from_str(snippet).expect("the snippet is YAML");
+    let wf: Value = trader_deploy::manifest::parse(snippet).expect("the snippet is YAML");
     let declared = action_inputs();
     let steps = action_steps(&wf);
     assert!(!steps.is_empty(), "the snippet does not use the action");
     for (_, with) in steps {
         for key in with.as_mapping().unwrap().keys() {
-            let key = key.as_str().unwrap();
+            let key = key.as_str();
             assert!(
                 declared.contains(key),
                 "README snippet: input {key:?} is not in action.yml"

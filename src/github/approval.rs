@@ -8,48 +8,48 @@ use super::{GitHub, GitHubError, encode};
 
 /// What the check needs to know about the run.
 #[derive(Debug, Clone)]
-pub struct ApprovalRequest {
-    pub environment: String,
-    pub run_id: Option<u64>,
+pub(crate) struct ApprovalRequest {
+    pub(crate) environment: String,
+    pub(crate) run_id: Option<u64>,
     /// Who triggered the run (GITHUB_ACTOR).
-    pub actor: Option<String>,
-    pub require_distinct_approver: bool,
+    pub(crate) actor: Option<String>,
+    pub(crate) require_distinct_approver: bool,
     /// Set for a tag-triggered release: the tag must be on the default branch.
-    pub tag: Option<TagRelease>,
+    pub(crate) tag: Option<TagRelease>,
 }
 
 /// A release triggered by a tag.
 #[derive(Debug, Clone)]
-pub struct TagRelease {
+pub(crate) struct TagRelease {
     /// The tag's name, e.g. `v1.2.0`.
-    pub tag: String,
+    pub(crate) tag: String,
     /// The tagged commit, when known (GITHUB_SHA).
-    pub sha: Option<String>,
+    pub(crate) sha: Option<String>,
     /// The default branch, when the event payload names it.
-    pub default_branch: Option<String>,
+    pub(crate) default_branch: Option<String>,
 }
 
 /// One approval of this run for the environment.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Approver {
-    pub login: String,
-    pub comment: String,
+pub(crate) struct Approver {
+    pub(crate) login: String,
+    pub(crate) comment: String,
 }
 
 /// A granted approval: who may approve, who did, and the tag check's result.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Approval {
-    pub environment: String,
+pub(crate) struct Approval {
+    pub(crate) environment: String,
     /// Required reviewers (logins, `team:slug` for teams).
-    pub reviewers: Vec<String>,
-    pub approvers: Vec<Approver>,
+    pub(crate) reviewers: Vec<String>,
+    pub(crate) approvers: Vec<Approver>,
     /// e.g. "tag v1.1.0 (ee3b2f79) is on main".
-    pub tag_check: Option<String>,
+    pub(crate) tag_check: Option<String>,
 }
 
 impl Approval {
     /// One line for the log and the summary: `alice ("Ship it")`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         self.approvers
             .iter()
             .map(|a| {
@@ -66,7 +66,7 @@ impl Approval {
 
 /// Why a protected environment's deployment is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error(
         "environment {environment} does not exist in {repository}: create it under Settings → \
          Environments with a required reviewers rule, and declare `environment: {environment}` on \
@@ -132,7 +132,7 @@ pub enum Refusal {
 
 /// The approval check failed: refused, or GitHub could not be asked.
 #[derive(Debug, thiserror::Error)]
-pub enum ApprovalError {
+pub(crate) enum ApprovalError {
     // Not a `source`: the message already holds it, and `{:#}` would print it twice.
     #[error("deployment to protected environment refused: {0}")]
     Refused(Refusal),
@@ -147,7 +147,10 @@ impl From<Refusal> for ApprovalError {
 }
 
 /// The required reviewers of an environment (GET environment's body); a refusal when it has none.
-pub fn required_reviewers(environment: &str, env: &Value) -> Result<(Vec<String>, bool), Refusal> {
+pub(crate) fn required_reviewers(
+    environment: &str,
+    env: &Value,
+) -> Result<(Vec<String>, bool), Refusal> {
     let rules = env
         .get("protection_rules")
         .and_then(Value::as_array)
@@ -196,7 +199,7 @@ pub fn required_reviewers(environment: &str, env: &Value) -> Result<(Vec<String>
 
 /// The approvals of this run for the environment (the run approvals body), fail-closed. With
 /// `require_distinct`, approvals by the run's `actors` (who started or re-ran it) do not count.
-pub fn approvers(
+pub(crate) fn approvers(
     environment: &str,
     run_id: u64,
     actors: &[String],
@@ -280,7 +283,7 @@ pub fn approvers(
 }
 
 /// Whether the compare of `default...sha` shows the commit on the default branch.
-pub fn on_default_branch(
+pub(crate) fn on_default_branch(
     environment: &str,
     release: &TagRelease,
     default_branch: &str,
@@ -312,7 +315,7 @@ pub fn on_default_branch(
 }
 
 /// Runs the whole check against GitHub. Any doubt refuses.
-pub async fn check(gh: &GitHub, req: &ApprovalRequest) -> Result<Approval, ApprovalError> {
+pub(crate) async fn check(gh: &GitHub, req: &ApprovalRequest) -> Result<Approval, ApprovalError> {
     let env_name = &req.environment;
     let env = match gh
         .get(

@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use std::time::{Duration, Instant};
+
 use super::{GitHub, GitHubError};
+use crate::http::{Backoff, Retry};
 use crate::outputs::Status;
 
 /// The key of this program's data in a deployment's payload.
-pub const PAYLOAD_KEY: &str = "trader_deploy";
+pub(crate) const PAYLOAD_KEY: &str = "trader_deploy";
 /// GitHub caps a status description at 140 characters.
 const DESCRIPTION_MAX: usize = 140;
 /// Older deployments looked at when marking them inactive (bounded API calls).
@@ -18,39 +21,39 @@ const DEACTIVATE_LOOKBACK: usize = 5;
 
 /// What to record on GitHub for this run.
 #[derive(Debug, Clone)]
-pub struct DeploymentRequest {
-    pub environment: String,
+pub(crate) struct DeploymentRequest {
+    pub(crate) environment: String,
     /// The ref to deploy: the commit sha when known, so the deployment names the exact commit.
-    pub git_ref: String,
-    pub sha: Option<String>,
+    pub(crate) git_ref: String,
+    pub(crate) sha: Option<String>,
     /// The ref the run came from (`refs/tags/v1.2.0`), kept in the payload.
-    pub source_ref: Option<String>,
-    pub version: String,
-    pub images: BTreeMap<String, String>,
-    pub release: String,
-    pub namespace: String,
+    pub(crate) source_ref: Option<String>,
+    pub(crate) version: String,
+    pub(crate) images: BTreeMap<String, String>,
+    pub(crate) release: String,
+    pub(crate) namespace: String,
     /// For protected environments.
-    pub production: bool,
+    pub(crate) production: bool,
     /// For ephemeral environments.
-    pub transient: bool,
-    pub run_id: u64,
-    pub run_attempt: u32,
+    pub(crate) transient: bool,
+    pub(crate) run_id: u64,
+    pub(crate) run_attempt: u32,
     /// The run's log (RunContext::run_url); GitHub's schema wants a URL here.
-    pub log_url: String,
-    pub environment_url: Option<String>,
+    pub(crate) log_url: String,
+    pub(crate) environment_url: Option<String>,
 }
 
 /// The deployment this run reports to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deployment {
-    pub id: u64,
+pub(crate) struct Deployment {
+    pub(crate) id: u64,
     /// Created by GitHub for the job, or by an earlier attempt of this run.
-    pub reused: Option<Reuse>,
+    pub(crate) reused: Option<Reuse>,
 }
 
 /// Why an existing deployment was reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reuse {
+pub(crate) enum Reuse {
     /// GitHub created it for the job's `environment:`.
     CreatedByGitHub,
     /// An earlier attempt of this run created it.
@@ -62,7 +65,7 @@ pub enum Reuse {
 /// The deployment status for an outcome: a success; a rolled-back release is the version's
 /// `failure` (the environment is back at the previous revision); a run that failed without a
 /// verified good state is an `error`.
-pub fn final_state(status: Status) -> &'static str {
+pub(crate) fn final_state(status: Status) -> &'static str {
     match status {
         Status::Success => "success",
         Status::RolledBack => "failure",
@@ -71,7 +74,7 @@ pub fn final_state(status: Status) -> &'static str {
 }
 
 /// The payload stored on a created deployment.
-pub fn payload(req: &DeploymentRequest) -> Value {
+pub(crate) fn payload(req: &DeploymentRequest) -> Value {
     json!({
         PAYLOAD_KEY: {
             "version": req.version,
@@ -86,7 +89,7 @@ pub fn payload(req: &DeploymentRequest) -> Value {
 }
 
 /// The deployment body of a create call.
-pub fn create_body(req: &DeploymentRequest) -> Value {
+pub(crate) fn create_body(req: &DeploymentRequest) -> Value {
     json!({
         "ref": req.git_ref,
         "task": "deploy",
@@ -102,7 +105,7 @@ pub fn create_body(req: &DeploymentRequest) -> Value {
 
 /// Among listed deployments (same sha and environment, newest first), one an earlier attempt of
 /// this run created.
-pub fn own_deployment(list: &Value, run_id: u64) -> Option<u64> {
+pub(crate) fn own_deployment(list: &Value, run_id: u64) -> Option<u64> {
     list.as_array()?.iter().find_map(|d| {
         let rid = d
             .pointer(&format!("/payload/{PAYLOAD_KEY}/run_id"))?
@@ -113,7 +116,7 @@ pub fn own_deployment(list: &Value, run_id: u64) -> Option<u64> {
 
 /// Whether a deployment's statuses link to this run (GitHub's own deployment for a job with
 /// `environment:` points its statuses at `…/actions/runs/{run_id}/job/{job_id}`).
-pub fn statuses_link_run(statuses: &Value, run_id: u64) -> bool {
+pub(crate) fn statuses_link_run(statuses: &Value, run_id: u64) -> bool {
     let needle = format!("/actions/runs/{run_id}");
     statuses.as_array().is_some_and(|list| {
         list.iter().any(|s| {
@@ -129,7 +132,7 @@ pub fn statuses_link_run(statuses: &Value, run_id: u64) -> bool {
 }
 
 /// A status body.
-pub fn status_body(
+pub(crate) fn status_body(
     state: &str,
     description: &str,
     log_url: &str,
@@ -168,7 +171,7 @@ fn id_of(v: &Value, what: &str) -> Result<u64, GitHubError> {
 }
 
 /// Finds or creates this run's deployment and marks it in_progress.
-pub async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deployment, GitHubError> {
+pub(crate) async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deployment, GitHubError> {
     let env = &req.environment;
     let mut reused = None;
     let mut id = None;
@@ -251,6 +254,15 @@ pub async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deployment, G
 async fn create(gh: &GitHub, req: &DeploymentRequest) -> Result<(u64, bool), GitHubError> {
     let env = &req.environment;
     let what = format!("create a deployment of {} to {env}", req.version);
+    // Three creations at most, 1 s then 2 s apart, each after looking for this run's deployment.
+    let retry = Retry {
+        max_attempts: 3,
+        max_total: Duration::from_secs(600),
+        base: Duration::from_secs(1),
+        backoff: Backoff::Linear,
+        cap: Duration::from_secs(10),
+    };
+    let started = Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -276,7 +288,7 @@ async fn create(gh: &GitHub, req: &DeploymentRequest) -> Result<(u64, bool), Git
                 });
             }
             Ok(r) => return Ok((id_of(&r.body, &what)?, false)),
-            Err(e) if e.maybe_done() && attempt < 3 => {
+            Err(e) if e.maybe_done() && attempt < retry.max_attempts => {
                 tracing::warn!("{e}; looking for the deployment before trying again");
                 let mut query = vec![("environment", env.clone()), ("per_page", "20".to_string())];
                 if let Some(sha) = &req.sha {
@@ -294,7 +306,8 @@ async fn create(gh: &GitHub, req: &DeploymentRequest) -> Result<(u64, bool), Git
                 if let Some(id) = own_deployment(&list, req.run_id) {
                     return Ok((id, true));
                 }
-                tokio::time::sleep(std::time::Duration::from_secs(attempt)).await;
+                tokio::time::sleep(retry.next_wait(started, attempt, None).unwrap_or_default())
+                    .await;
             }
             Err(e) => return Err(e),
         }
@@ -302,7 +315,7 @@ async fn create(gh: &GitHub, req: &DeploymentRequest) -> Result<(u64, bool), Git
 }
 
 /// Posts one status on the deployment.
-pub async fn set_status(
+pub(crate) async fn set_status(
     gh: &GitHub,
     id: u64,
     req: &DeploymentRequest,
@@ -328,7 +341,7 @@ pub async fn set_status(
 /// Posts the final status. After a success, older deployments of a production environment whose
 /// latest status is success are made inactive (GitHub's `auto_inactive` only covers
 /// non-production ones).
-pub async fn finish(
+pub(crate) async fn finish(
     gh: &GitHub,
     dep: &Deployment,
     req: &DeploymentRequest,

@@ -13,7 +13,7 @@ use crate::summary::Summary;
 
 /// Why the run stops before the cluster.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     #[error(transparent)]
     Approval(#[from] ApprovalError),
     #[error(transparent)]
@@ -22,7 +22,7 @@ pub enum SessionError {
 
 impl SessionError {
     /// The annotation's title.
-    pub fn title(&self) -> &'static str {
+    pub(crate) fn title(&self) -> &'static str {
         match self {
             SessionError::Approval(ApprovalError::Refused(_)) => "Deployment refused",
             SessionError::Approval(ApprovalError::GitHub(_)) => "Approval check failed",
@@ -33,16 +33,16 @@ impl SessionError {
 
 /// GitHub state of a run between its start and its end.
 #[derive(Debug, Default)]
-pub struct Session {
+pub(crate) struct Session {
     gh: Option<GitHub>,
-    pub approval: Option<Approval>,
+    pub(crate) approval: Option<Approval>,
     request: Option<DeploymentRequest>,
-    pub deployment: Option<Deployment>,
+    pub(crate) deployment: Option<Deployment>,
 }
 
 /// Ephemeral environments (review apps) get `transient_environment`: `pr-…`, `preview-…`,
 /// `review-…` (or `/` instead of `-`).
-pub fn is_transient(environment: &str) -> bool {
+pub(crate) fn is_transient(environment: &str) -> bool {
     let e = environment.to_ascii_lowercase();
     ["pr", "preview", "review"].iter().any(|p| {
         e.strip_prefix(p)
@@ -78,7 +78,7 @@ fn deployment_ref(git_ref: Option<&str>, sha: Option<&str>) -> Option<String> {
 impl Session {
     /// Approval (protected environments) then the deployment, in_progress. Nothing here touches
     /// the cluster; any error stops the run before it does.
-    pub async fn start(
+    pub(crate) async fn start(
         config: &Config,
         ctx: &RunContext,
         runner: &Runner,
@@ -203,7 +203,7 @@ impl Session {
 
     /// The final status, the outputs it owns, and the API call count. A GitHub failure here is a
     /// warning: the cluster's outcome stands.
-    pub async fn finish(
+    pub(crate) async fn finish(
         &self,
         config: &Config,
         runner: &Runner,
