@@ -80,13 +80,32 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(pipeline::run(&config, &ctx, &runner)) {
+    let result = rt.block_on(pipeline::run(&config, &ctx, &runner));
+    log_own_resources();
+    match result {
         Ok(outputs) => finish(&runner, &outputs, ExitCode::SUCCESS),
         Err(f) => {
-            runner.error(f.title, &format!("{:#}", f.error));
+            runner.error(f.title.as_str(), &format!("{:#}", f.error));
             finish(&runner, &f.outputs, ExitCode::FAILURE)
         }
     }
+}
+
+/// The action's own CPU time and peak memory, helm excluded (RUSAGE_SELF does not count
+/// children): one debug line for `make bench` (`TRADER_DEPLOY_LOG=trader_deploy=debug`).
+fn log_own_resources() {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tracing::debug!(
+        "own resources: user {:.3}s sys {:.3}s max_rss {}KiB",
+        secs(u.ru_utime),
+        secs(u.ru_stime),
+        u.ru_maxrss
+    );
 }
 
 fn finish(runner: &Runner, outputs: &Outputs, code: ExitCode) -> ExitCode {

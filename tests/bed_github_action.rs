@@ -1107,6 +1107,65 @@ async fn status_sequence_for_failed() {
     cluster.done().await;
 }
 
+/// mode rollback ends in the same report step as a deploy: a GitHub deployment with its
+/// in_progress and success statuses, and the notification.
+#[tokio::test]
+async fn a_rollback_run_records_a_deployment_and_notifies() {
+    let repo = add_repo("td-rb", |_| {}).await;
+    let cluster = Cluster::new("gh-rb").await;
+    for (tag, run_id) in [("v1.0.0", "2001"), ("v1.1.0", "2002")] {
+        let r = cluster
+            .deploy(Action::new(&repo), "staging", tag)
+            .var("GITHUB_RUN_ID", run_id)
+            .run();
+        assert_eq!(r.output("status"), "success", "{}", r.stdout);
+    }
+    let since = last_seq(&repo.log().await);
+    let (hook, received) = webhook_receiver();
+    let run = cluster
+        .deploy(Action::new(&repo), "staging", "v1.1.0")
+        .var("INPUT_MODE", "rollback")
+        .var("INPUT_VERSION", "")
+        .var("INPUT_NOTIFY_WEBHOOK", &hook)
+        .var("GITHUB_RUN_ID", "2003")
+        .run();
+    assert_eq!(run.output("status"), "success", "{}", run.stdout);
+    assert_eq!(run.output("rolled_back"), "true");
+    assert_eq!(run.output("revision"), "3");
+    let id = run.output("deployment_id").to_string();
+    assert!(
+        !id.is_empty(),
+        "a GitHub deployment is recorded: {}",
+        run.stdout
+    );
+    let log = repo.log().await;
+    let create = log
+        .iter()
+        .filter(|e| e["seq"].as_u64().unwrap() > since)
+        .find(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/deployments"))
+        .expect("a deployment created by the rollback run");
+    assert_eq!(create["body"]["description"], "Roll back app in staging");
+    let states = statuses_since(&log, since);
+    assert_eq!(
+        states
+            .iter()
+            .map(|(d, s, _)| (d.to_string(), s.as_str()))
+            .collect::<Vec<_>>(),
+        [(id.clone(), "in_progress"), (id, "success")]
+    );
+    assert_eq!(states[1].2, "Rolled back to revision 3");
+    let body: Value = serde_json::from_str(&received.join().unwrap()).unwrap();
+    assert_eq!(body["status"], "success", "{body}");
+    assert_eq!(body["rolled_back"], true, "{body}");
+    assert_eq!(body["revision"], 3, "{body}");
+    assert!(
+        run.summary.contains("Rolled back to revision 1"),
+        "{}",
+        run.summary
+    );
+    cluster.done().await;
+}
+
 /// A one-shot webhook receiver on 127.0.0.1 (a thread): the URL, and the body it got.
 fn webhook_receiver() -> (String, std::thread::JoinHandle<String>) {
     use std::io::{Read, Write};

@@ -29,6 +29,8 @@ pub(crate) struct DeploymentRequest {
     /// The ref the run came from (`refs/tags/v1.2.0`), kept in the payload.
     pub(crate) source_ref: Option<String>,
     pub(crate) version: String,
+    /// A run of mode rollback: it deploys no new version.
+    pub(crate) rollback: bool,
     pub(crate) images: BTreeMap<String, String>,
     pub(crate) release: String,
     pub(crate) namespace: String,
@@ -78,6 +80,7 @@ pub(crate) fn payload(req: &DeploymentRequest) -> Value {
     json!({
         PAYLOAD_KEY: {
             "version": req.version,
+            "rollback": req.rollback,
             "images": req.images,
             "release": req.release,
             "namespace": req.namespace,
@@ -97,7 +100,11 @@ pub(crate) fn create_body(req: &DeploymentRequest) -> Value {
         "required_contexts": [],
         "payload": payload(req),
         "environment": req.environment,
-        "description": truncate(&format!("Deploy {} to {}", req.version, req.environment)),
+        "description": truncate(&if req.rollback {
+            format!("Roll back {} in {}", req.release, req.environment)
+        } else {
+            format!("Deploy {} to {}", req.version, req.environment)
+        }),
         "transient_environment": req.transient,
         "production_environment": req.production,
     })
@@ -409,6 +416,7 @@ mod tests {
             sha: Some("ee3b2f7904fd6c989c87d6b5f7ecd382679612f4".into()),
             source_ref: Some("refs/tags/v1.1.0".into()),
             version: "v1.1.0".into(),
+            rollback: false,
             images: BTreeMap::from([(
                 "image.orch".to_string(),
                 "ghcr.io/acme/orch:v1.1.0".to_string(),

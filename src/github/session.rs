@@ -158,6 +158,7 @@ impl Session {
             sha: sha.clone(),
             source_ref: git_ref.clone(),
             version: config.version.clone(),
+            rollback: config.mode == crate::inputs::Mode::Rollback,
             images: config
                 .images
                 .iter()
@@ -183,9 +184,14 @@ impl Session {
                 "created although the create call answered an error".to_string()
             }
         };
+        let what = if request.rollback {
+            format!("a rollback of {}", config.release)
+        } else {
+            config.version.clone()
+        };
         runner.info(&format!(
-            "GitHub deployment {} ({how}) of {} to {env}: in_progress",
-            dep.id, config.version
+            "GitHub deployment {} ({how}) of {what} to {env}: in_progress",
+            dep.id
         ));
         summary.deployment = Some(match &ctx.repository {
             Some(repo) => format!(
@@ -221,6 +227,9 @@ impl Session {
         let _g = runner.group("Report the GitHub deployment status");
         let rev = |r: Option<u32>| r.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
         let description = match outputs.status {
+            Status::Success if req.rollback => {
+                format!("Rolled back to revision {}", rev(outputs.revision))
+            }
             Status::Success => format!(
                 "Deployed {} (revision {})",
                 outputs.version,

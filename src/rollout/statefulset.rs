@@ -10,8 +10,8 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 
+use super::progress::{Progress, pod_failure, selects};
 use crate::cancel::Deadline;
-use crate::rollout::{Progress, pod_failure, selects};
 use crate::runner::Runner;
 
 /// The label the StatefulSet controller puts on each pod: the revision the pod was made from.

@@ -1,140 +1,27 @@
-//! The only place helm is spawned: version detection, upgrade, history, manifest, rollback,
-//! template, lint, status. Arguments are passed as a list (never through a shell); the cluster
-//! is given with `--kubeconfig`.
+//! helm, the real binary: version detection and every command the action runs (upgrade,
+//! history, manifest, rollback, uninstall, status, template, lint), with their arguments built
+//! here and the cluster given with `--kubeconfig`. `spawn.rs` is where helm is started.
+
+mod error;
+mod release;
+mod spawn;
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt as _;
-
 use crate::cancel::Cancel;
+
+pub use error::{Framed, HelmError};
+pub use release::{
+    Release, Revision, age, last_deployed, latest, parse_history, parse_release, previous_good,
+};
+pub use spawn::Output;
 
 /// Extra time a helm command gets beyond its own `--timeout` before it is stopped.
 const GRACE: Duration = Duration::from_secs(60);
 /// Deadline of quick read-only commands (version, history, status, get manifest).
 const QUICK: Duration = Duration::from_secs(60);
-/// How long helm gets to stop after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// Helm's stderr, shown framed under the message that says what was attempted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Framed(pub String);
-
-impl fmt::Display for Framed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0.trim_end();
-        if text.is_empty() {
-            return f.write_str("  │ (helm wrote nothing to stderr)");
-        }
-        for (n, line) in text.lines().enumerate() {
-            if n > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "  │ {line}")?;
-        }
-        Ok(())
-    }
-}
-
-/// A helm command that did not do what was asked. `action` says what was attempted on what,
-/// e.g. `upgrade release "traderadmin" in namespace "trader"`.
-#[derive(Debug, thiserror::Error)]
-pub enum HelmError {
-    #[error("failed to {action}: could not run {}", bin.display())]
-    Spawn {
-        action: String,
-        bin: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("failed to {action}: helm {status}; its stderr:\n{stderr}")]
-    Failed {
-        action: String,
-        status: String,
-        stderr: Framed,
-    },
-    #[error("failed to {action}: helm did not finish within {}; stopped it", humantime::format_duration(*.deadline))]
-    Deadline { action: String, deadline: Duration },
-    #[error("failed to {action}: cancelled ({signal}); helm was stopped; its stderr:\n{stderr}")]
-    Cancelled {
-        action: String,
-        signal: &'static str,
-        stderr: Framed,
-    },
-    #[error("failed to {action}: unexpected output from helm ({message}):\n{output}")]
-    Output {
-        action: String,
-        message: String,
-        output: Framed,
-    },
-}
-
-impl HelmError {
-    pub fn is_cancelled(&self) -> bool {
-        matches!(self, HelmError::Cancelled { .. })
-    }
-}
-
-/// One entry of `helm history -o json`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-pub struct Revision {
-    pub revision: u32,
-    #[serde(default)]
-    pub updated: String,
-    pub status: String,
-    #[serde(default)]
-    pub chart: String,
-    #[serde(default)]
-    pub app_version: String,
-    #[serde(default)]
-    pub description: String,
-}
-
-impl Revision {
-    pub fn is_deployed(&self) -> bool {
-        self.status == "deployed"
-    }
-    pub fn is_pending(&self) -> bool {
-        self.status.starts_with("pending-")
-    }
-}
-
-/// How long ago a revision was last written, from its `updated` time (`None` when helm's time
-/// cannot be read).
-pub fn age(r: &Revision) -> Option<Duration> {
-    let t: k8s_openapi::jiff::Timestamp = r.updated.trim().parse().ok()?;
-    let secs = k8s_openapi::jiff::Timestamp::now()
-        .duration_since(t)
-        .as_secs_f64();
-    Some(Duration::from_secs_f64(secs.max(0.0)))
-}
-
-/// The release's newest revision.
-pub fn latest(history: &[Revision]) -> Option<&Revision> {
-    history.iter().max_by_key(|r| r.revision)
-}
-
-/// The newest revision whose status is `deployed` (there is at most one in a healthy history,
-/// but a killed run can leave others superseded; the newest wins).
-pub fn last_deployed(history: &[Revision]) -> Option<&Revision> {
-    history
-        .iter()
-        .filter(|r| r.is_deployed())
-        .max_by_key(|r| r.revision)
-}
-
-/// The revision to return to when the newest one is bad: the newest good revision before
-/// `current`, where good means `deployed` now or `superseded` (it was deployed once and was
-/// replaced by an upgrade). Failed, pending and uninstalled revisions are never chosen.
-pub fn previous_good(history: &[Revision], current: u32) -> Option<&Revision> {
-    history
-        .iter()
-        .filter(|r| r.revision < current && (r.is_deployed() || r.status == "superseded"))
-        .max_by_key(|r| r.revision)
-}
-
 /// What `helm upgrade --install` is asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct UpgradeSpec {
@@ -191,14 +78,14 @@ impl Helm {
             kubeconfig: kubeconfig.map(Path::to_path_buf),
         };
         let action = format!("detect the version of helm ({})", bin.display());
-        let out = helm
-            .run(
-                &action,
-                vec![os("version"), os("--template"), os("{{.Version}}")],
-                QUICK,
-                None,
-            )
-            .await?;
+        let out = spawn::run(
+            &helm.bin,
+            &action,
+            vec![os("version"), os("--template"), os("{{.Version}}")],
+            QUICK,
+            None,
+        )
+        .await?;
         let version = out.stdout.trim().to_string();
         let major = parse_major(&version).ok_or_else(|| HelmError::Output {
             action: action.clone(),
@@ -291,14 +178,14 @@ impl Helm {
         cancel: &Cancel,
     ) -> Result<(Release, String), HelmError> {
         let action = release_action("upgrade", &spec.release, &spec.namespace);
-        let out = self
-            .run(
-                &action,
-                self.upgrade_args(spec),
-                spec.timeout + GRACE,
-                Some(cancel),
-            )
-            .await?;
+        let out = spawn::run(
+            &self.bin,
+            &action,
+            self.upgrade_args(spec),
+            spec.timeout + GRACE,
+            Some(cancel),
+        )
+        .await?;
         let release = parse_release(&out.stdout).map_err(|message| HelmError::Output {
             action,
             message,
@@ -345,7 +232,8 @@ impl Helm {
         let action = format!(
             "roll back release {release:?} in namespace {namespace:?} to revision {revision}"
         );
-        self.run(
+        spawn::run(
+            &self.bin,
             &action,
             self.rollback_args(release, namespace, revision, history_max, timeout),
             timeout + GRACE,
@@ -376,7 +264,8 @@ impl Helm {
         timeout: Duration,
     ) -> Result<(), HelmError> {
         let action = release_action("uninstall", release, namespace);
-        self.run(
+        spawn::run(
+            &self.bin,
             &action,
             self.uninstall_args(release, namespace, timeout),
             timeout + GRACE,
@@ -395,7 +284,7 @@ impl Helm {
         let action = release_action("read the history of", release, namespace);
         let mut args = vec![os("history"), os(release), os("--output"), os("json")];
         args.extend(self.cluster_args(namespace));
-        match self.run(&action, args, QUICK, None).await {
+        match spawn::run(&self.bin, &action, args, QUICK, None).await {
             Ok(out) => parse_history(&out.stdout).map_err(|message| HelmError::Output {
                 action,
                 message,
@@ -420,7 +309,9 @@ impl Helm {
             args.push(os(r.to_string()));
         }
         args.extend(self.cluster_args(namespace));
-        Ok(self.run(&action, args, QUICK, None).await?.stdout)
+        Ok(spawn::run(&self.bin, &action, args, QUICK, None)
+            .await?
+            .stdout)
     }
 
     /// `helm status -o json` → the status string (`deployed`, `pending-upgrade`, …) and the
@@ -433,7 +324,7 @@ impl Helm {
         let action = release_action("read the status of", release, namespace);
         let mut args = vec![os("status"), os(release), os("--output"), os("json")];
         args.extend(self.cluster_args(namespace));
-        let out = match self.run(&action, args, QUICK, None).await {
+        let out = match spawn::run(&self.bin, &action, args, QUICK, None).await {
             Ok(out) => out,
             Err(HelmError::Failed { stderr, .. }) if is_not_found(&stderr.0) => return Ok(None),
             Err(e) => return Err(e),
@@ -459,7 +350,9 @@ impl Helm {
         args.push(os("--namespace"));
         args.push(os(&spec.namespace));
         args.extend(Self::value_args(spec));
-        Ok(self.run(&action, args, QUICK, None).await?.stdout)
+        Ok(spawn::run(&self.bin, &action, args, QUICK, None)
+            .await?
+            .stdout)
     }
 
     /// `helm lint` of the chart with these values files.
@@ -474,127 +367,9 @@ impl Helm {
             args.push(os("--values"));
             args.push(f.clone().into_os_string());
         }
-        Ok(self.run(&action, args, QUICK, None).await?.stdout)
-    }
-
-    /// Runs helm with `args` until it exits, `deadline` passes, or `cancel` fires.
-    async fn run(
-        &self,
-        action: &str,
-        args: Vec<OsString>,
-        deadline: Duration,
-        cancel: Option<&Cancel>,
-    ) -> Result<Output, HelmError> {
-        tracing::debug!(bin = %self.bin.display(), ?args, "spawning helm");
-        let mut cmd = tokio::process::Command::new(&self.bin);
-        cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a Ctrl-C at a terminal reaches this program, which decides
-            // when helm is stopped.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|source| HelmError::Spawn {
-            action: action.to_string(),
-            bin: self.bin.clone(),
-            source,
-        })?;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let read_out = tokio::spawn(async move {
-            let mut s = String::new();
-            if let Some(mut o) = stdout {
-                let _ = o.read_to_string(&mut s).await;
-            }
-            s
-        });
-        let read_err = tokio::spawn(async move {
-            let mut s = String::new();
-            if let Some(mut e) = stderr {
-                let _ = e.read_to_string(&mut s).await;
-            }
-            s
-        });
-        let collect = |h: tokio::task::JoinHandle<String>| async move {
-            tokio::time::timeout(STOP_GRACE, h)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default()
-        };
-
-        let never = Cancel::never();
-        let cancel = cancel.unwrap_or(&never);
-        let outcome = tokio::select! {
-            status = child.wait() => Ok(status),
-            _ = tokio::time::sleep(deadline) => Err(None),
-            signal = cancel.cancelled() => Err(Some(signal)),
-        };
-        match outcome {
-            Ok(status) => {
-                let status = status.map_err(|source| HelmError::Spawn {
-                    action: action.to_string(),
-                    bin: self.bin.clone(),
-                    source,
-                })?;
-                let (out, err) = (collect(read_out).await, collect(read_err).await);
-                if status.success() {
-                    Ok(Output {
-                        stdout: out,
-                        stderr: err,
-                    })
-                } else {
-                    Err(HelmError::Failed {
-                        action: action.to_string(),
-                        status: status.to_string(),
-                        stderr: Framed(err),
-                    })
-                }
-            }
-            Err(signal) => {
-                // Ask helm to stop (it marks an interrupted release failed), then make sure.
-                if let Some(pid) = child.id() {
-                    terminate(pid);
-                }
-                if tokio::time::timeout(STOP_GRACE, child.wait())
-                    .await
-                    .is_err()
-                {
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
-                }
-                let err = collect(read_err).await;
-                read_out.abort();
-                match signal {
-                    Some(signal) => Err(HelmError::Cancelled {
-                        action: action.to_string(),
-                        signal,
-                        stderr: Framed(err),
-                    }),
-                    None => Err(HelmError::Deadline {
-                        action: action.to_string(),
-                        deadline,
-                    }),
-                }
-            }
-        }
-    }
-}
-
-/// What a successful helm command wrote.
-#[derive(Debug, Clone, Default)]
-pub struct Output {
-    pub stdout: String,
-    /// Warnings (deprecated APIs, kubeconfig permissions, …).
-    pub stderr: String,
-}
-
-/// Sends SIGTERM to one process (helm), by its id.
-fn terminate(pid: u32) {
-    // SAFETY: kill(2) with a pid this program spawned and has not yet reaped.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        Ok(spawn::run(&self.bin, &action, args, QUICK, None)
+            .await?
+            .stdout)
     }
 }
 
@@ -602,39 +377,6 @@ fn terminate(pid: u32) {
 /// "not found" errors, like a missing kube context, are real failures).
 fn is_not_found(stderr: &str) -> bool {
     stderr.contains("release: not found")
-}
-
-/// A release as `helm status/upgrade -o json` describe it (its values are never read: they may
-/// hold secrets).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Release {
-    pub revision: u32,
-    pub status: String,
-    pub manifest: Option<String>,
-}
-
-/// Parses the release JSON of `helm status -o json` / `helm upgrade -o json` (helm 3 and 4).
-pub fn parse_release(json: &str) -> Result<Release, String> {
-    let v: serde_json::Value = serde_json::from_str(json.trim()).map_err(|e| e.to_string())?;
-    let status = v["info"]["status"].as_str();
-    let revision = v["version"].as_u64();
-    match (status, revision) {
-        (Some(s), Some(n)) => Ok(Release {
-            revision: n as u32,
-            status: s.to_string(),
-            manifest: v["manifest"].as_str().map(str::to_string),
-        }),
-        _ => Err("no info.status or version in the release JSON".into()),
-    }
-}
-
-/// Parses `helm history -o json` (helm 3 and 4 write the same fields).
-pub fn parse_history(json: &str) -> Result<Vec<Revision>, String> {
-    let json = json.trim();
-    if json.is_empty() || json == "null" {
-        return Ok(Vec::new());
-    }
-    serde_json::from_str(json).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -735,20 +477,6 @@ mod tests {
     }
 
     #[test]
-    fn release_json() {
-        let r = parse_release(
-            r#"{"name":"x","info":{"status":"deployed"},"config":{"password":"p"},
-                "manifest":"---\nkind: Deployment\n","version":7,"namespace":"n"}"#,
-        )
-        .unwrap();
-        assert_eq!(r.revision, 7);
-        assert_eq!(r.status, "deployed");
-        assert_eq!(r.manifest.as_deref(), Some("---\nkind: Deployment\n"));
-        assert!(parse_release("{}").is_err());
-        assert!(parse_release("Release has been upgraded").is_err());
-    }
-
-    #[test]
     fn only_a_missing_release_is_not_found() {
         assert!(is_not_found("Error: release: not found\n"));
         assert!(!is_not_found("Error: context \"prod\" not found\n"));
@@ -760,58 +488,5 @@ mod tests {
         assert_eq!(parse_major("v4.3.1\n"), Some(4));
         assert_eq!(parse_major("v4.0.0-rc.1"), Some(4));
         assert_eq!(parse_major("nonsense"), None);
-    }
-
-    const HISTORY: &str = r#"[
-      {"revision":1,"updated":"2026-11-22T10:00:00Z","status":"superseded","chart":"testapp-0.1.0","app_version":"1.0","description":"Install complete"},
-      {"revision":2,"updated":"2026-11-22T10:05:00Z","status":"superseded","chart":"testapp-0.1.0","app_version":"1.0","description":"Upgrade complete"},
-      {"revision":3,"updated":"2026-11-22T10:10:00Z","status":"failed","chart":"testapp-0.1.0","app_version":"1.0","description":"Upgrade failed"},
-      {"revision":4,"updated":"2026-11-22T10:15:00Z","status":"deployed","chart":"testapp-0.1.0","app_version":"1.0","description":"Rollback to 2"},
-      {"revision":5,"updated":"2026-11-22T10:20:00Z","status":"pending-upgrade","chart":"testapp-0.1.0","app_version":"1.0","description":"Preparing upgrade"}
-    ]"#;
-
-    #[test]
-    fn revision_age_from_helms_time() {
-        let mut r = Revision {
-            revision: 2,
-            updated: "2020-01-01T10:00:00.123456789+02:00".into(),
-            status: "pending-upgrade".into(),
-            chart: String::new(),
-            app_version: String::new(),
-            description: String::new(),
-        };
-        assert!(age(&r).unwrap() > Duration::from_secs(365 * 24 * 3600));
-        r.updated = k8s_openapi::jiff::Timestamp::now().to_string();
-        assert!(age(&r).unwrap() < Duration::from_secs(60));
-        r.updated = "yesterday".into();
-        assert_eq!(age(&r), None);
-    }
-
-    #[test]
-    fn history_selection() {
-        let h = parse_history(HISTORY).unwrap();
-        assert_eq!(latest(&h).unwrap().revision, 5);
-        assert!(latest(&h).unwrap().is_pending());
-        assert_eq!(last_deployed(&h).unwrap().revision, 4);
-        // Before 4, the newest good one is 2 (3 failed).
-        assert_eq!(previous_good(&h, 4).unwrap().revision, 2);
-        assert_eq!(previous_good(&h, 2).unwrap().revision, 1);
-        assert!(previous_good(&h, 1).is_none());
-        assert!(parse_history("").unwrap().is_empty());
-        assert!(parse_history("[]").unwrap().is_empty());
-        assert!(parse_history("{").is_err());
-    }
-
-    #[test]
-    fn stderr_is_framed_under_the_message() {
-        let e = HelmError::Failed {
-            action: release_action("upgrade", "x", "y"),
-            status: "exit status: 1".into(),
-            stderr: Framed("Error: UPGRADE FAILED: boom\nmore\n".into()),
-        };
-        assert_eq!(
-            e.to_string(),
-            "failed to upgrade release \"x\" in namespace \"y\": helm exit status: 1; its stderr:\n  │ Error: UPGRADE FAILED: boom\n  │ more"
-        );
     }
 }
