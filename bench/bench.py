@@ -299,7 +299,7 @@ def bench_healthy(work):
 def fifty_chart(path, n=50):
     os.makedirs(os.path.join(path, "templates"), exist_ok=True)
     with open(os.path.join(path, "Chart.yaml"), "w") as f:
-        f.write("apiVersion: v2\nname: fifty\nversion: 0.1.0\n")
+        f.write(f"apiVersion: v2\nname: scale{n}\nversion: 0.1.0\n")
     with open(os.path.join(path, "values.yaml"), "w") as f:
         f.write(f"count: {n}\nimage:\n  repository: {BED['TD_REGISTRY']}/acme/python-orch\n"
                 "  tag: v1.0.0\n")
@@ -338,22 +338,44 @@ def count_watches(stderr):
     return len(watches), len(reqs), len(conns)
 
 
+OWN = re.compile(r"own resources: user ([0-9.]+)s sys ([0-9.]+)s max_rss ([0-9]+)KiB")
+
+
+def own_resources(stderr):
+    """The action's own CPU seconds (helm excluded) and peak RSS in MiB, from its debug line."""
+    m = OWN.search(stderr)
+    if not m:
+        raise SystemExit(f"no 'own resources' line in the debug log:\n{stderr[-3000:]}")
+    return float(m.group(1)) + float(m.group(2)), int(m.group(3)) / 1024
+
+
+SCALE = [int(x) for x in os.environ.get("TD_BENCH_SCALE", "50,500").split(",")]
+
+
 def bench_fifty(work):
-    chart = os.path.join(work, "fifty")
-    fifty_chart(chart)
-    ns = namespace("fifty")
-    ws = os.path.join(work, "fifty-ws")
+    """Releases of 50 and 500 Deployments on kwok, installed then upgraded: watch connections and
+    the action's own CPU and memory side by side (they should not grow faster than linearly)."""
     rows = []
-    for tag in ("v1.0.0", "v1.1.0"):
-        d = action(ws, {"chart": chart, "release": "fifty", "namespace": ns, "version": tag,
-                        "set": f"image.tag={tag}"},
-                   extra_env={"TRADER_DEPLOY_LOG": "warn,kube_client=debug,hyper_util=debug"})
-        must(d, f"50 Deployments {tag}", status="success")
-        w, r, c = count_watches(d.stderr)
-        if w == 0 or c == 0:
-            raise SystemExit(f"no watch or connection in the debug log:\n{d.stderr[-3000:]}")
-        rows.append((("install" if tag == "v1.0.0" else "upgrade") + f" to {tag}", d.wall, d.cpu, w, c, r))
-        log(f"fifty {tag}: {d.wall:.1f}s wall, {d.cpu:.2f}s CPU, {w} watches, {c} connections, {r} requests")
+    for n in SCALE:
+        chart = os.path.join(work, f"scale{n}")
+        fifty_chart(chart, n)
+        ns = namespace(f"scale{n}")
+        ws = os.path.join(work, f"scale{n}-ws")
+        for tag in ("v1.0.0", "v1.1.0"):
+            d = action(ws, {"chart": chart, "release": f"scale{n}", "namespace": ns, "version": tag,
+                            "set": f"image.tag={tag}", "timeout": "15m"},
+                       extra_env={"TRADER_DEPLOY_LOG":
+                                  "warn,trader_deploy=debug,kube_client=debug,hyper_util=debug"},
+                       deadline=1200)
+            must(d, f"{n} Deployments {tag}", status="success")
+            w, r, c = count_watches(d.stderr)
+            if w == 0 or c == 0:
+                raise SystemExit(f"no watch or connection in the debug log:\n{d.stderr[-3000:]}")
+            own_cpu, rss = own_resources(d.stderr)
+            what = ("install" if tag == "v1.0.0" else "upgrade") + f" to {tag}"
+            rows.append((n, what, d.wall, d.cpu, own_cpu, rss, w, c, r))
+            log(f"scale{n} {tag}: {d.wall:.1f}s wall, {d.cpu:.2f}s CPU with helm, {own_cpu:.2f}s own, "
+                f"{rss:.0f} MiB, {w} watches, {c} connections, {r} requests")
     return rows
 
 
@@ -540,19 +562,22 @@ def write_report(m, rb, ok, fifty, gh, st, started, took):
     w("The action also takes a Lease, reads the history, checks for a stuck release, watches every "
       "workload and its pods (failing fast), and writes the summary and outputs.")
     w("")
-    w("## A release of 50 Deployments")
+    w("## Releases of 50 and 500 Deployments")
     w("")
-    w("A generated chart of 50 Deployments (1 replica each), installed then upgraded by the action. "
-      "CPU time: user+sys of the action and every child it waited for (helm), from wait4(2)'s rusage. "
-      "Watch connections: counted from the action's own debug log (`TRADER_DEPLOY_LOG=kube_client=debug`: "
-      "kube-client logs every request it sends, a watch is a request with `watch=true`; hyper-util "
-      "logs every TCP connection it opens, `connecting to …`). The client speaks HTTP/1.1, so each "
-      "open watch holds a connection of its own. helm's own connections are not in these counts.")
+    w("Generated charts of 50 and 500 Deployments (1 replica each, on kwok), installed then upgraded "
+      "by the action. CPU with helm: user+sys of the action and every child it waited for, from "
+      "wait4(2)'s rusage. The action's own CPU and peak memory: its `getrusage(RUSAGE_SELF)` at exit "
+      "(children, i.e. helm, excluded), from its debug line `own resources: …`. Watch requests: "
+      "counted from the action's own debug log (`kube_client=debug`: kube-client logs every request "
+      "it sends, a watch is a request with `watch=true`; re-watches after a timeout count again); "
+      "hyper-util logs every TCP connection it opens (`connecting to …`). The rollout watch opens "
+      "one stream per workload kind and namespace and one pod stream per namespace, so the count "
+      "does not grow with the number of workloads. helm's own connections are not in these counts.")
     w("")
-    w("| run | wall | CPU (user+sys, with helm) | watch requests | TCP connections opened | API requests in all |")
-    w("|---|---|---|---|---|---|")
-    for name, wall, cpu, wa, conns, req in fifty:
-        w(f"| {name} | {wall:.1f} s | {cpu:.2f} s | {wa} | {conns} | {req} |")
+    w("| Deployments | run | wall | CPU with helm | the action's own CPU | its peak RSS | watch requests | TCP connections opened | API requests in all |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for n, name, wall, cpu, own, rss, wa, conns, req in fifty:
+        w(f"| {n} | {name} | {wall:.1f} s | {cpu:.2f} s | {own:.2f} s | {rss:.0f} MiB | {wa} | {conns} | {req} |")
     w("")
     w("## GitHub API calls per deploy, by outcome")
     w("")
@@ -646,6 +671,10 @@ def main():
     t0 = time.monotonic()
     work = tempfile.mkdtemp(prefix="td-bench-")
     try:
+        if os.environ.get("TD_BENCH_ONLY") == "scale":
+            # The scale releases alone (no report written): TD_BENCH_ONLY=scale make bench
+            bench_fifty(work)
+            return
         m = machine()
         st = bench_static(work)
         log("binary/cold start done")
