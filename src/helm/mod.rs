@@ -186,14 +186,7 @@ impl Helm {
             Some(cancel),
         )
         .await?;
-        let release = parse_release(&out.stdout).map_err(|message| HelmError::Output {
-            action,
-            message,
-            output: Framed(format!(
-                "({} bytes, not shown: a release holds its values, which may be secrets)",
-                out.stdout.len()
-            )),
-        })?;
+        let release = release_of(action, &out.stdout)?;
         Ok((release, out.stderr))
     }
 
@@ -329,14 +322,7 @@ impl Helm {
             Err(HelmError::Failed { stderr, .. }) if is_not_found(&stderr.0) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let release = parse_release(&out.stdout).map_err(|message| HelmError::Output {
-            action,
-            message,
-            output: Framed(format!(
-                "({} bytes, not shown: a release holds its values, which may be secrets)",
-                out.stdout.len()
-            )),
-        })?;
+        let release = release_of(action, &out.stdout)?;
         Ok(Some((release.status, release.revision)))
     }
 
@@ -371,6 +357,18 @@ impl Helm {
             .await?
             .stdout)
     }
+}
+
+/// The release JSON helm printed; when it cannot be read, the error says so without showing it.
+fn release_of(action: String, stdout: &str) -> Result<Release, HelmError> {
+    parse_release(stdout).map_err(|message| HelmError::Output {
+        action,
+        message,
+        output: Framed(format!(
+            "({} bytes, not shown: a release holds its values, which may be secrets)",
+            stdout.len()
+        )),
+    })
 }
 
 /// Helm 3 and 4 both say `Error: release: not found` for a release that does not exist (other

@@ -205,6 +205,19 @@ pub(super) async fn repair_statefulsets(
     Ok(deleted)
 }
 
+impl RolledBack {
+    /// The summary's lines for it: each pod the repair deleted, then the rollback.
+    pub(super) fn record(&self, summary: &mut crate::summary::Summary, to: u32) {
+        for r in &self.repaired {
+            summary.rollout(&repaired_line(r));
+        }
+        summary.rollout(&format!(
+            "Rolled back to revision {to} (now revision {}) and verified ready.",
+            self.revision
+        ));
+    }
+}
+
 /// A rollback that was verified.
 pub(super) struct RolledBack {
     /// The revision the rollback wrote.

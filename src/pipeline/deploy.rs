@@ -13,7 +13,7 @@ use crate::outputs::Status;
 use crate::resolve;
 use crate::rollout::{self, RolloutError};
 
-use super::cluster::{self, RolledBack, Target};
+use super::cluster::{self, Target};
 use super::decide::{self, Decision, Left, Stage};
 use super::recover::Before;
 use super::{Failure, Run, Title, failure};
@@ -321,17 +321,10 @@ async fn after_failure(
         config.timeout
     };
     match cluster::roll_back_to(target, config, run.runner, good, verify_for).await {
-        Ok(RolledBack {
-            revision: now,
-            repaired,
-        }) => {
-            for r in &repaired {
-                run.summary.rollout(&cluster::repaired_line(r));
-            }
+        Ok(rolled) => {
+            rolled.record(&mut run.summary, good);
+            let now = rolled.revision;
             run.outputs.revision = Some(now);
-            run.summary.rollout(&format!(
-                "Rolled back to revision {good} (now revision {now}) and verified ready."
-            ));
             failure(
                 decide::rolled_back_title(cancelled),
                 error.context(format!(

@@ -3,7 +3,7 @@
 
 use crate::helm::{self, Revision};
 
-use super::cluster::{self, RolledBack, Target};
+use super::cluster::{self, Target};
 use super::{Failure, Run, Title};
 
 /// Which revision a rollback goes to: `wanted` if the history has it, else the newest good
@@ -57,18 +57,10 @@ pub(super) async fn roll_back(run: &mut Run<'_>, target: &Target) -> Result<(), 
         current.map_or("none".into(), |c| c.to_string())
     ));
     match cluster::roll_back_to(target, config, runner, to, config.timeout).await {
-        Ok(RolledBack {
-            revision: now,
-            repaired,
-        }) => {
-            for r in &repaired {
-                run.summary.rollout(&cluster::repaired_line(r));
-            }
-            run.outputs.revision = Some(now);
+        Ok(rolled) => {
+            rolled.record(&mut run.summary, to);
+            run.outputs.revision = Some(rolled.revision);
             run.outputs.rolled_back = true;
-            run.summary.rollout(&format!(
-                "Rolled back to revision {to} (now revision {now}) and verified ready."
-            ));
             Ok(())
         }
         Err(e) => {

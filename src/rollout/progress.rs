@@ -7,7 +7,7 @@ use std::fmt;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::statefulset::{self, OnDelete};
@@ -236,31 +236,25 @@ pub(crate) struct PodShape {
     pub(crate) revision_hash: Option<String>,
 }
 
-pub(crate) fn template_images(t: Option<&PodTemplateSpec>) -> BTreeSet<String> {
-    t.and_then(|t| t.spec.as_ref())
-        .map(|s| {
+/// Every image a pod spec runs (init containers too).
+fn spec_images(spec: Option<&PodSpec>) -> BTreeSet<String> {
+    spec.iter()
+        .flat_map(|s| {
             s.init_containers
                 .iter()
                 .flatten()
                 .chain(s.containers.iter())
-                .filter_map(|c| c.image.clone())
-                .collect()
         })
-        .unwrap_or_default()
+        .filter_map(|c| c.image.clone())
+        .collect()
+}
+
+pub(crate) fn template_images(t: Option<&PodTemplateSpec>) -> BTreeSet<String> {
+    spec_images(t.and_then(|t| t.spec.as_ref()))
 }
 
 fn pod_images(pod: &Pod) -> BTreeSet<String> {
-    pod.spec
-        .as_ref()
-        .map(|s| {
-            s.init_containers
-                .iter()
-                .flatten()
-                .chain(s.containers.iter())
-                .filter_map(|c| c.image.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+    spec_images(pod.spec.as_ref())
 }
 
 impl PodShape {
