@@ -158,21 +158,13 @@ impl ImageRef {
         if repository.is_empty() || repository.contains('@') || repository.contains("//") {
             return Err(bad("expected [host[:port]/]path without a digest"));
         }
-        let valid_tag = !tag.is_empty()
-            && tag.len() <= 128
-            && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            && tag
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !valid_tag {
+        if !crate::names::is_image_tag(tag) {
             return Err(bad(
                 "the tag is not a valid OCI tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})",
             ));
         }
-        let (registry, name) = match repository.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+        let (registry, name) = match crate::names::split_registry_host(repository) {
+            Some((first, rest)) => {
                 let host = match first {
                     "docker.io" | "index.docker.io" => DOCKER_HUB,
                     h => h,
@@ -184,7 +176,7 @@ impl ImageRef {
                 };
                 (host.to_string(), name)
             }
-            Some(_) => (DOCKER_HUB.to_string(), repository.to_string()),
+            None if repository.contains('/') => (DOCKER_HUB.to_string(), repository.to_string()),
             None => (DOCKER_HUB.to_string(), format!("library/{repository}")),
         };
         if name.is_empty() || name.split('/').any(str::is_empty) {

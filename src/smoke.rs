@@ -429,27 +429,13 @@ fn port_ref(p: &PortValue, vars: &Vars) -> Result<PortRef, String> {
             if let Ok(n) = s.parse::<u16>() {
                 return port_ref(&PortValue::Number(n), vars);
             }
-            let ok = !s.is_empty()
-                && s.len() <= 15
-                && s.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && s.chars().any(|c| c.is_ascii_lowercase());
-            if ok {
+            if crate::names::is_port_name(&s) {
                 Ok(PortRef::Name(s))
             } else {
                 Err(format!("`port` {s:?} is neither a number nor a port name"))
             }
         }
     }
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 fn is_metric_name(s: &str) -> bool {
@@ -508,7 +494,7 @@ fn compile(c: &CheckFile, d: &DefaultsFile, base: Policy, vars: &Vars) -> Result
                 return Err("needs `url` or `service` (or `defaults.service`)".into());
             };
             let service = vars.substitute(service)?;
-            if !is_dns_label(&service) {
+            if !crate::names::is_dns_label(&service, 63) {
                 return Err(format!("`service` {service:?} is not a service name"));
             }
             let Some(port) = c.port.as_ref().or(d.port.as_ref()) else {
