@@ -14,6 +14,7 @@ mod vars;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use report::attempts;
 pub(crate) use report::{CheckResult, Report};
 pub(crate) use spec::Spec;
 pub(crate) use vars::Vars;
@@ -54,13 +55,11 @@ fn failed_message(failed: &[CheckResult], total: &usize) -> String {
     for r in failed {
         let _ = write!(
             s,
-            "\n  - check {:?} ({}): {} ({} attempt{} in {:.1}s)",
+            "\n  - check {:?} ({}): {} ({})",
             r.name,
             r.target,
             r.detail,
-            r.attempts,
-            if r.attempts == 1 { "" } else { "s" },
-            r.elapsed.as_secs_f64()
+            attempts(r.attempts, r.elapsed)
         );
     }
     s
@@ -94,13 +93,11 @@ pub(crate) async fn run_spec(
         })
         .await;
         runner.info(&format!(
-            "smoke check {:?} ({}): {} after {} attempt{} in {:.1}s: {}",
+            "smoke check {:?} ({}): {} after {}: {}",
             check.name,
             check.describe(),
             if outcome.passed { "passed" } else { "FAILED" },
-            outcome.attempts,
-            if outcome.attempts == 1 { "" } else { "s" },
-            outcome.elapsed.as_secs_f64(),
+            attempts(outcome.attempts, outcome.elapsed),
             outcome.detail
         ));
         CheckResult {

@@ -42,12 +42,19 @@ impl CheckResult {
     /// The request, the outcome and the attempts in one line, for the summary table.
     pub(crate) fn summary_detail(&self) -> String {
         format!(
-            "{}: {} ({} attempt{} in {:.1}s)",
+            "{}: {} ({})",
             self.target,
             self.detail,
-            self.attempts,
-            if self.attempts == 1 { "" } else { "s" },
-            self.elapsed.as_secs_f64()
+            attempts(self.attempts, self.elapsed)
         )
     }
+}
+
+/// `1 attempt in 0.1s`, `7 attempts in 12.0s`: how long a check took, in every message.
+pub(crate) fn attempts(n: u32, elapsed: Duration) -> String {
+    format!(
+        "{n} attempt{} in {:.1}s",
+        if n == 1 { "" } else { "s" },
+        elapsed.as_secs_f64()
+    )
 }
