@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::inputs::{Env, vars};
+use crate::env::{Env, vars};
 
 /// What GitHub tells a step about its run. Every field is optional outside Actions.
 #[derive(Debug, Clone, Default)]

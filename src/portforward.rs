@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Client;
 use kube::api::{Api, ListParams};
+use kube::core::Selector;
 use rand::seq::IndexedRandom as _;
 
 /// A service port as a smoke check names it: by name (`http`) or number (`80`).
@@ -233,14 +234,10 @@ pub(crate) async fn connect_service(
                 namespace: namespace.into(),
                 service: service.into(),
             })?;
-    let selector = selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector: Selector = selector.into_iter().collect();
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
     let list = pods
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels_from(&selector))
         .await
         .map_err(|source| ForwardError::Pods {
             namespace: namespace.into(),
@@ -253,7 +250,7 @@ pub(crate) async fn connect_service(
         .any(|p| controller(&p.metadata, "ReplicaSet").is_some())
     {
         let sets = Api::<ReplicaSet>::namespaced(client.clone(), namespace)
-            .list(&ListParams::default().labels(&selector))
+            .list(&ListParams::default().labels_from(&selector))
             .await
             .map_err(|source| ForwardError::Pods {
                 namespace: namespace.into(),
@@ -267,7 +264,7 @@ pub(crate) async fn connect_service(
         .ok_or_else(|| ForwardError::NoReadyPod {
             namespace: namespace.into(),
             service: service.into(),
-            selector: selector.clone(),
+            selector: selector.to_string(),
             total: list.items.len(),
         })?;
     let pod_name = pod.metadata.name.clone().unwrap_or_default();

@@ -16,6 +16,23 @@ impl Secret {
     }
 }
 
+/// A secret as the masks must see it: the whole value, and each line of a multi-line one.
+pub(crate) fn secret_fragments(value: &str) -> Vec<String> {
+    let mut out = vec![value.trim().to_string()];
+    if value.contains('\n') {
+        out.extend(
+            value
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.len() >= 8)
+                .map(str::to_string),
+        );
+    }
+    out.retain(|s| !s.is_empty());
+    out.dedup();
+    out
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")

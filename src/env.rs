@@ -1,0 +1,75 @@
+//! The process environment: every variable name the crate reads, in one place, and the one
+//! snapshot of the environment taken at start-up (tests build one from pairs instead).
+
+use std::collections::BTreeMap;
+
+/// Every environment variable name the program reads.
+pub(crate) mod vars {
+    pub(crate) const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+    pub(crate) const GITHUB_EVENT_NAME: &str = "GITHUB_EVENT_NAME";
+    pub(crate) const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
+    pub(crate) const GITHUB_REF: &str = "GITHUB_REF";
+    pub(crate) const GITHUB_SHA: &str = "GITHUB_SHA";
+    pub(crate) const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
+    pub(crate) const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";
+    pub(crate) const GITHUB_RUN_ATTEMPT: &str = "GITHUB_RUN_ATTEMPT";
+    pub(crate) const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
+    pub(crate) const GITHUB_API_URL: &str = "GITHUB_API_URL";
+    pub(crate) const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
+    pub(crate) const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
+    pub(crate) const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
+    pub(crate) const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+    /// Log filter for the tracing subscriber (e.g. `debug`, `trader_deploy=trace`).
+    pub(crate) const TRADER_DEPLOY_LOG: &str = "TRADER_DEPLOY_LOG";
+    /// Prefix of the action inputs: `INPUT_<NAME>`, upper-cased.
+    pub(crate) const INPUT_PREFIX: &str = "INPUT_";
+}
+
+/// A snapshot of the process environment (tests build one from a map instead).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Reads the whole process environment once.
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// A variable's value; an empty string counts as unset, as GitHub passes unset inputs as "".
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn in_actions(&self) -> bool {
+        self.get(vars::GITHUB_ACTIONS) == Some("true")
+    }
+
+    /// The tracing filter, if set.
+    pub fn log_filter(&self) -> Option<&str> {
+        self.get(vars::TRADER_DEPLOY_LOG)
+    }
+}

@@ -1,0 +1,365 @@
+//! The validated configuration of one run: every input resolved against the run context
+//! (inferred environment and version, the version policy, defaults, files that must exist).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::defs::Mode;
+use super::kubeconfig::{Kubeconfig, parse_kubeconfig};
+use super::parse::*;
+use super::raw::RawInputs;
+use super::{InputError, bad};
+use crate::context::RunContext;
+use crate::secret::{Secret, secret_fragments};
+use crate::version::{self, Source, Trigger};
+
+/// The validated configuration of one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) mode: Mode,
+    pub(crate) environment: String,
+    pub(crate) environment_source: Source,
+    pub(crate) version: String,
+    pub(crate) version_source: Source,
+    pub(crate) git_ref: Option<String>,
+    pub(crate) chart: String,
+    /// The chart as a local directory, when it is one.
+    pub(crate) chart_dir: Option<PathBuf>,
+    pub(crate) release: String,
+    pub(crate) namespace: String,
+    pub(crate) values_files: Vec<PathBuf>,
+    pub(crate) images: Vec<ImageSetting>,
+    pub(crate) set: Vec<(String, String)>,
+    pub(crate) kubeconfig: Option<Kubeconfig>,
+    pub(crate) github_token: Option<Secret>,
+    pub(crate) protected: bool,
+    /// Refuse approvals given only by the run's actor.
+    pub(crate) require_distinct_approver: bool,
+    /// The environment's URL for the GitHub deployment (http(s)).
+    pub(crate) environment_url: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) rollback_on_failure: bool,
+    pub(crate) history_max: u32,
+    /// What to do with `updateStrategy: OnDelete` StatefulSets.
+    pub(crate) statefulset_on_delete: crate::statefulset::OnDelete,
+    /// Age at which a pending helm record that no run of this action holds counts as stuck.
+    pub(crate) pending_grace: Duration,
+    pub(crate) smoke_tests: Option<PathBuf>,
+    /// The smoke spec at `smoke_tests`, validated.
+    pub(crate) smoke_spec: Option<crate::smoke::Spec>,
+    pub(crate) rollback_revision: Option<u32>,
+    pub(crate) verify_images: bool,
+    /// Deploy images by digest (`repository@sha256:…`).
+    pub(crate) pin_digests: bool,
+    /// Registry credentials: both or neither.
+    pub(crate) registry_username: Option<String>,
+    pub(crate) registry_password: Option<Secret>,
+    pub(crate) notify_webhook: Option<Secret>,
+    pub(crate) helm: PathBuf,
+    /// Where relative paths are resolved (GITHUB_WORKSPACE, else the working directory).
+    pub(crate) workspace: PathBuf,
+}
+
+impl Config {
+    /// Every secret this configuration holds, for the runner to mask.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(t) = &self.github_token {
+            out.extend(secret_fragments(t.expose()));
+        }
+        if let Some(k) = &self.kubeconfig {
+            out.extend(k.masks());
+        }
+        if let Some(w) = &self.notify_webhook {
+            out.extend(secret_fragments(w.expose()));
+        }
+        if let Some(p) = &self.registry_password {
+            out.extend(secret_fragments(p.expose()));
+        }
+        out
+    }
+}
+
+/// Builds the configuration from raw inputs and the run context.
+pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> {
+    let mode = match raw.get("mode") {
+        None => Mode::Deploy,
+        Some(m) => Mode::parse(m.trim()).ok_or_else(|| {
+            bad(
+                "mode",
+                format!("{m:?} is not a mode (deploy, rollback, plan, validate, resolve)"),
+            )
+        })?,
+    };
+    let protected_environments = parse_protected(raw.get("protected_environments"))?;
+
+    let git_ref = raw
+        .get("ref")
+        .map(|r| r.trim().to_string())
+        .or_else(|| ctx.git_ref.clone());
+    if let Some(r) = &git_ref {
+        check_ref(r)?;
+    }
+    if ctx.event_name.as_deref() == Some("push")
+        && ctx.event.get("deleted").and_then(|d| d.as_bool()) == Some(true)
+        && mode != Mode::Rollback
+    {
+        return Err(bad(
+            "ref",
+            format!(
+                "this push deletes {}: there is nothing to deploy",
+                git_ref.as_deref().unwrap_or("the ref")
+            ),
+        ));
+    }
+    let trigger = Trigger {
+        event_name: ctx.event_name.as_deref(),
+        git_ref: git_ref.as_deref(),
+        default_branch: ctx.default_branch.as_deref(),
+        sha: ctx.sha.as_deref(),
+        dispatch_environment: ctx.dispatch_input("environment"),
+        dispatch_version: ctx.dispatch_input("version"),
+    };
+    let (environment, environment_source) = version::resolve_environment(
+        raw.get("environment").map(str::trim),
+        &trigger,
+        &protected_environments,
+    )?;
+    // A rollback deploys no new image: with no version given and none to infer, it needs none.
+    let (version, version_source) =
+        match version::resolve_version(raw.get("version").map(str::trim), &trigger) {
+            Err(_) if mode == Mode::Rollback && raw.get("version").is_none() => {
+                (String::new(), version::Source::NotNeeded)
+            }
+            r => r?,
+        };
+    let protected = version::is_protected(&environment, &protected_environments);
+    if matches!(mode, Mode::Deploy | Mode::Plan | Mode::Resolve) {
+        version::check_policy(
+            &environment,
+            &version,
+            version_source,
+            &protected_environments,
+        )?;
+    }
+
+    let workspace = ctx.workspace.clone();
+    let chart = raw
+        .get("chart")
+        .map(str::trim)
+        .unwrap_or("charts/traderadmin")
+        .to_string();
+    let chart_dir = if chart.starts_with("oci://") {
+        None
+    } else {
+        let dir = workspace.join(&chart);
+        if !dir.join("Chart.yaml").is_file() && mode != Mode::Resolve {
+            return Err(bad(
+                "chart",
+                format!(
+                    "{chart:?} is not a chart directory (no Chart.yaml in {})",
+                    dir.display()
+                ),
+            ));
+        }
+        Some(dir)
+    };
+    let release = match raw.get("release").map(str::trim) {
+        Some(r) => r.to_string(),
+        None => default_release(&chart, chart_dir.as_deref()),
+    };
+    check_release(&release)?;
+    let namespace = raw.get("namespace").map(str::trim).unwrap_or("trader");
+    check_namespace(namespace)?;
+
+    let values_files = match raw.get("values_files") {
+        Some(list) => {
+            let mut files = Vec::new();
+            for line in list_lines(list) {
+                let path = workspace.join(line);
+                if !path.is_file() {
+                    return Err(bad(
+                        "values_files",
+                        format!("file {line:?} does not exist ({})", path.display()),
+                    ));
+                }
+                files.push(path);
+            }
+            files
+        }
+        None => {
+            let default = workspace.join(format!("deploy/values/values-{environment}.yaml"));
+            if default.is_file() {
+                vec![default]
+            } else {
+                Vec::new()
+            }
+        }
+    };
+
+    let images = match raw.get("images") {
+        Some(list) => parse_images(list, &version)?,
+        None => Vec::new(),
+    };
+    let set = match raw.get("set") {
+        Some(list) => parse_set(list)?,
+        None => Vec::new(),
+    };
+    let kubeconfig = raw.get("kubeconfig").map(parse_kubeconfig).transpose()?;
+    let github_token = raw.get("github_token").map(|t| Secret::new(t.trim()));
+    let timeout = parse_timeout(raw.get("timeout").unwrap_or("5m"))?;
+    let rollback_on_failure =
+        parse_bool("rollback_on_failure", raw.get("rollback_on_failure"), true)?;
+    let history_max = match raw.get("history_max") {
+        None => 10,
+        Some(s) => match s.trim().parse::<u32>() {
+            Ok(n) if n <= 1000 => n,
+            _ => {
+                return Err(bad(
+                    "history_max",
+                    format!("{s:?} is not a whole number from 0 to 1000"),
+                ));
+            }
+        },
+    };
+    let statefulset_on_delete = match raw.get("statefulset_on_delete") {
+        None => crate::statefulset::OnDelete::Report,
+        Some(s) => crate::statefulset::OnDelete::parse(s).ok_or_else(|| {
+            bad(
+                "statefulset_on_delete",
+                format!("{s:?} is not one of report, roll"),
+            )
+        })?,
+    };
+    let pending_grace = match raw.get("pending_grace") {
+        None => timeout * 2,
+        Some(s) => parse_duration("pending_grace", s)?,
+    };
+    let smoke_tests = match raw.get("smoke_tests").map(str::trim) {
+        None => None,
+        Some(p) => {
+            let path = workspace.join(p);
+            if !path.is_file() {
+                return Err(bad(
+                    "smoke_tests",
+                    format!("file {p:?} does not exist ({})", path.display()),
+                ));
+            }
+            Some(path)
+        }
+    };
+    // The spec is validated now, so a bad one fails before anything touches the cluster.
+    let smoke_spec = match &smoke_tests {
+        None => None,
+        Some(path) => {
+            let vars = crate::smoke::Vars {
+                release: release.clone(),
+                namespace: namespace.to_string(),
+                version: version.clone(),
+                environment: environment.clone(),
+            };
+            Some(
+                crate::smoke::Spec::load(path, &vars)
+                    .map_err(|e| bad("smoke_tests", e.to_string()))?,
+            )
+        }
+    };
+    let rollback_revision = match raw.get("rollback_revision").map(str::trim) {
+        None => None,
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                return Err(bad(
+                    "rollback_revision",
+                    format!("{s:?} is not a revision number (1 or more)"),
+                ));
+            }
+        },
+    };
+    let verify_images = parse_bool("verify_images", raw.get("verify_images"), true)?;
+    let pin_digests = parse_bool("pin_digests", raw.get("pin_digests"), false)?;
+    let registry_username = raw.get("registry_username").map(|u| u.trim().to_string());
+    let registry_password = raw.get("registry_password").map(|p| Secret::new(p.trim()));
+    match (&registry_username, &registry_password) {
+        (Some(_), None) => {
+            return Err(bad(
+                "registry_password",
+                "is required with registry_username",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(bad(
+                "registry_username",
+                "is required with registry_password",
+            ));
+        }
+        (Some(u), _) if u.contains(':') || u.chars().any(char::is_control) => {
+            return Err(bad(
+                "registry_username",
+                format!("{u:?} may not contain ':' or control characters"),
+            ));
+        }
+        _ => {}
+    }
+    let require_distinct_approver = parse_bool(
+        "require_distinct_approver",
+        raw.get("require_distinct_approver"),
+        false,
+    )?;
+    let environment_url = raw
+        .get("environment_url")
+        .map(|u| match reqwest::Url::parse(u.trim()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Ok(u.trim().to_string())
+            }
+            _ => Err(bad(
+                "environment_url",
+                format!("{:?} is not an http(s) URL", u.trim()),
+            )),
+        })
+        .transpose()?;
+    let notify_webhook = raw
+        .get("notify_webhook")
+        .map(|u| parse_webhook(u.trim()))
+        .transpose()?;
+    let helm = PathBuf::from(raw.get("helm").map(str::trim).unwrap_or("helm"));
+
+    Ok(Config {
+        mode,
+        environment,
+        environment_source,
+        version,
+        version_source,
+        git_ref,
+        chart,
+        chart_dir,
+        release,
+        namespace: namespace.to_string(),
+        values_files,
+        images,
+        set,
+        kubeconfig,
+        github_token,
+        protected,
+        require_distinct_approver,
+        environment_url,
+        timeout,
+        rollback_on_failure,
+        history_max,
+        statefulset_on_delete,
+        pending_grace,
+        smoke_tests,
+        smoke_spec,
+        rollback_revision,
+        verify_images,
+        pin_digests,
+        registry_username,
+        registry_password,
+        notify_webhook,
+        helm,
+        workspace,
+    })
+}
+
+#[cfg(test)]
+mod tests;

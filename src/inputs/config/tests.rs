@@ -1,0 +1,189 @@
+//! `resolve` on whole sets of inputs: defaults, inference, pairs of inputs, files, every input read.
+
+use super::*;
+use crate::env::Env;
+use crate::inputs::INPUTS;
+use std::collections::BTreeSet;
+
+fn ctx(pairs: &[(&str, &str)]) -> RunContext {
+    RunContext::from_env(&Env::from_pairs(pairs.iter().copied())).unwrap()
+}
+
+fn push_main() -> RunContext {
+    let mut c = ctx(&[
+        ("GITHUB_EVENT_NAME", "push"),
+        ("GITHUB_REF", "refs/heads/main"),
+        ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+        ("GITHUB_REPOSITORY", "acme/trader"),
+    ]);
+    c.default_branch = Some("main".into());
+    c
+}
+
+fn raw(pairs: &[(&str, &str)]) -> RawInputs {
+    RawInputs::from_pairs(pairs.iter().map(|(k, v)| (*k, v.to_string())))
+}
+
+#[test]
+fn a_rollback_needs_no_version_but_a_deploy_does() {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ws.path().join("chart")).unwrap();
+    std::fs::write(
+        ws.path().join("chart/Chart.yaml"),
+        "name: app\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    let local = RunContext {
+        workspace: ws.path().to_path_buf(),
+        ..RunContext::default()
+    };
+    let pairs = [("chart", "chart"), ("environment", "dev")];
+    let rollback = resolve(&raw(&[pairs[0], pairs[1], ("mode", "rollback")]), &local).unwrap();
+    assert_eq!(rollback.version, "");
+    assert_eq!(rollback.version_source, version::Source::NotNeeded);
+    let deploy = resolve(&raw(&[pairs[0], pairs[1], ("mode", "deploy")]), &local).unwrap_err();
+    assert_eq!(deploy.input, "version");
+    // A version that is given is still checked in a rollback.
+    let bad = resolve(
+        &raw(&[pairs[0], pairs[1], ("mode", "rollback"), ("version", "a b")]),
+        &local,
+    );
+    assert_eq!(bad.unwrap_err().input, "version");
+    // The grace of a pending record defaults to twice the timeout.
+    let c = resolve(
+        &raw(&[pairs[0], pairs[1], ("mode", "rollback"), ("timeout", "90s")]),
+        &local,
+    )
+    .unwrap();
+    assert_eq!(c.pending_grace, Duration::from_secs(180));
+}
+
+#[test]
+fn registry_credentials_come_in_pairs_and_the_password_is_masked() {
+    let base = [
+        ("mode", "resolve"),
+        ("environment", "dev"),
+        ("version", "v1.0.0"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = base.to_vec();
+        pairs.extend_from_slice(extra);
+        resolve(&raw(&pairs), &push_main())
+    };
+    let e = with(&[("registry_username", "bot")]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "input `registry_password`: is required with registry_username"
+    );
+    let e = with(&[("registry_password", "hunter2-token")]).unwrap_err();
+    assert_eq!(e.input, "registry_username");
+    assert!(!e.to_string().contains("hunter2"));
+    let e = with(&[
+        ("registry_username", "a:b"),
+        ("registry_password", "pw-123456"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.input, "registry_username");
+    let c = with(&[
+        ("registry_username", "bot"),
+        ("registry_password", "hunter2-token"),
+        ("pin_digests", "true"),
+    ])
+    .unwrap();
+    assert_eq!(c.registry_username.as_deref(), Some("bot"));
+    assert!(c.pin_digests);
+    assert!(c.secrets().contains(&"hunter2-token".to_string()));
+    let r = raw(&[("registry_password", "hunter2-token")]);
+    assert!(r.secret_values().contains(&"hunter2-token".to_string()));
+    assert!(!with(&[]).unwrap().pin_digests);
+    assert_eq!(
+        with(&[("pin_digests", "yes")]).unwrap_err().input,
+        "pin_digests"
+    );
+}
+
+#[test]
+fn a_bad_smoke_spec_is_an_input_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+            dir.path().join("smoke.yaml"),
+            "checks:\n  - name: ready\n    service: ${release}\n    port: http\n    expect: {status: 2000}\n",
+        )
+        .unwrap();
+    let mut ctx = push_main();
+    ctx.workspace = dir.path().to_path_buf();
+    let r = raw(&[
+        ("mode", "resolve"),
+        ("environment", "dev"),
+        ("version", "v1.0.0"),
+        ("smoke_tests", "smoke.yaml"),
+    ]);
+    let e = resolve(&r, &ctx).unwrap_err();
+    assert_eq!(e.input, "smoke_tests");
+    assert!(
+        e.to_string()
+            .contains("check \"ready\": `expect.status` 2000 is not an HTTP status"),
+        "{e}"
+    );
+    std::fs::write(
+        dir.path().join("smoke.yaml"),
+        "checks:\n  - name: ready\n    service: ${release}\n    port: http\n",
+    )
+    .unwrap();
+    let c = resolve(&r, &ctx).unwrap();
+    let spec = c.smoke_spec.unwrap();
+    assert_eq!(
+        spec.checks[0].target.to_string(),
+        "service/traderadmin:http/"
+    );
+}
+
+#[test]
+fn every_input_is_read() {
+    let r = raw(&[
+        ("mode", "resolve"),
+        ("environment", "dev"),
+        ("version", "v1.0.0"),
+    ]);
+    resolve(&r, &push_main()).unwrap();
+    let all: BTreeSet<&str> = INPUTS.iter().map(|i| i.name).collect();
+    assert_eq!(r.read_names(), all);
+}
+
+#[test]
+fn defaults_on_a_push_to_main() {
+    let c = resolve(&raw(&[("mode", "resolve")]), &push_main()).unwrap();
+    assert_eq!(c.environment, "dev");
+    assert_eq!(c.version, "sha-01234567");
+    assert_eq!(c.release, "traderadmin");
+    assert_eq!(c.namespace, "trader");
+    assert_eq!(c.timeout, Duration::from_secs(300));
+    assert_eq!(c.history_max, 10);
+    assert!(c.rollback_on_failure && c.verify_images && !c.protected);
+}
+
+#[test]
+fn images_take_the_version() {
+    let c = resolve(
+            &raw(&[
+                ("mode", "resolve"),
+                ("version", "v1.2.0"),
+                ("environment", "prod"),
+                (
+                    "images",
+                    "image.pythonOrch=ghcr.io/acme/python-orch\n\n# comment\nimage.goScanner = 127.0.0.1:5000/acme/go-scanner\n",
+                ),
+            ]),
+            &push_main(),
+        )
+        .unwrap();
+    let refs: Vec<_> = c.images.iter().map(|i| i.reference.as_str()).collect();
+    assert_eq!(
+        refs,
+        [
+            "ghcr.io/acme/python-orch:v1.2.0",
+            "127.0.0.1:5000/acme/go-scanner:v1.2.0"
+        ]
+    );
+    assert!(c.protected);
+}

@@ -1,0 +1,233 @@
+//! The action's inputs as declared: one table that action.yml, the CLI flags and the README are
+//! checked against, the inputs that hold secrets, and the modes the `mode` input takes.
+
+/// One action input: the single source for action.yml parity, the CLI flags and the README.
+#[derive(Debug, Clone, Copy)]
+pub struct InputSpec {
+    pub name: &'static str,
+    pub(crate) description: &'static str,
+    /// The default as documented (the code applies it; action.yml declares no default except
+    /// where GitHub must supply it, like the token).
+    pub(crate) default: &'static str,
+    /// A newline-separated list (repeatable flag on the CLI).
+    pub(crate) list: bool,
+}
+
+const fn input(
+    name: &'static str,
+    description: &'static str,
+    default: &'static str,
+    list: bool,
+) -> InputSpec {
+    InputSpec {
+        name,
+        description,
+        default,
+        list,
+    }
+}
+
+/// The action's inputs, in the order action.yml and the README list them.
+pub const INPUTS: &[InputSpec] = &[
+    input(
+        "environment",
+        "Target environment (dev, staging, prod or any name).",
+        "workflow_dispatch input `environment`; a v* tag → prod (prerelease → staging); a push to the default branch → dev",
+        false,
+    ),
+    input(
+        "version",
+        "Image tag to deploy.",
+        "workflow_dispatch input `version`; else the tag name; else sha-<first 8 of the sha>",
+        false,
+    ),
+    input(
+        "ref",
+        "Git ref the version comes from.",
+        "GITHUB_REF",
+        false,
+    ),
+    input(
+        "chart",
+        "Chart path (or OCI reference).",
+        "charts/traderadmin",
+        false,
+    ),
+    input("release", "Helm release name.", "the chart's name", false),
+    input("namespace", "Kubernetes namespace.", "trader", false),
+    input(
+        "values_files",
+        "Newline-separated values files, in order.",
+        "deploy/values/values-<environment>.yaml when it exists",
+        true,
+    ),
+    input(
+        "images",
+        "Newline list of helm.key=repository; each key is set to repository:version.",
+        "none",
+        true,
+    ),
+    input(
+        "set",
+        "Newline list of extra key=value helm settings.",
+        "none",
+        true,
+    ),
+    input(
+        "kubeconfig",
+        "Kubeconfig, raw YAML or base64 (pass it from a secret).",
+        "the runner's default kubeconfig",
+        false,
+    ),
+    input(
+        "github_token",
+        "Token for the GitHub API.",
+        "the job's token (github.token)",
+        false,
+    ),
+    input(
+        "protected_environments",
+        "Comma list of environments that need approval and immutable semver tags.",
+        "prod,production",
+        false,
+    ),
+    input(
+        "require_distinct_approver",
+        "Refuse a protected deployment approved only by the actor who triggered the run.",
+        "false",
+        false,
+    ),
+    input(
+        "environment_url",
+        "URL of the deployed environment, shown on the GitHub deployment.",
+        "none",
+        false,
+    ),
+    input(
+        "mode",
+        "deploy, rollback, plan, validate or resolve.",
+        "deploy",
+        false,
+    ),
+    input(
+        "timeout",
+        "Deadline for the whole rollout (e.g. 5m, 90s).",
+        "5m",
+        false,
+    ),
+    input(
+        "rollback_on_failure",
+        "Roll back when the rollout or the smoke tests fail.",
+        "true",
+        false,
+    ),
+    input(
+        "history_max",
+        "Helm history kept (0 = unlimited).",
+        "10",
+        false,
+    ),
+    input(
+        "statefulset_on_delete",
+        "How an updateStrategy OnDelete StatefulSet is handled: report (name the pods still on the old revision, do not wait) or roll (delete them one at a time, highest ordinal first, and wait for each).",
+        "report",
+        false,
+    ),
+    input(
+        "pending_grace",
+        "How old a pending helm record written outside this action must be before it counts as stuck and is rolled back (younger: wait for it).",
+        "twice the timeout",
+        false,
+    ),
+    input(
+        "smoke_tests",
+        "Path to the smoke test spec (YAML; docs/smoke-tests.md).",
+        "none",
+        false,
+    ),
+    input(
+        "rollback_revision",
+        "Target revision of mode rollback.",
+        "the last deployed revision before the current one",
+        false,
+    ),
+    input(
+        "verify_images",
+        "Check that each image tag exists in its registry first.",
+        "true",
+        false,
+    ),
+    input(
+        "pin_digests",
+        "Deploy each image as repository@sha256:… (the digest its registry reports for the tag).",
+        "false",
+        false,
+    ),
+    input(
+        "registry_username",
+        "Username for the image registries (Basic, or for their bearer tokens).",
+        "none (anonymous)",
+        false,
+    ),
+    input(
+        "registry_password",
+        "Password or token for the image registries (a secret: it is masked).",
+        "none (anonymous)",
+        false,
+    ),
+    input(
+        "notify_webhook",
+        "URL that receives a JSON result (a secret: it is masked).",
+        "none",
+        false,
+    ),
+    input("helm", "The helm binary to run.", "helm (from PATH)", false),
+];
+
+/// Inputs whose values are secrets: masked before anything can log them.
+pub(crate) const SECRET_INPUTS: &[&str] = &[
+    "github_token",
+    "kubeconfig",
+    "notify_webhook",
+    "registry_password",
+];
+
+/// Looks an input up by name.
+pub(crate) fn spec(name: &str) -> Option<&'static InputSpec> {
+    INPUTS.iter().find(|i| i.name == name)
+}
+
+/// What the run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Mode {
+    Deploy,
+    Rollback,
+    Plan,
+    Validate,
+    Resolve,
+}
+
+impl Mode {
+    pub(crate) const ALL: [Mode; 5] = [
+        Mode::Deploy,
+        Mode::Rollback,
+        Mode::Plan,
+        Mode::Validate,
+        Mode::Resolve,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Mode::Deploy => "deploy",
+            Mode::Rollback => "rollback",
+            Mode::Plan => "plan",
+            Mode::Validate => "validate",
+            Mode::Resolve => "resolve",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}

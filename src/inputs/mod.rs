@@ -1,0 +1,44 @@
+//! INPUT_* variables or CLI flags, plus the GITHUB_* context → one typed, validated [`Config`]:
+//! the input table (`defs`), the raw strings (`raw`), each input's parser (`parse`), the
+//! kubeconfig (`kubeconfig`) and the resolution into a [`Config`] (`config`).
+
+mod config;
+mod defs;
+mod kubeconfig;
+mod parse;
+mod raw;
+
+pub use config::{Config, resolve};
+pub(crate) use defs::Mode;
+pub use defs::{INPUTS, InputSpec};
+pub use parse::ImageSetting;
+pub use raw::{RawInputs, input_var};
+
+use crate::version::PolicyError;
+
+// The environment moved to `crate::env`; its old path still works.
+pub use crate::env::Env;
+
+/// A bad input: names the input and says what is wrong, on one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("input `{input}`: {message}")]
+pub struct InputError {
+    pub(crate) input: &'static str,
+    pub(crate) message: String,
+}
+
+impl From<PolicyError> for InputError {
+    fn from(e: PolicyError) -> Self {
+        InputError {
+            input: e.input,
+            message: e.message,
+        }
+    }
+}
+
+fn bad(input: &'static str, message: impl Into<String>) -> InputError {
+    InputError {
+        input,
+        message: message.into(),
+    }
+}

@@ -1,0 +1,51 @@
+//! The programs and packages `make deps` (and `make tools`) install that some tests need. A test
+//! asks for one here: present, it gets the path; missing, the test skips with one line naming
+//! the tool and the make target, except under `CI=true`, where a missing tool fails the run.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Where `make deps` caches what it installs: `~/.cache/trader-deploy`.
+pub fn cache() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/trader-deploy")
+}
+
+/// A version pinned in testbed/versions.env (`NAME=version`).
+pub fn pinned(name: &str) -> String {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/versions.env");
+    let text = std::fs::read_to_string(&file).expect("testbed/versions.env");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("{name} not pinned in testbed/versions.env"))
+        .to_string()
+}
+
+/// `path` (tool `what`, installed by `make deps`) when it is there; else see [`require_from`].
+pub fn require(what: &str, path: PathBuf) -> Option<PathBuf> {
+    require_from(what, path, "make deps")
+}
+
+/// `path` when it is there. When it is not: under `CI=true` the test fails (CI installs every
+/// tool, so a missing one is a broken setup); otherwise one line on stderr (outside the test
+/// harness's capture, so a plain `cargo test` shows it) says what is missing and which make
+/// target installs it, and the caller returns: `let Some(x) = require(…) else { return };`.
+pub fn require_from(what: &str, path: PathBuf, target: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let line = format!("{what} is missing ({}): run `{target}`", path.display());
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{line} (CI=true: a missing tool fails the run)");
+    }
+    let _ = writeln!(std::io::stderr(), "skipped: {line}");
+    None
+}
+
+/// actionlint at its pinned version (tests/lint_files.rs, tests/examples.rs).
+pub fn actionlint() -> Option<PathBuf> {
+    let version = pinned("ACTIONLINT_VERSION");
+    require(
+        "actionlint",
+        cache().join(format!("bin/actionlint-{version}")),
+    )
+}
