@@ -20,8 +20,6 @@ pub mod portforward;
 pub mod registry;
 pub mod resolve;
 pub mod rollout;
-// The input `statefulset_on_delete` names its type here (src/inputs).
-pub(crate) use rollout::statefulset;
 pub mod runner;
 pub mod secret;
 pub mod smoke;

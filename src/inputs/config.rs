@@ -41,7 +41,7 @@ pub struct Config {
     pub(crate) rollback_on_failure: bool,
     pub(crate) history_max: u32,
     /// What to do with `updateStrategy: OnDelete` StatefulSets.
-    pub(crate) statefulset_on_delete: crate::statefulset::OnDelete,
+    pub(crate) statefulset_on_delete: crate::rollout::statefulset::OnDelete,
     /// Age at which a pending helm record that no run of this action holds counts as stuck.
     pub(crate) pending_grace: Duration,
     pub(crate) smoke_tests: Option<PathBuf>,
@@ -223,8 +223,8 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         },
     };
     let statefulset_on_delete = match raw.get("statefulset_on_delete") {
-        None => crate::statefulset::OnDelete::Report,
-        Some(s) => crate::statefulset::OnDelete::parse(s).ok_or_else(|| {
+        None => crate::rollout::statefulset::OnDelete::Report,
+        Some(s) => crate::rollout::statefulset::OnDelete::parse(s).ok_or_else(|| {
             bad(
                 "statefulset_on_delete",
                 format!("{s:?} is not one of report, roll"),
