@@ -42,9 +42,23 @@ pub(super) async fn verify_images(run: &mut Run<'_>) -> Result<Vec<(String, Stri
         return Ok(configured);
     }
     let _g = run.runner.group("Verify images");
-    let verified = crate::registry::verify_config(config, run.runner)
-        .await
-        .map_err(|e| run.fail(Title::ImageVerification, e.into()))?;
+    let credentials = config
+        .registry_username
+        .as_ref()
+        .zip(config.registry_password.as_ref())
+        .map(|(u, p)| crate::registry::Credentials {
+            username: u.clone(),
+            password: p.clone(),
+        });
+    let verified = crate::registry::verify_images(
+        &config.images,
+        &config.version,
+        config.pin_digests,
+        credentials,
+        run.runner,
+    )
+    .await
+    .map_err(|e| run.fail(Title::ImageVerification, e.into()))?;
     if verified.is_empty() {
         return Ok(configured);
     }

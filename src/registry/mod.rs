@@ -14,7 +14,7 @@ pub use auth::Credentials;
 pub use client::{MANIFEST_MEDIA_TYPES, Registry};
 pub use reference::ImageRef;
 
-use crate::inputs::{Config, ImageSetting};
+use crate::inputs::ImageSetting;
 use crate::runner::Runner;
 
 /// A failure to verify an image. Every message names the image reference.
@@ -181,31 +181,17 @@ pub async fn verify(
     }
 }
 
-/// The pipeline's step: verifies the configured images (when `verify_images` or `pin_digests`
-/// is on), logs each, and returns them (empty when verification is off or there are no images).
-pub(crate) async fn verify_config(
-    config: &Config,
+/// Verifies `images` at `version` with `credentials` (digest-pinned when `pin_digests`), logs
+/// each, and returns them; the pipeline decides whether to verify at all.
+pub(crate) async fn verify_images(
+    images: &[ImageSetting],
+    version: &str,
+    pin_digests: bool,
+    credentials: Option<Credentials>,
     runner: &Runner,
 ) -> Result<Vec<VerifiedImage>, RegistryError> {
-    if config.images.is_empty() || !(config.verify_images || config.pin_digests) {
-        return Ok(Vec::new());
-    }
-    let credentials = config
-        .registry_username
-        .as_ref()
-        .zip(config.registry_password.as_ref())
-        .map(|(u, p)| Credentials {
-            username: u.clone(),
-            password: p.clone(),
-        });
     let registry = Registry::new(credentials, runner)?;
-    let verified = verify(
-        &registry,
-        &config.images,
-        &config.version,
-        config.pin_digests,
-    )
-    .await?;
+    let verified = verify(&registry, images, version, pin_digests).await?;
     for v in &verified {
         runner.info(&format!("{} = {} ({})", v.key, v.deploy, v.digest));
     }
