@@ -95,6 +95,28 @@ def delete_namespace(ns):
 
 
 NAMESPACES = []
+NODES = []
+
+
+def kwok_nodes(pods):
+    """Enough fake nodes for `pods` more pods (each kwok node takes 110, kubelet's default):
+    Node objects annotated for kwok, which plays them; removed at the end of the bench."""
+    for i in range((pods + 99) // 100):
+        name = f"bench-kwok-{STAMP}-{len(NODES)}"
+        kube("POST", "/api/v1/nodes", {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                         "labels": {"type": "kwok", "kubernetes.io/hostname": name}},
+        })
+        NODES.append(name)
+
+
+def delete_nodes():
+    for name in NODES:
+        try:
+            kube("DELETE", f"/api/v1/nodes/{name}")
+        except Exception as e:  # cleanup only
+            log(f"delete node {name}: {e}")
 
 
 def namespace(prefix):
@@ -301,8 +323,10 @@ def fifty_chart(path, n=50):
     with open(os.path.join(path, "Chart.yaml"), "w") as f:
         f.write(f"apiVersion: v2\nname: scale{n}\nversion: 0.1.0\n")
     with open(os.path.join(path, "values.yaml"), "w") as f:
-        f.write(f"count: {n}\nimage:\n  repository: {BED['TD_REGISTRY']}/acme/python-orch\n"
-                "  tag: v1.0.0\n")
+        # The control plane's own client rate limits (the controller-manager's 20 requests/s)
+        # make 500 ReplicaSets and pods take minutes: the deadline grows with the release.
+        f.write(f"count: {n}\nprogressDeadline: {max(60, n)}\n"
+                f"image:\n  repository: {BED['TD_REGISTRY']}/acme/python-orch\n  tag: v1.0.0\n")
     with open(os.path.join(path, "templates/deployments.yaml"), "w") as f:
         f.write("""{{- range $i := until (int .Values.count) }}
 ---
@@ -312,7 +336,7 @@ metadata:
   name: {{ $.Release.Name }}-svc-{{ $i }}
 spec:
   replicas: 1
-  progressDeadlineSeconds: 60
+  progressDeadlineSeconds: {{ $.Values.progressDeadline }}
   selector:
     matchLabels: {app: {{ $.Release.Name }}-svc-{{ $i }}}
   template:
@@ -359,6 +383,8 @@ def bench_fifty(work):
     for n in SCALE:
         chart = os.path.join(work, f"scale{n}")
         fifty_chart(chart, n)
+        if n > 100:
+            kwok_nodes(n)
         ns = namespace(f"scale{n}")
         ws = os.path.join(work, f"scale{n}-ws")
         for tag in ("v1.0.0", "v1.1.0"):
@@ -686,6 +712,7 @@ def main():
     finally:
         for ns in NAMESPACES:
             delete_namespace(ns)
+        delete_nodes()
         shutil.rmtree(work, ignore_errors=True)
 
 

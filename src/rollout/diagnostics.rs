@@ -7,8 +7,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
 use kube::api::{Api, ListParams, LogParams};
 
+use super::error::RolloutError;
 use super::progress::pod_failure;
-use super::watch::RolloutError;
 
 /// Diagnostics of a failed rollout, as markdown: the failing pods' container states, the
 /// events of those pods and of the workloads, and the last log lines where the API has them.
@@ -41,34 +41,36 @@ pub async fn diagnostics(client: &kube::Client, err: &RolloutError) -> String {
             let _ = writeln!(s, "Events:\n```\n{}\n```", events.join("\n"));
         }
         for c in pod.spec.iter().flat_map(|sp| sp.containers.iter()) {
-            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let lp = LogParams {
-                container: Some(c.name.clone()),
-                tail_lines: Some(20),
-                ..LogParams::default()
-            };
-            match tokio::time::timeout(Duration::from_secs(10), api.logs(&name, &lp)).await {
-                Ok(Ok(logs)) if !logs.trim().is_empty() => {
-                    let _ = writeln!(
-                        s,
-                        "Last log lines of `{}`:\n```\n{}\n```",
-                        c.name,
-                        logs.trim_end()
-                    );
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(kube::Error::Api(status))) => {
-                    let _ = writeln!(
-                        s,
-                        "Logs of `{}`: not available ({})",
-                        c.name, status.message
-                    );
-                }
-                Ok(Err(e)) => {
-                    let _ = writeln!(s, "Logs of `{}`: not available ({e})", c.name);
-                }
-                Err(_) => {
-                    let _ = writeln!(s, "Logs of `{}`: not available (timed out)", c.name);
+            // A container that restarted: its crashed instance's lines too (the running one
+            // may already be a new instance).
+            let restarted = pod
+                .status
+                .iter()
+                .flat_map(|st| st.container_statuses.iter().flatten())
+                .any(|cs| cs.name == c.name && cs.restart_count > 0);
+            let instances: &[bool] = if restarted { &[true, false] } else { &[false] };
+            for &previous in instances {
+                let which = if previous {
+                    format!("the previous instance of `{}`", c.name)
+                } else {
+                    format!("`{}`", c.name)
+                };
+                let line = logs_of(client, &ns, &name, &c.name, previous).await;
+                match line {
+                    Ok(logs) if !logs.trim().is_empty() => {
+                        let _ = writeln!(
+                            s,
+                            "Last log lines of {which}:\n```\n{}\n```",
+                            logs.trim_end()
+                        );
+                    }
+                    Ok(_) => {}
+                    // The current instance's logs are what matter; a missing previous one is
+                    // not worth a line.
+                    Err(_) if previous => {}
+                    Err(e) => {
+                        let _ = writeln!(s, "Logs of {which}: not available ({e})");
+                    }
                 }
             }
         }
@@ -80,6 +82,29 @@ pub async fn diagnostics(client: &kube::Client, err: &RolloutError) -> String {
         }
     }
     s
+}
+
+/// The last 20 log lines of one container (of its previous instance with `previous`).
+async fn logs_of(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    previous: bool,
+) -> Result<String, String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let lp = LogParams {
+        container: Some(container.to_string()),
+        tail_lines: Some(20),
+        previous,
+        ..LogParams::default()
+    };
+    match tokio::time::timeout(Duration::from_secs(10), api.logs(pod, &lp)).await {
+        Ok(Ok(logs)) => Ok(logs),
+        Ok(Err(kube::Error::Api(status))) => Err(status.message),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_string()),
+    }
 }
 
 fn pod_key(p: &Pod) -> String {

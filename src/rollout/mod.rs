@@ -3,8 +3,10 @@
 //! pod status; the StatefulSet rules a rollback needs; diagnostics for the job summary.
 
 mod diagnostics;
+mod error;
 mod progress;
 pub mod statefulset;
+mod tracker;
 mod watch;
 mod workloads;
 

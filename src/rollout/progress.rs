@@ -9,6 +9,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::jiff::Timestamp;
 
 use super::statefulset::{self, OnDelete};
 
@@ -68,6 +69,13 @@ fn counts(
 }
 
 pub fn deployment_progress(d: &Deployment) -> Progress {
+    deployment_progress_since(d, None)
+}
+
+/// A Deployment's progress, where a `ProgressDeadlineExceeded` last updated before `since` (the
+/// start of the rollout being watched) is stale: after a rollback from a timed-out rollout the
+/// controller keeps the old condition until the rolled-back ReplicaSet makes progress.
+pub fn deployment_progress_since(d: &Deployment, since: Option<Timestamp>) -> Progress {
     let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let Some(st) = &d.status else {
         return Progress::Waiting("no status yet".into());
@@ -81,6 +89,7 @@ pub fn deployment_progress(d: &Deployment) -> Progress {
         c.type_ == "Progressing"
             && c.status == "False"
             && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            && !matches!((since, &c.last_update_time), (Some(s), Some(t)) if t.0 < s)
     }) {
         return Progress::Failed(format!(
             "ProgressDeadlineExceeded: {}",
@@ -318,6 +327,27 @@ mod tests {
                      "template": {"spec": {"containers": [{"name": "c", "image": "r/x:v2"}]}}},
             "status": status,
         }))
+    }
+
+    #[test]
+    fn a_deadline_exceeded_before_the_watched_rollout_is_stale() {
+        let d = deployment(
+            2,
+            serde_json::json!({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                "conditions": [{"type": "Progressing", "status": "False",
+                    "reason": "ProgressDeadlineExceeded", "lastUpdateTime": "2026-11-30T10:00:00Z",
+                    "message": "ReplicaSet \"x-old\" has timed out progressing."}]}),
+        );
+        let at = |t: &str| Some(t.parse::<Timestamp>().unwrap());
+        assert!(matches!(
+            deployment_progress_since(&d, at("2026-11-30T10:00:05Z")),
+            Progress::Waiting(_)
+        ));
+        assert!(matches!(
+            deployment_progress_since(&d, at("2026-11-30T09:59:00Z")),
+            Progress::Failed(_)
+        ));
+        assert!(matches!(deployment_progress(&d), Progress::Failed(_)));
     }
 
     #[test]

@@ -3,185 +3,26 @@
 //! failing pod of a new revision, the StatefulSet deletions a rollout needs, all by a deadline
 //! and stopped by a cancel.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use futures::stream::{BoxStream, StreamExt as _};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 
-use super::progress::{
-    PodFailure, PodShape, Progress, daemonset_progress, deployment_progress, job_progress,
-    pod_failure,
+pub use super::error::{Cause, RolloutError};
+use super::statefulset::OnDelete;
+use super::tracker::{
+    Seen, Tracker, Verdict, seen_daemonset, seen_deployment, seen_job, seen_statefulset,
 };
-use super::statefulset::{self, OnDelete};
 use super::workloads::{Kind, Workload};
 use crate::cancel::{Cancel, Deadline};
 use crate::runner::Runner;
-
-/// A watched workload object, reduced to what the watcher needs.
-#[derive(Debug, Clone)]
-pub(crate) struct Seen {
-    progress: Progress,
-    shape: PodShape,
-    /// The StatefulSet itself, for the rules that need its pods (blocked, OnDelete roll).
-    statefulset: Option<Box<StatefulSet>>,
-}
-
-fn seen_deployment(d: &Deployment) -> Seen {
-    let spec = d.spec.as_ref();
-    Seen {
-        progress: deployment_progress(d),
-        shape: PodShape::of(
-            spec.map(|s| s.selector.clone()),
-            spec.map(|s| &s.template),
-            None,
-        ),
-        statefulset: None,
-    }
-}
-
-fn seen_statefulset(s: &StatefulSet, on_delete: OnDelete) -> Seen {
-    let spec = s.spec.as_ref();
-    Seen {
-        progress: statefulset::progress(s, on_delete),
-        shape: PodShape::of(
-            spec.map(|s| s.selector.clone()),
-            spec.map(|s| &s.template),
-            s.status.as_ref().and_then(|st| st.update_revision.clone()),
-        ),
-        statefulset: Some(Box::new(s.clone())),
-    }
-}
-
-fn seen_daemonset(d: &DaemonSet) -> Seen {
-    let spec = d.spec.as_ref();
-    Seen {
-        progress: daemonset_progress(d),
-        shape: PodShape::of(
-            spec.map(|s| s.selector.clone()),
-            spec.map(|s| &s.template),
-            None,
-        ),
-        statefulset: None,
-    }
-}
-
-fn seen_job(j: &Job) -> Seen {
-    let spec = j.spec.as_ref();
-    Seen {
-        progress: job_progress(j),
-        shape: PodShape::of(
-            spec.and_then(|s| s.selector.clone()),
-            spec.map(|s| &s.template),
-            None,
-        ),
-        statefulset: None,
-    }
-}
-
-/// Why a rollout did not become ready.
-#[derive(Debug, Clone)]
-pub enum Cause {
-    /// A pod of the new revision reached a failing status.
-    Pod(PodFailure),
-    /// A workload reported failure (ProgressDeadlineExceeded, a failed Job).
-    Workload { workload: Workload, message: String },
-    /// The deadline passed first (with the watch's last error, if it had trouble).
-    Deadline(Duration, Option<String>),
-    /// SIGTERM/SIGINT.
-    Cancelled(&'static str),
-    /// The watch itself broke down.
-    Watch(String),
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Cause::Pod(p) => write!(f, "{p}"),
-            Cause::Workload { workload, message } => write!(f, "{workload}: {message}"),
-            Cause::Deadline(d, None) => write!(
-                f,
-                "not ready within the timeout of {}",
-                humantime::format_duration(*d)
-            ),
-            Cause::Deadline(d, Some(e)) => write!(
-                f,
-                "not ready within the timeout of {} (the watch's last error: {e})",
-                humantime::format_duration(*d)
-            ),
-            Cause::Cancelled(s) => write!(f, "cancelled by {s}"),
-            Cause::Watch(e) => write!(f, "the watch failed: {e}"),
-        }
-    }
-}
-
-/// A rollout that did not become ready.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{what}: {cause}")]
-pub struct RolloutError {
-    /// What was being watched, e.g. `the rollout of release "x" in namespace "y"`.
-    pub what: String,
-    pub cause: Cause,
-    /// When the failure was seen (wall clock), for the time to rollback.
-    pub detected_at: SystemTime,
-    pub detected: Instant,
-    /// Each workload's last progress line.
-    pub last_progress: Vec<(Workload, String)>,
-    /// Pods of the workloads (current revision) as last seen, for the diagnostics.
-    pub pods: Vec<Pod>,
-}
-
-impl RolloutError {
-    pub fn is_cancelled(&self) -> bool {
-        matches!(self.cause, Cause::Cancelled(_))
-    }
-}
-
-/// One watch's objects by name, rebuilt atomically on a re-list.
-struct Store<T> {
-    items: HashMap<String, T>,
-    pending: Option<HashMap<String, T>>,
-}
-
-impl<T> Default for Store<T> {
-    fn default() -> Self {
-        Self {
-            items: HashMap::new(),
-            pending: None,
-        }
-    }
-}
-
-impl<T> Store<T> {
-    /// Applies one event; true when the whole store was replaced (a re-list).
-    fn apply(&mut self, e: Event<(String, T)>) -> bool {
-        match e {
-            Event::Apply((k, t)) => {
-                self.items.insert(k, t);
-            }
-            Event::Delete((k, _)) => {
-                self.items.remove(&k);
-            }
-            Event::Init => self.pending = Some(HashMap::new()),
-            Event::InitApply((k, t)) => {
-                self.pending.get_or_insert_with(HashMap::new).insert(k, t);
-            }
-            Event::InitDone => {
-                if let Some(p) = self.pending.take() {
-                    self.items = p;
-                }
-                return true;
-            }
-        }
-        false
-    }
-}
 
 /// A watch stream's key: a workload kind in a namespace.
 type KindKey = (Kind, String);
@@ -213,6 +54,7 @@ fn kind_stream(
     key: &KindKey,
     names: BTreeSet<String>,
     on_delete: OnDelete,
+    since: Timestamp,
 ) -> BoxStream<'static, Update> {
     let (kind, namespace) = key;
     let cfg = match names.iter().next() {
@@ -247,7 +89,7 @@ fn kind_stream(
         }};
     }
     match kind {
-        Kind::Deployment => stream!(Deployment, seen_deployment),
+        Kind::Deployment => stream!(Deployment, move |d: &Deployment| seen_deployment(d, since)),
         Kind::StatefulSet => stream!(StatefulSet, move |s: &StatefulSet| seen_statefulset(
             s, on_delete
         )),
@@ -301,188 +143,6 @@ fn pod_stream(
         .boxed()
 }
 
-/// What the watch knows of the release: the stores of every watch, each workload's last line.
-struct Tracker<'a> {
-    workloads: &'a [Workload],
-    /// Workload indexes by (kind, namespace, name) and by namespace.
-    by_object: HashMap<(Kind, &'a str, &'a str), usize>,
-    by_namespace: HashMap<&'a str, Vec<usize>>,
-    objects: HashMap<KindKey, Store<Seen>>,
-    pods: HashMap<String, Store<Pod>>,
-    lines: Vec<Option<String>>,
-    ready: Vec<bool>,
-}
-
-/// What one look at a workload asks for.
-enum Verdict {
-    Fine,
-    Failed(Cause),
-    /// Pods to delete: (namespace, name, uid, why for the log).
-    Delete(Vec<(String, String, String, String)>),
-}
-
-impl<'a> Tracker<'a> {
-    fn new(workloads: &'a [Workload]) -> Tracker<'a> {
-        let mut by_object = HashMap::new();
-        let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, w) in workloads.iter().enumerate() {
-            by_object.insert((w.kind, w.namespace.as_str(), w.name.as_str()), i);
-            by_namespace
-                .entry(w.namespace.as_str())
-                .or_default()
-                .push(i);
-        }
-        Tracker {
-            workloads,
-            by_object,
-            by_namespace,
-            objects: HashMap::new(),
-            pods: HashMap::new(),
-            lines: vec![None; workloads.len()],
-            ready: vec![false; workloads.len()],
-        }
-    }
-
-    fn seen(&self, i: usize) -> Option<&Seen> {
-        let w = &self.workloads[i];
-        self.objects
-            .get(&(w.kind, w.namespace.clone()))?
-            .items
-            .get(&w.name)
-    }
-
-    fn namespace_pods(&self, namespace: &str) -> impl Iterator<Item = &Pod> {
-        self.pods
-            .get(namespace)
-            .into_iter()
-            .flat_map(|s| s.items.values())
-    }
-
-    /// The workload's pods of its current revision.
-    fn current_pods(&self, i: usize) -> Vec<&Pod> {
-        let Some(seen) = self.seen(i) else {
-            return Vec::new();
-        };
-        self.namespace_pods(&self.workloads[i].namespace)
-            .filter(|p| seen.shape.current(p))
-            .collect()
-    }
-
-    /// Looks at workload `i`: its object changed or its pods were re-listed (`pod` None: all its
-    /// pods are checked), or one of its pods changed (`pod`: only that one).
-    fn check(
-        &mut self,
-        i: usize,
-        pod: Option<&Pod>,
-        on_delete: OnDelete,
-        deleted: &BTreeSet<String>,
-    ) -> Verdict {
-        let w = &self.workloads[i];
-        let Some(seen) = self.seen(i) else {
-            self.ready[i] = false;
-            return Verdict::Fine;
-        };
-        let failing = match pod {
-            Some(p) => seen.shape.current(p).then(|| pod_failure(p)).flatten(),
-            None => self.current_pods(i).into_iter().find_map(pod_failure),
-        };
-        if let Some(p) = failing {
-            return Verdict::Failed(Cause::Pod(p));
-        }
-        let (line, ready) = match &seen.progress {
-            Progress::Failed(m) => {
-                return Verdict::Failed(Cause::Workload {
-                    workload: w.clone(),
-                    message: m.clone(),
-                });
-            }
-            Progress::Waiting(m) => (m.clone(), false),
-            Progress::Ready(m) => (format!("{m} ✓"), true),
-        };
-        let mut delete = Vec::new();
-        if let (Some(sts), false) = (&seen.statefulset, ready) {
-            let own: Vec<&Pod> = self.namespace_pods(&w.namespace).collect();
-            // A failing pod of another revision blocks an OrderedReady controller for good; it
-            // serves nothing, so it is deleted and comes back on the update revision (whose
-            // failure, if any, fails the rollout).
-            if let Some(stuck) = statefulset::blocked_by(sts, &own) {
-                let uid = stuck.uid.clone().unwrap_or_default();
-                if !deleted.contains(&uid) {
-                    let why = format!(
-                        "deleting {stuck}: a failing pod of another revision blocks the StatefulSet's controller under podManagementPolicy OrderedReady; it is recreated from the update revision"
-                    );
-                    delete.push((w.namespace.clone(), stuck.pod.clone(), uid, why));
-                }
-            }
-            if on_delete == OnDelete::Roll
-                && statefulset::strategy(sts) == statefulset::Strategy::OnDelete
-                && let Some(name) = statefulset::next_on_delete(sts, own.iter().copied())
-            {
-                let uid = own
-                    .iter()
-                    .find(|p| p.metadata.name.as_deref() == Some(name.as_str()))
-                    .and_then(|p| p.metadata.uid.clone())
-                    .unwrap_or_default();
-                if !deleted.contains(&uid) {
-                    let why = format!(
-                        "deleting pod {name} so that it is recreated from the new revision (updateStrategy OnDelete, statefulset_on_delete: roll)"
-                    );
-                    delete.push((w.namespace.clone(), name, uid, why));
-                }
-            }
-        }
-        self.ready[i] = ready;
-        self.lines[i] = Some(line);
-        if delete.is_empty() {
-            Verdict::Fine
-        } else {
-            Verdict::Delete(delete)
-        }
-    }
-
-    /// The workloads one pod may concern: those of its namespace whose selector selects it.
-    fn owners_of(&self, namespace: &str, pod: &Pod) -> Vec<usize> {
-        self.by_namespace
-            .get(namespace)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|&i| {
-                self.seen(i)
-                    .is_some_and(|s| s.shape.selects(pod) || s.statefulset.is_some())
-            })
-            .collect()
-    }
-
-    fn all_ready(&self) -> bool {
-        self.ready.iter().all(|r| *r)
-    }
-
-    /// The error for `cause`, with each workload's last line and its current pods.
-    fn fail(&self, what: &str, cause: Cause) -> Box<RolloutError> {
-        let mut pods = Vec::new();
-        for i in 0..self.workloads.len() {
-            pods.extend(self.current_pods(i).into_iter().cloned());
-        }
-        Box::new(RolloutError {
-            what: what.to_string(),
-            cause,
-            detected_at: SystemTime::now(),
-            detected: Instant::now(),
-            last_progress: self
-                .workloads
-                .iter()
-                .enumerate()
-                .map(|(i, w)| {
-                    let line = self.lines[i].clone().unwrap_or_else(|| "not seen".into());
-                    (w.clone(), line)
-                })
-                .collect(),
-            pods,
-        })
-    }
-}
-
 /// Watches `workloads` until every one is ready (Ok), or fails fast with the cause, by the
 /// `deadline` (counted from the start of the upgrade: the timeout covers the whole rollout).
 /// StatefulSets with `updateStrategy: OnDelete` are rolled by deleting their pods when
@@ -504,6 +164,10 @@ pub async fn watch(
         return Ok(());
     }
     // One stream per (kind, namespace) and one pod stream per namespace.
+    // The rollout's start as a wall-clock time, against the conditions' update times.
+    let since = Timestamp::now()
+        .checked_sub(SignedDuration::try_from(deadline.since.elapsed()).unwrap_or_default())
+        .unwrap_or_else(|_| Timestamp::now());
     let mut names: BTreeMap<KindKey, BTreeSet<String>> = BTreeMap::new();
     let mut selectors: BTreeMap<&str, Vec<Option<&str>>> = BTreeMap::new();
     for w in workloads {
@@ -518,7 +182,7 @@ pub async fn watch(
     }
     let mut streams: Vec<BoxStream<'static, Update>> = names
         .into_iter()
-        .map(|(key, names)| kind_stream(client, &key, names, on_delete))
+        .map(|(key, names)| kind_stream(client, &key, names, on_delete, since))
         .collect();
     for (namespace, sels) in selectors {
         streams.push(pod_stream(client, namespace, shared_labels(sels)));
@@ -556,51 +220,65 @@ pub async fn watch(
                 last_error = e;
                 continue;
             }
-            Some(Update::Object(key, e)) => {
+            Some(Update::Object((kind, ns), e)) => {
                 let single = match &e {
                     Event::Apply((name, _)) | Event::Delete((name, _)) => tracker
                         .by_object
-                        .get(&(key.0, key.1.as_str(), name.as_str()))
+                        .get(&(kind, ns.as_str(), name.as_str()))
                         .copied(),
                     _ => None,
                 };
-                let relisted = tracker.objects.entry(key.clone()).or_default().apply(e);
+                let first_seen = single.is_some_and(|i| tracker.seen(i).is_none());
+                let relisted = tracker
+                    .objects
+                    .entry(kind)
+                    .or_default()
+                    .entry(ns.clone())
+                    .or_default()
+                    .apply(e);
+                // A workload whose selector only its live object knows: its pods are placed
+                // once it is seen.
+                if (first_seen || relisted) && tracker.unindexed.contains_key(ns.as_str()) {
+                    tracker.place_all(&ns);
+                }
                 match (single, relisted) {
                     (Some(i), false) => vec![i],
                     (_, true) => (0..workloads.len())
-                        .filter(|&i| workloads[i].kind == key.0 && workloads[i].namespace == key.1)
+                        .filter(|&i| workloads[i].kind == kind && workloads[i].namespace == ns)
                         .collect(),
                     (None, false) => Vec::new(),
                 }
             }
             Some(Update::Pods(namespace, e)) => {
-                let pod = match &*e {
+                let applied = match &*e {
                     Event::Apply((_, p)) => Some(p.clone()),
                     _ => None,
                 };
-                let deletion = matches!(&*e, Event::Delete(_));
+                let gone = match &*e {
+                    Event::Delete((name, _)) => Some(name.clone()),
+                    _ => None,
+                };
                 let relisted = tracker.pods.entry(namespace.clone()).or_default().apply(*e);
-                match (pod, relisted) {
-                    (Some(p), false) => {
-                        let owners = tracker.owners_of(&namespace, &p);
-                        changed_pod = Some(p);
-                        owners
-                    }
-                    // A pod gone: only StatefulSet rules look at what is left.
-                    (None, false) if deletion => tracker
-                        .by_namespace
-                        .get(namespace.as_str())
-                        .into_iter()
-                        .flatten()
-                        .copied()
-                        .filter(|&i| workloads[i].kind == Kind::StatefulSet)
-                        .collect(),
-                    (_, true) => tracker
+                if relisted {
+                    tracker.place_all(&namespace);
+                    tracker
                         .by_namespace
                         .get(namespace.as_str())
                         .cloned()
-                        .unwrap_or_default(),
-                    (None, false) => Vec::new(),
+                        .unwrap_or_default()
+                } else if let Some(p) = applied {
+                    let owners = tracker.place(&namespace, &p);
+                    changed_pod = Some(p);
+                    owners
+                } else if let Some(name) = gone {
+                    // A pod gone: only StatefulSet rules look at what is left.
+                    tracker
+                        .unplace(&namespace, &name)
+                        .into_iter()
+                        .filter(|&i| workloads[i].kind == Kind::StatefulSet)
+                        .collect()
+                } else {
+                    Vec::new()
                 }
             }
         };
