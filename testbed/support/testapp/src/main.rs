@@ -11,9 +11,10 @@
 //! - `slow-start`: `/ready` and `/readyz` answer 503 for `APP_START_DELAY` seconds (default 10);
 //! - `pause`: serves nothing and sleeps until a signal (the node's sandbox image).
 //!
-//! `APP_VERSION` is the version `/api/v1/status` and `app_info` report, `APP_PORT` the port
-//! (default 8080), `POD_NAMESPACE` the namespace reported. SIGTERM and SIGINT end it at once
-//! with exit code 0 (as PID 1 in a container a signal without a handler would be ignored).
+//! `APP_VERSION` is the version `/api/v1/status` and `app_info` report, `APP_PORT` (else
+//! `HTTP_PORT`) the port (default 8080), `POD_NAMESPACE` the namespace reported. SIGTERM and
+//! SIGINT end it at once with exit code 0 (as PID 1 in a container a signal without a handler
+//! would be ignored).
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -225,7 +226,11 @@ fn main() {
         v if v.is_empty() => "unknown".to_string(),
         v => v,
     };
-    let port: u16 = env("APP_PORT").parse().unwrap_or(8080);
+    // APP_PORT, else HTTP_PORT (what the traderadmin chart sets), else 8080.
+    let port: u16 = [env("APP_PORT"), env("HTTP_PORT")]
+        .iter()
+        .find_map(|p| p.parse().ok())
+        .unwrap_or(8080);
     println!("testapp {version}: starting (mode {mode_s}, port {port})");
     if mode == Mode::Crash {
         println!("testapp {version}: loading strategy config");
