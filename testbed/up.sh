@@ -61,7 +61,13 @@ if [ "$(cat "$TD_BED_DIR/registry/pushed" 2>/dev/null)" != "$stamp" ] \
   echo "$stamp" >"$TD_BED_DIR/registry/pushed"
 fi
 
-# 3. Cluster.
+# 3. Cluster. One made before the real node (its kwok managing every node, and so fighting the
+# kubelet) is made again.
+if cluster_ok && grep -q -- '--manage-all-nodes=true' "$KWOK_WORKDIR/clusters/$BED_CLUSTER/kwok.yaml" 2>/dev/null; then
+  bed_log "cluster $BED_CLUSTER's kwok manages every node: recreating the cluster for the real node"
+  "$BED_REPO/testbed/node/down.sh" >>"$LOGS/node-up.log" 2>&1 || true
+  timeout 120 "$KWOKCTL" --name "$BED_CLUSTER" delete cluster --kubeconfig "$BED_KUBECONFIG" >>"$LOGS/kwokctl.log" 2>&1 || true
+fi
 if ! cluster_ok; then
   if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$BED_CLUSTER"; then
     bed_log "cluster $BED_CLUSTER exists but does not answer: recreating it"
