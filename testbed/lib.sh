@@ -84,11 +84,13 @@ wait_for() {
 
 # The real node (testbed/node/): containerd + runc + a kubelet joined to the bed's apiserver.
 # TD_BED_NODE names a node of this bed: `node` (the default) is the one the tests and the demo
-# deploy to; another name (with TD_BED_NODE_SLOT 1-9) is an extra node, e.g. the teardown test's.
+# deploy to; another name (with TD_BED_NODE_SLOT 1 or 2: higher slots would take other bed ports)
+# is an extra node, e.g. the teardown test's.
 # Everything that could collide between beds or nodes derives from the bed's registry port and
 # the slot: state dir, bridge, subnet, cgroup, kubelet ports, containerd socket.
 BED_NODE_ID=${TD_BED_NODE:-node}
-if [ "$BED_NODE_ID" = node ]; then BED_NODE_SLOT=0; else BED_NODE_SLOT=${TD_BED_NODE_SLOT:?TD_BED_NODE_SLOT (1-9) for node $BED_NODE_ID}; fi
+if [ "$BED_NODE_ID" = node ]; then BED_NODE_SLOT=0; else BED_NODE_SLOT=${TD_BED_NODE_SLOT:?TD_BED_NODE_SLOT (1 or 2) for node $BED_NODE_ID}; fi
+case "$BED_NODE_SLOT" in 0 | 1 | 2) ;; *) echo "lib.sh: TD_BED_NODE_SLOT is 1 or 2, not $BED_NODE_SLOT" >&2; exit 2 ;; esac
 bed_reg_port=${BED_REGISTRY##*:}
 bed_node_base=$((bed_reg_port - 45000))
 BED_NODE_DIR=$TD_BED_DIR/$BED_NODE_ID
