@@ -31,7 +31,8 @@ container: static
 deps:
 	testbed/install-deps.sh
 
-# The bed's upstream programs (etcd, kube-*, kwok, helm 3 and 4), built once from the Go module proxy.
+# The bed's upstream programs (etcd, kube-*, the real node's kubelet, kwok, helm 3 and 4), built
+# once from the Go module proxy.
 tools: deps
 	testbed/build-tools.sh all
 
@@ -67,15 +68,18 @@ demo: tools
 	scripts/demo.sh
 
 # Figures on the bed: the static release binary against bare helm 3/4; writes
-# docs/benchmarks.md. TD_BENCH_RUNS (default 3), TD_BENCH_HELM_TIMEOUT (5m). A running bed (its env
-# file present) is used as it is and left alone; otherwise with-bed.sh brings one up and down.
+# docs/benchmarks.md. TD_BENCH_RUNS (default 3), TD_BENCH_HELM_TIMEOUT (5m), TD_BENCH_ONLY=real (only
+# the real node's races, rewriting that section). A running bed (its env file present) is used as
+# it is and left alone; otherwise with-bed.sh brings one up and down.
 bench: tools static
 	if [ -f $(BED_DIR)/env ]; then TD_BENCH_BIN=$(STATIC_BIN) TD_BED_ENV=$(BED_DIR)/env python3 bench/bench.py; \
 	else TD_BENCH_BIN=$(STATIC_BIN) testbed/with-bed.sh python3 bench/bench.py; fi
 
 # The long reliability tests (tests/bed_soak.rs): kube-apiserver killed and restarted
 # mid-rollout. They stop the API server, so they run one at a time on a bed of their own (state in
-# target/testbed-soak, the ports README's second bed uses), brought up and torn down here.
+# target/testbed-soak, the ports README's second bed uses; its real node gets its own bridge,
+# subnet 10.244.80.0/24, cgroup, kubelet ports 45085/45086 and containerd), brought up and torn
+# down here.
 SOAK_BED := TD_BED_DIR=$(CURDIR)/target/testbed-soak TD_BED_CLUSTER=trader-soak \
 	TD_BED_REGISTRY_PORT=45080 TD_BED_APP_PORT=45081 TD_BED_APP_FALLBACK_PORT=45082 \
 	TD_BED_APP_POOL=45090-45099 TD_BED_GITHUB=0

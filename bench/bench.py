@@ -6,9 +6,14 @@ GitHub Action (INPUT_* / GITHUB_* variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMA
 bed's real helm 3 and helm 4 against the bed's kube-apiserver (kwok nodes), the GitHub stand-in
 behind Prism. Nothing here types a figure: every number in the report comes from a run below.
 
+The rollback race and the healthy-upgrade ratio run twice: on the kwok nodes (pod states from
+kwok's stages) and on the bed's real node (containerd, runc, kubelet: a real failed pull, real
+readiness probes).
+
 Settings (environment): TD_BENCH_BIN (the binary, default the `make static` output),
 TD_BENCH_RUNS (repetitions, default 3, at least 3), TD_BENCH_HELM_TIMEOUT (the baseline's
---timeout, default 5m), TD_BENCH_OUT (default docs/benchmarks.md), TD_BED_ENV (the bed's env file).
+--timeout, default 5m), TD_BENCH_OUT (default docs/benchmarks.md), TD_BED_ENV (the bed's env file),
+TD_BENCH_ONLY=real (only the real-node figures: rewrites just that section of the report).
 """
 
 import datetime
@@ -221,12 +226,25 @@ def must(d, what, status=None):
     return d
 
 
-def tags(tag):
-    return f"image.tag={tag}\nscanner.image.tag={tag}"
+# The chart's images in this bed's registry (a real node pulls them; the chart's default is the
+# default bed's registry).
+REPOS = {"image.repository": f"{BED['TD_REGISTRY']}/acme/python-orch",
+         "scanner.image.repository": f"{BED['TD_REGISTRY']}/acme/go-scanner"}
 
 
-def sets(tag):
-    return ["--set", f"image.tag={tag}", "--set", f"scanner.image.tag={tag}"]
+def settings(tag, node):
+    s = {**REPOS, "image.tag": tag, "scanner.image.tag": tag}
+    if node == "real":
+        s["realNode"] = "true"
+    return s
+
+
+def tags(tag, node="kwok"):
+    return "\n".join(f"{k}={v}" for k, v in settings(tag, node).items())
+
+
+def sets(tag, node="kwok"):
+    return [a for k, v in settings(tag, node).items() for a in ("--set", f"{k}={v}")]
 
 
 def median(xs):
@@ -239,28 +257,28 @@ def fmt(xs):
 
 # --- 1. time to a verified rollback of a broken image --------------------------------------------
 
-def bench_rollback(work):
+def bench_rollback(work, node="kwok"):
     """Per repetition and tool: a fresh namespace with v1.0.0 installed and Ready, then
     `broken-pull` deployed; timed from the start of the command to its exit with the release back
-    on a Ready v1.0.0 (verified after each run)."""
+    on a Ready v1.0.0 (verified after each run). `node`: kwok or real (the pods on the real node)."""
     helm_flag = {3: ["--atomic"], 4: ["--rollback-on-failure", "--wait=watcher"]}
     results = {"action": [], "helm3": [], "helm4": []}
     errors = []
 
     def baseline(major, i):
         try:
-            ns = namespace(f"rb-h{major}")
-            home = os.path.join(work, f"rb-h{major}-{i}")
+            ns = namespace(f"rb-{node}-h{major}")
+            home = os.path.join(work, f"rb-{node}-h{major}-{i}")
             must(helm(major, ["upgrade", "--install", "app", CHART, "-n", ns, "--create-namespace",
-                              "--wait", "--timeout", "120s"] + sets("v1.0.0"), home),
+                              "--wait", "--timeout", "120s"] + sets("v1.0.0", node), home),
                  f"helm {major} install v1.0.0")
             d = helm(major, ["upgrade", "--install", "app", CHART, "-n", ns, "--timeout", HELM_TIMEOUT]
-                     + helm_flag[major] + sets("broken-pull"), home, deadline=1200)
+                     + helm_flag[major] + sets("broken-pull", node), home, deadline=1200)
             st = helm_status(major, "app", ns, home)
             if d.code == 0 or st is None or st[0] != "deployed" or st[1] != 3:
                 errors.append(f"helm {major} --atomic run {i}: exit {d.code}, status {st}")
             results[f"helm{major}"].append(d.wall)
-            log(f"helm {major} atomic run {i}: {d.wall:.1f}s (exit {d.code}, status {st})")
+            log(f"helm {major} atomic run {i} ({node}): {d.wall:.1f}s (exit {d.code}, status {st})")
         except BaseException as e:  # reported below
             errors.append(f"helm {major} run {i}: {e}")
 
@@ -270,17 +288,17 @@ def bench_rollback(work):
     for t in threads:
         t.start()
     for i in range(RUNS):
-        ns = namespace("rb-action")
-        ws = os.path.join(work, f"rb-action-{i}")
+        ns = namespace(f"rb-{node}-action")
+        ws = os.path.join(work, f"rb-{node}-action-{i}")
         base = {"chart": CHART, "release": "app", "namespace": ns}
-        must(action(ws, {**base, "version": "v1.0.0", "set": tags("v1.0.0")}), "action v1.0.0")
-        d = action(ws, {**base, "version": "broken-pull", "set": tags("broken-pull")})
+        must(action(ws, {**base, "version": "v1.0.0", "set": tags("v1.0.0", node)}), "action v1.0.0")
+        d = action(ws, {**base, "version": "broken-pull", "set": tags("broken-pull", node)})
         must(d, "action broken-pull", status="rolled_back")
         st = helm_status(3, "app", ns, ws)
         if st != ("deployed", 3):
             raise SystemExit(f"after the action's rollback: {st}")
         results["action"].append(d.wall)
-        log(f"action rollback run {i}: {d.wall:.1f}s")
+        log(f"action rollback run {i} ({node}): {d.wall:.1f}s")
     for t in threads:
         t.join()
     if errors:
@@ -290,29 +308,31 @@ def bench_rollback(work):
 
 # --- 2. healthy deploy ----------------------------------------------------------------------------
 
-def bench_healthy(work):
+def bench_healthy(work, node="kwok"):
     """Per repetition and helm major: v1.0.0 installed (untimed), then the timed upgrade to
-    v1.1.0 to Ready, by the action (with that helm) and by bare helm --wait."""
+    v1.1.0 to Ready, by the action (with that helm) and by bare helm --wait. `node`: kwok or real
+    (readiness from the kubelet's real probes)."""
     res = {f"{who}{m}": [] for who in ("action", "helm") for m in (3, 4)}
     for i in range(RUNS):
         for m in (3, 4):
-            ns = namespace(f"ok-action-h{m}")
-            ws = os.path.join(work, f"ok-action-h{m}-{i}")
+            ns = namespace(f"ok-{node}-action-h{m}")
+            ws = os.path.join(work, f"ok-{node}-action-h{m}-{i}")
             base = {"chart": CHART, "release": "app", "namespace": ns}
-            must(action(ws, {**base, "version": "v1.0.0", "set": tags("v1.0.0")}, major=m),
+            must(action(ws, {**base, "version": "v1.0.0", "set": tags("v1.0.0", node)}, major=m),
                  "action v1.0.0")
-            d = must(action(ws, {**base, "version": "v1.1.0", "set": tags("v1.1.0")}, major=m),
+            d = must(action(ws, {**base, "version": "v1.1.0", "set": tags("v1.1.0", node)}, major=m),
                      "action v1.1.0")
             res[f"action{m}"].append(d.wall)
 
-            ns = namespace(f"ok-helm{m}")
-            home = os.path.join(work, f"ok-helm{m}-{i}")
+            ns = namespace(f"ok-{node}-helm{m}")
+            home = os.path.join(work, f"ok-{node}-helm{m}-{i}")
             up = ["upgrade", "--install", "app", CHART, "-n", ns, "--create-namespace", "--wait",
                   "--timeout", "120s"]
-            must(helm(m, up + sets("v1.0.0"), home), f"helm {m} v1.0.0")
-            d = must(helm(m, up + sets("v1.1.0"), home), f"helm {m} v1.1.0")
+            must(helm(m, up + sets("v1.0.0", node), home), f"helm {m} v1.0.0")
+            d = must(helm(m, up + sets("v1.1.0", node), home), f"helm {m} v1.1.0")
             res[f"helm{m}"].append(d.wall)
-            log(f"healthy run {i} (helm {m}): action {res[f'action{m}'][-1]:.1f}s, helm {d.wall:.1f}s")
+            log(f"healthy run {i} (helm {m}, {node}): action {res[f'action{m}'][-1]:.1f}s, "
+                f"helm {d.wall:.1f}s")
     return res
 
 
@@ -532,7 +552,60 @@ def mb(n):
     return f"{n / 1e6:.1f} MB"
 
 
-def write_report(m, rb, ok, fifty, gh, st, started, took):
+REAL_BEGIN = "<!-- real-node: begin (bench/bench.py; TD_BENCH_ONLY=real rewrites this section) -->"
+REAL_END = "<!-- real-node: end -->"
+
+
+def real_node_section(real, started, took):
+    """The real node's figures, as markdown lines between the markers."""
+    rb, ok = real["rb"], real["ok"]
+    a, h3, h4 = median(rb["action"]), median(rb["helm3"]), median(rb["helm4"])
+    L = [REAL_BEGIN, "## On the real node", ""]
+    w = L.append
+    w(f"Measured on {started} UTC in {took / 60:.1f} min. The same two races on the bed's real node "
+      f"({BED.get('TD_REAL_NODE', 'localhost')}: containerd 1.6, runc, kubelet v1.36.3; the test "
+      "chart with `realNode=true`): real containers of the test app, readiness from the kubelet's "
+      "real HTTP probes (every 2 s), a real failed pull (`broken-pull`: the registry lost the "
+      f"image's layer). Medians of {RUNS} runs.")
+    w("")
+    w("| verified rollback of `broken-pull` | median | runs (s) | vs the action |")
+    w("|---|---|---|---|")
+    w(f"| trader-deploy (helm 3, timeout 300s) | **{a:.1f} s** | {fmt(rb['action'])} | 1× |")
+    w(f"| `helm upgrade --install --atomic --timeout {HELM_TIMEOUT}` (helm 3) | **{h3:.1f} s** | "
+      f"{fmt(rb['helm3'])} | {h3 / a:.1f}× slower |")
+    w(f"| `helm upgrade --install --rollback-on-failure --wait=watcher --timeout {HELM_TIMEOUT}` "
+      f"(helm 4) | **{h4:.1f} s** | {fmt(rb['helm4'])} | {h4 / a:.1f}× slower |")
+    w("")
+    w("| healthy upgrade v1.0.0 → v1.1.0 to Ready | median | runs (s) | action / helm |")
+    w("|---|---|---|---|")
+    for m in (3, 4):
+        oa, oh = median(ok[f"action{m}"]), median(ok[f"helm{m}"])
+        w(f"| trader-deploy with helm {m} | **{oa:.1f} s** | {fmt(ok[f'action{m}'])} | **{oa / oh:.2f}** |")
+        w(f"| `helm upgrade --install --wait` (helm {m}) | **{oh:.1f} s** | {fmt(ok[f'helm{m}'])} | |")
+    w("")
+    w(REAL_END)
+    return L
+
+
+def write_real_only(real, started, took):
+    """Rewrites only the real node's section of OUT (appends it before `## Reliability` if absent)."""
+    lines = real_node_section(real, started, took)
+    text = open(OUT).read() if os.path.exists(OUT) else ""
+    if REAL_BEGIN in text and REAL_END in text:
+        head, rest = text.split(REAL_BEGIN, 1)
+        tail = rest.split(REAL_END, 1)[1]
+        text = head + "\n".join(lines) + tail
+    elif "## Reliability" in text:
+        head, tail = text.split("## Reliability", 1)
+        text = head + "\n".join(lines) + "\n\n## Reliability" + tail
+    else:
+        text = text + "\n" + "\n".join(lines) + "\n"
+    with open(OUT, "w") as f:
+        f.write(text)
+    log(f"wrote the real-node section of {OUT}")
+
+
+def write_report(m, rb, ok, fifty, gh, st, started, took, real=None):
     size, helm_sizes, ca_size, cold = st
     a, h3, h4 = median(rb["action"]), median(rb["helm3"]), median(rb["helm4"])
     L = []
@@ -632,6 +705,9 @@ def write_report(m, rb, ok, fifty, gh, st, started, took):
       f"maybe not yet in the page cache): {first:.1f} ms. The machine's page cache is not dropped "
       "(it is shared).")
     w("")
+    if real:
+        L.extend(real_node_section(real, started, took))
+        w("")
     w("## Reliability")
     w("")
     w("What the e2e suites prove on the bed (`make test` runs them; `make soak` the long ones):")
@@ -645,6 +721,7 @@ def write_report(m, rb, ok, fifty, gh, st, started, took):
     w("")
     w("```")
     w("make bench                   # builds the static binary, uses the running bed (or brings one up), writes this file")
+    w("TD_BENCH_ONLY=real make bench   # only the real node's races: rewrites that section")
     w("TD_BENCH_RUNS=5 make bench   # more repetitions")
     w("make soak                    # the apiserver-restart tests, on a bed of their own (target/testbed-soak)")
     w("testbed/with-bed.sh cargo test --features bed --test bed_reliability   # the fast reliability suite")
@@ -696,10 +773,18 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     t0 = time.monotonic()
     work = tempfile.mkdtemp(prefix="td-bench-")
+    only_real = os.environ.get("TD_BENCH_ONLY") == "real"
+    if "TD_REAL_NODE" not in BED and only_real:
+        raise SystemExit("TD_BENCH_ONLY=real: the bed runs without its real node")
     try:
         if os.environ.get("TD_BENCH_ONLY") == "scale":
             # The scale releases alone (no report written): TD_BENCH_ONLY=scale make bench
             bench_fifty(work)
+            return
+        if only_real:
+            ok = bench_healthy(work, "real")
+            rb = bench_rollback(work, "real")
+            write_real_only({"rb": rb, "ok": ok}, started, time.monotonic() - t0)
             return
         m = machine()
         st = bench_static(work)
@@ -708,7 +793,10 @@ def main():
         ok = bench_healthy(work)
         fifty = bench_fifty(work)
         rb = bench_rollback(work)
-        write_report(m, rb, ok, fifty, gh, st, started, time.monotonic() - t0)
+        real = None
+        if "TD_REAL_NODE" in BED:
+            real = {"ok": bench_healthy(work, "real"), "rb": bench_rollback(work, "real")}
+        write_report(m, rb, ok, fifty, gh, st, started, time.monotonic() - t0, real)
     finally:
         for ns in NAMESPACES:
             delete_namespace(ns)

@@ -7,8 +7,10 @@
 #   3. a broken tag (its image cannot be pulled) is dispatched to dev: caught, rolled back
 #                                                              (examples/workflows/deploy-manual.yml)
 # The real trader-deploy binary runs each step as the docker action would (INPUT_*, GITHUB_*, an
-# event payload), against the bed's Kubernetes (kwok), registry, and GitHub stand-in behind the
-# Prism validator. It brings the bed up if needed and tears down what it started.
+# event payload), against the bed's Kubernetes, registry, and GitHub stand-in behind the Prism
+# validator. The pods run on the bed's real node (containerd, runc, kubelet: real containers of
+# the test app, real probes, a real failed pull); TD_DEMO_NODE=kwok puts them on the kwok nodes.
+# It brings the bed up if needed and tears down what it started.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -21,6 +23,12 @@ fi
 for v in KUBECONFIG TD_REGISTRY TD_HELM3 GITHUB_API_URL TD_GITHUB_STANDIN_URL; do
   [ -n "${!v:-}" ] || { echo "demo: the bed's env has no $v (is the GitHub stand-in up?)" >&2; exit 1; }
 done
+DEMO_NODE=${TD_DEMO_NODE:-real}
+case "$DEMO_NODE" in
+  real) [ -n "${TD_REAL_NODE:-}" ] || { echo "demo: the bed runs without its real node (TD_BED_REAL_NODE=0); run with TD_DEMO_NODE=kwok" >&2; exit 1; } ;;
+  kwok) ;;
+  *) echo "demo: TD_DEMO_NODE is real or kwok, not $DEMO_NODE" >&2; exit 2 ;;
+esac
 
 if [ -t 1 ]; then
   B=$'\e[1m' DIM=$'\e[2m' RED=$'\e[31m' GREEN=$'\e[32m' YELLOW=$'\e[33m' CYAN=$'\e[36m' R=$'\e[0m'
@@ -77,8 +85,36 @@ curl -fsS -X POST -H 'content-type: application/json' --data @"$WORK/fixture.jso
   "$TD_GITHUB_STANDIN_URL/_standin/repos" >/dev/null
 kubectl create namespace "$NS_DEV" >/dev/null
 kubectl create namespace "$NS_PROD" >/dev/null
+EXTRA_VALUES=""
+if [ "$DEMO_NODE" = real ]; then
+  # Both components on the real node: its label and a toleration of its taint.
+  cat >"$WORK/real-node.yaml" <<'YAML'
+# scripts/demo.sh: the traderadmin pods on the bed's real node (testbed/node/up.sh)
+pythonOrch:
+  nodeSelector: {trader-deploy.test/node: real}
+  tolerations: [{key: trader-deploy.test/node, operator: Equal, value: real, effect: NoSchedule}]
+goScanner:
+  nodeSelector: {trader-deploy.test/node: real}
+  tolerations: [{key: trader-deploy.test/node, operator: Equal, value: real, effect: NoSchedule}]
+YAML
+  EXTRA_VALUES=$'\n'$WORK/real-node.yaml
+  # The Secrets the chart references (by name, never values): a real kubelet will not start a
+  # container whose required Secret is missing. Demo placeholders only.
+  kubectl -n "$NS_DEV" create secret generic ibkr-credentials-paper \
+    --from-literal=IBKR_USERNAME=demo-paper --from-literal=IBKR_PASSWORD=demo-only >/dev/null
+  kubectl -n "$NS_PROD" create secret generic ibkr-credentials-live \
+    --from-literal=IBKR_USERNAME=demo-live --from-literal=IBKR_PASSWORD=demo-only >/dev/null
+  for ns in "$NS_DEV" "$NS_PROD"; do
+    kubectl -n "$ns" create secret generic market-data-api --from-literal=API_KEY=demo-only >/dev/null
+  done
+fi
 say "GitHub:     repository $REPO on the stand-in, through Prism at $GITHUB_API_URL"
-say "Kubernetes: one local kwok cluster stands in for both clusters: namespace $NS_DEV (dev), $NS_PROD (prod)"
+if [ "$DEMO_NODE" = real ]; then
+  say "Kubernetes: the bed's cluster stands in for both clusters: namespace $NS_DEV (dev), $NS_PROD (prod);"
+  say "            the pods run on its real node $TD_REAL_NODE (containerd, runc, kubelet)"
+else
+  say "Kubernetes: one local kwok cluster stands in for both clusters: namespace $NS_DEV (dev), $NS_PROD (prod)"
+fi
 say "Registry:   $TD_REGISTRY (acme/python-orch, acme/go-scanner)"
 say "Chart:      examples/charts/traderadmin, values deploy/values/values-<env>.yaml, smoke tests examples/smoke-tests.yaml"
 
@@ -175,13 +211,13 @@ expect() { # what expected_code expected_status
 
 scene "1. carol pushes to main → deploy-dev.yml deploys sha-0123abcd to dev"
 play push-main 2001 push refs/heads/main "$MAIN_SHA" "$NS_DEV" "$(push_payload refs/heads/main "$MAIN_SHA")" \
-  environment=dev timeout=5m
+  environment=dev "values_files=deploy/values/values-dev.yaml$EXTRA_VALUES" timeout=5m
 expect "dev runs sha-0123abcd" 0 success
 
 scene "2a. the v1.2.0 tag's first run, before any reviewer approved it"
 note "Run 2004 has no approval for production: the action refuses before touching the cluster."
 play tag-unapproved 2004 push refs/tags/v1.2.0 "$MAIN_SHA" "$NS_PROD" "$(push_payload refs/tags/v1.2.0 "$MAIN_SHA")" \
-  environment=production values_files=deploy/values/values-prod.yaml version=v1.2.0 \
+  environment=production "values_files=deploy/values/values-prod.yaml$EXTRA_VALUES" version=v1.2.0 \
   require_distinct_approver=true timeout=10m
 expect "the unapproved run was refused" 1 failed
 LAST_CODE=0 LAST_STATUS=$(kubectl -n "$NS_PROD" get deployments -o name | wc -l | tr -d ' ')
@@ -193,17 +229,18 @@ note "the action checks that approval itself (not by carol, who pushed the tag) 
 note "(release.yml also sets pin_digests: true. Left out here: the bed's stand-in app tells its version"
 note " from the image tag, which a digest-pinned image does not have, so the version smoke check would fail.)"
 play tag-v1.2.0 2002 push refs/tags/v1.2.0 "$MAIN_SHA" "$NS_PROD" "$(push_payload refs/tags/v1.2.0 "$MAIN_SHA")" \
-  environment=production values_files=deploy/values/values-prod.yaml version=v1.2.0 \
+  environment=production "values_files=deploy/values/values-prod.yaml$EXTRA_VALUES" version=v1.2.0 \
   require_distinct_approver=true timeout=10m
 expect "prod runs v1.2.0" 0 success
 
 scene "3. someone dispatches deploy-manual.yml with a broken tag (broken-pull) for dev"
-note "The image's tag exists in the registry, but its pods cannot pull it: the rollout must be caught"
-note "within seconds and dev rolled back to the last good revision (sha-0123abcd)."
+note "The image's tag exists in the registry, but its pods cannot pull it (the registry lost a layer:"
+note "containerd's pull fails): the rollout must be caught within seconds and dev rolled back to the"
+note "last good revision (sha-0123abcd)."
 play broken-tag 2003 workflow_dispatch refs/heads/main "$MAIN_SHA" "$NS_DEV" \
   "$(jq -n --arg repo "$REPO" '{ref: "refs/heads/main", inputs: {environment: "dev", version: "broken-pull"},
      repository: {full_name: $repo, default_branch: "main"}, sender: {login: "carol"}}')" \
-  environment=dev values_files=deploy/values/values-dev.yaml version=broken-pull timeout=5m
+  environment=dev "values_files=deploy/values/values-dev.yaml$EXTRA_VALUES" version=broken-pull timeout=5m
 expect "the broken release was caught and rolled back" 1 rolled_back
 
 scene "Where things stand"
@@ -214,6 +251,8 @@ for ns in "$NS_DEV" "$NS_PROD"; do
   kubectl -n "$ns" get deployments -o \
     custom-columns='DEPLOYMENT:.metadata.name,READY:.status.readyReplicas,WANT:.spec.replicas,IMAGE:.spec.template.spec.containers[0].image' \
     2>&1 | sed 's/^/  /'
+  say "${B}pods in $ns${R}"
+  kubectl -n "$ns" get pods -o wide 2>&1 | sed 's/^/  /'
   kubectl -n "$ns" get configmap traderadmin-config -o json \
     | jq -r '"  strategy config: TWS \(.data.TWS_HOST):\(.data.TWS_PORT), universe \(.data.SCANNER_UNIVERSE | split(",") | length) symbols (\(.data.SCANNER_UNIVERSE))"'
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 #! Builds the test bed's upstream programs once, pinned, into ~/.cache/trader-deploy/bin.
 # Go is test tooling only: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok,
-# kwokctl, helm 3 and helm 4, all from the Go module proxy. Each binary is built only when
+# kwokctl, helm 3 and helm 4, and the real node's kubelet, all from the Go module proxy. Each binary is built only when
 # missing, so a warm run does nothing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -56,18 +56,18 @@ build_etcd() {
   )
 }
 
-build_kube() {
-  have "kube-apiserver-$K8S_VERSION" && have "kube-controller-manager-$K8S_VERSION" \
-    && have "kube-scheduler-$K8S_VERSION" && return 0
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION (slow the first time)"
-  local mod=$CACHE/go/kube-tools
+# kube_module DIR CMD...: writes a tools module in DIR that requires k8s.io/kubernetes@$K8S_VERSION,
+# replaces every staging module with its published $K8S_STAGING_VERSION and imports the given
+# k8s.io/kubernetes/cmd/CMD packages; then `go mod tidy`. DIR is rebuilt from scratch.
+kube_module() {
+  local mod=$1; shift
   rm -rf "$mod" && mkdir -p "$mod"
-  local info gomod
+  local info gomod c
   info=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION")
   gomod=$(printf '%s' "$info" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   [ -f "$gomod" ] || { log "no go.mod for k8s.io/kubernetes@$K8S_VERSION"; exit 1; }
   {
-    echo "module trader-deploy.test/kube-tools"
+    echo "module trader-deploy.test/$(basename "$mod")"
     echo
     grep -E '^go [0-9]' "$gomod"
     echo
@@ -78,32 +78,56 @@ build_kube() {
       | while read -r m; do echo "	$m => $m $K8S_STAGING_VERSION"; done
     echo ")"
   } >"$mod/go.mod"
-  cat >"$mod/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-)
-GO
-  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  local ld="-s -w"
-  ld="$ld -X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
-  ld="$ld -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-  ld="$ld -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-  ld="$ld -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  {
+    echo '//go:build tools'
+    echo
+    echo 'package tools'
+    echo
+    echo 'import ('
+    for c in "$@"; do echo "	_ \"k8s.io/kubernetes/cmd/$c\""; done
+    echo ')'
+  } >"$mod/tools.go"
   (
     cd "$mod"
     go mod tidy -e >/dev/null 2>&1 || true
     GOFLAGS="$GOFLAGS -tags=tools" go mod tidy
-    for c in kube-apiserver kube-controller-manager kube-scheduler; do
-      log "  go build $c"
-      go build -ldflags "$ld" -o "$BIN/$c-$K8S_VERSION" "k8s.io/kubernetes/cmd/$c"
-    done
   )
+}
+
+# kube_build DIR CMD...: builds each CMD of the module in DIR into $BIN/CMD-$K8S_VERSION, with the
+# version ldflags (else /version says v0.0.0 and helm's kubeVersion checks break). Each binary is
+# written to a temporary name and renamed, so a reader never sees half a binary.
+kube_build() {
+  local mod=$1; shift
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local ld="-s -w" c
+  ld="$ld -X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
+  ld="$ld -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+  ld="$ld -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+  ld="$ld -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  for c in "$@"; do
+    log "  go build $c"
+    (cd "$mod" && go build -ldflags "$ld" -o "$BIN/.$c-$K8S_VERSION.tmp" "k8s.io/kubernetes/cmd/$c")
+    mv "$BIN/.$c-$K8S_VERSION.tmp" "$BIN/$c-$K8S_VERSION"
+  done
+}
+
+build_kube() {
+  have "kube-apiserver-$K8S_VERSION" && have "kube-controller-manager-$K8S_VERSION" \
+    && have "kube-scheduler-$K8S_VERSION" && return 0
+  log "building kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION (slow the first time)"
+  kube_module "$CACHE/go/kube-tools" kube-apiserver kube-controller-manager kube-scheduler
+  kube_build "$CACHE/go/kube-tools" kube-apiserver kube-controller-manager kube-scheduler
+}
+
+# The real node's kubelet, same version and same way as the control plane, in a module dir of its
+# own (kube-tools is rebuilt from scratch by build_kube, which may run at the same time). The
+# packages it shares with the control plane come from the shared Go build cache.
+build_kubelet() {
+  have "kubelet-$K8S_VERSION" && return 0
+  log "building kubelet $K8S_VERSION"
+  kube_module "$CACHE/go/kubelet-tools" kubelet
+  kube_build "$CACHE/go/kubelet-tools" kubelet
 }
 
 # timed NAME CMD...: runs a build step and logs how long it took (the cold build times in the
@@ -120,7 +144,8 @@ case "$what" in
   kwok) timed kwok build_kwok ;;
   etcd) timed etcd build_etcd ;;
   kube) timed kube build_kube ;;
-  all) timed helm3 build_helm 3; timed helm4 build_helm 4; timed kwok build_kwok; timed etcd build_etcd; timed kube build_kube ;;
-  *) echo "usage: $0 [all|helm|kwok|etcd|kube]" >&2; exit 2 ;;
+  kubelet) timed kubelet build_kubelet ;;
+  all) timed helm3 build_helm 3; timed helm4 build_helm 4; timed kwok build_kwok; timed etcd build_etcd; timed kube build_kube; timed kubelet build_kubelet ;;
+  *) echo "usage: $0 [all|helm|kwok|etcd|kube|kubelet]" >&2; exit 2 ;;
 esac
 log "done: $what"

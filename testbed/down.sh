@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Tears the test bed down: the GitHub stand-in, the fake app, the registry and the kwok cluster
-# (everything up.sh started). The registry's storage and the build caches are kept.
-# usage: testbed/down.sh [github] [app] [registry] [cluster]   (default: all of them)
+# Tears the test bed down: the GitHub stand-in, the fake app, the real node (testbed/node/down.sh:
+# no process, mount, netns, veth, bridge or cgroup of it is left), the registry and the kwok
+# cluster (everything up.sh started). The registry's storage and the build caches are kept.
+# usage: testbed/down.sh [github] [app] [node] [registry] [cluster]   (default: all of them)
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
-parts=" ${*:-github app registry cluster} "
+parts=" ${*:-github app node registry cluster} "
 want() { [[ $parts == *" $1 "* ]]; }
 status=0
 if want github && [ -x "$BED_REPO/testbed/github/down.sh" ]; then
   TD_BED_DIR=$TD_BED_DIR "$BED_REPO/testbed/github/down.sh" || { bed_log "testbed/github/down.sh failed"; status=1; }
 fi
 want app && pid_stop fake_app fake_app
+if want node; then
+  "$BED_REPO/testbed/node/down.sh" || { bed_log "testbed/node/down.sh failed"; status=1; }
+fi
 want registry && pid_stop registry docker-registry
 if want cluster && [ -x "$KWOKCTL" ] && [ -d "$KWOK_WORKDIR/clusters/$BED_CLUSTER" ]; then
   bed_log "deleting kwok cluster $BED_CLUSTER"

@@ -9,8 +9,12 @@ CACHE=${TRADER_DEPLOY_CACHE:-$HOME/.cache/trader-deploy}
 mkdir -p "$CACHE"
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
-# Debian packages: the OCI registry, musl for the static binary.
+# Debian packages: the OCI registry, musl for the static binaries, and the real node's container
+# runtime: containerd 1.6.20 and runc 1.1.5 (Debian 12), the CNI reference plugins (/usr/lib/cni).
 need_apt=()
+[ -x /usr/bin/containerd ] || need_apt+=(containerd)
+[ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || need_apt+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 command -v musl-gcc >/dev/null 2>&1 || need_apt+=(musl-tools)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -57,8 +57,17 @@ cluster_ok() {
 registry_ok() { http_ok "http://$BED_REGISTRY/v2/"; }
 app_ok() { http_ok "http://$BED_APP_CONTROL/healthz"; }
 
+# node_ok: the real node's kubelet answers and the node is Ready (or the bed runs without it,
+# TD_BED_REAL_NODE=0).
+node_ok() {
+  [ "${TD_BED_REAL_NODE:-1}" = 0 ] && return 0
+  http_ok "http://127.0.0.1:$BED_KUBELET_HEALTHZ_PORT/healthz" && cluster_ok \
+    && kubectl --kubeconfig "$BED_KUBECONFIG" --request-timeout=3s get node "$BED_NODE_NAME" \
+      -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
+}
+
 # bed_ok: the parts this repo's scripts start are all up and answering.
-bed_ok() { [ -f "$TD_BED_DIR/env" ] && cluster_ok && registry_ok && app_ok; }
+bed_ok() { [ -f "$TD_BED_DIR/env" ] && cluster_ok && registry_ok && app_ok && node_ok; }
 
 # wait_for DESC SECONDS CMD...: polls CMD every 0.5 s until it succeeds or the deadline passes.
 wait_for() {
@@ -72,3 +81,31 @@ wait_for() {
     sleep 0.5
   done
 }
+
+# The real node (testbed/node/): containerd + runc + a kubelet joined to the bed's apiserver.
+# TD_BED_NODE names a node of this bed: `node` (the default) is the one the tests and the demo
+# deploy to; another name (with TD_BED_NODE_SLOT 1 or 2: higher slots would take other bed ports)
+# is an extra node, e.g. the teardown test's.
+# Everything that could collide between beds or nodes derives from the bed's registry port and
+# the slot: state dir, bridge, subnet, cgroup, kubelet ports, containerd socket.
+BED_NODE_ID=${TD_BED_NODE:-node}
+if [ "$BED_NODE_ID" = node ]; then BED_NODE_SLOT=0; else BED_NODE_SLOT=${TD_BED_NODE_SLOT:?TD_BED_NODE_SLOT (1 or 2) for node $BED_NODE_ID}; fi
+case "$BED_NODE_SLOT" in 0 | 1 | 2) ;; *) echo "lib.sh: TD_BED_NODE_SLOT is 1 or 2, not $BED_NODE_SLOT" >&2; exit 2 ;; esac
+bed_reg_port=${BED_REGISTRY##*:}
+bed_node_base=$((bed_reg_port - 45000))
+BED_NODE_DIR=$TD_BED_DIR/$BED_NODE_ID
+# The node's name is its Hostname address, and the apiserver reaches kubelets by Hostname
+# (kwokctl.yaml): only `localhost` resolves to loopback without a DNS query. Extra nodes are
+# never reached by the apiserver (no logs or port-forwards), so they get a name of their own.
+if [ "$BED_NODE_ID" = node ]; then BED_NODE_NAME=localhost; else BED_NODE_NAME=$BED_CLUSTER-$BED_NODE_ID; fi
+BED_NODE_LABEL=trader-deploy.test/node
+BED_NODE_LABEL_VALUE=$([ "$BED_NODE_ID" = node ] && echo real || echo "$BED_NODE_ID")
+BED_NODE_NET=${TD_BED_NODE_NET:-10.244.$((bed_node_base + BED_NODE_SLOT))}
+BED_NODE_GW=$BED_NODE_NET.1
+BED_NODE_BRIDGE=td$(printf '%s/%s' "$TD_BED_DIR" "$BED_NODE_ID" | sha256sum | cut -c1-10)
+BED_NODE_CGROUP=td-$BED_CLUSTER-$BED_NODE_ID
+BED_KUBELET_PORT=${TD_BED_KUBELET_PORT:-$((bed_reg_port + 5 + 2 * BED_NODE_SLOT))}
+BED_KUBELET_HEALTHZ_PORT=$((BED_KUBELET_PORT + 1))
+BED_CONTAINERD_SOCK=$BED_NODE_DIR/run/containerd.sock
+BED_PAUSE_IMAGE=$BED_REGISTRY/bed/pause:3.10
+BED_CNI_BIN=${TD_BED_CNI_BIN:-/usr/lib/cni}

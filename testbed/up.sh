@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Brings the test bed up (kwok cluster, OCI registry, fake app, GitHub stand-in) and writes
+# Brings the test bed up (kwok cluster, the real node, OCI registry, fake app, GitHub stand-in) and writes
 # $TD_BED_DIR/env with `export KEY=VALUE` lines; idempotent: a healthy bed is left as it is.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -27,13 +27,16 @@ for b in "$KWOKCTL" "$BED_BIN/kwok-$KWOK_VERSION" "$BED_BIN/etcd-$ETCD_VERSION" 
 done
 command -v kubectl >/dev/null || { bed_log "kwokctl needs kubectl on PATH"; exit 1; }
 
-# 1. The fake app's binary (built first: cargo is the slow part when cold).
-bed_log "cargo build --workspace --bins"
-(cd "$BED_REPO" && cargo build -q --workspace --bins)
+# 1. The fake app's binary and the real test app (static, for the images) built first: cargo is
+# the slow part when cold.
+bed_log "cargo build --workspace --bins; the static test app"
+(cd "$BED_REPO" && cargo build -q --workspace --bins \
+  && cargo build -q --release --target x86_64-unknown-linux-musl -p trader-deploy-testapp)
 bed_log "  built (${SECONDS}s)"
 target_dir=$(cd "$BED_REPO" && cargo metadata --format-version 1 --no-deps \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 FAKE_APP=${target_dir:-$BED_REPO/target}/debug/fake_app
+TESTAPP=${target_dir:-$BED_REPO/target}/x86_64-unknown-linux-musl/release/testapp
 
 # 2. Registry.
 if ! registry_ok; then
@@ -47,14 +50,24 @@ if ! registry_ok; then
   echo $! >"$TD_BED_DIR/registry.pid"
   wait_for "registry on $BED_REGISTRY" 20 registry_ok
 fi
-# The last tag pushed last: when it is there, all are.
-if ! curl -fsS -o /dev/null --max-time 3 -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-  "http://$BED_REGISTRY/v2/acme/go-scanner/manifests/sha-0123abcd" 2>/dev/null; then
+# The pause image is pushed last: when it is there, all are; the stamp says which test app and
+# which push-images.sh made them (the registry's storage outlives the bed).
+stamp=$(cat "$TESTAPP" "$BED_REPO/testbed/push-images.sh" | sha256sum | cut -c1-16)
+if [ "$(cat "$TD_BED_DIR/registry/pushed" 2>/dev/null)" != "$stamp" ] \
+  || ! curl -fsS -o /dev/null --max-time 3 -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+  "http://$BED_REGISTRY/v2/bed/pause/manifests/3.10" 2>/dev/null; then
   bed_log "pushing test images"
-  TD_REGISTRY=$BED_REGISTRY "$BED_REPO/testbed/push-images.sh" 2>>"$LOGS/push-images.log"
+  TD_REGISTRY=$BED_REGISTRY TD_TESTAPP_BIN=$TESTAPP "$BED_REPO/testbed/push-images.sh" 2>>"$LOGS/push-images.log"
+  echo "$stamp" >"$TD_BED_DIR/registry/pushed"
 fi
 
-# 3. Cluster.
+# 3. Cluster. One made before the real node (its kwok managing every node, and so fighting the
+# kubelet) is made again.
+if cluster_ok && grep -q -- '--manage-all-nodes=true' "$KWOK_WORKDIR/clusters/$BED_CLUSTER/kwok.yaml" 2>/dev/null; then
+  bed_log "cluster $BED_CLUSTER's kwok manages every node: recreating the cluster for the real node"
+  "$BED_REPO/testbed/node/down.sh" >>"$LOGS/node-up.log" 2>&1 || true
+  timeout 120 "$KWOKCTL" --name "$BED_CLUSTER" delete cluster --kubeconfig "$BED_KUBECONFIG" >>"$LOGS/kwokctl.log" 2>&1 || true
+fi
 if ! cluster_ok; then
   if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$BED_CLUSTER"; then
     bed_log "cluster $BED_CLUSTER exists but does not answer: recreating it"
@@ -101,7 +114,16 @@ if ! app_ok; then
   wait_for "fake app on $BED_APP_CONTROL" 20 app_ok
 fi
 
-# 5. The GitHub stand-in (another part of the bed; its up.sh prints its export lines).
+# 5. The real node (containerd, runc, kubelet) next to the kwok nodes.
+if [ "${TD_BED_REAL_NODE:-1}" != 0 ]; then
+  "$BED_REPO/testbed/node/up.sh" 2>>"$LOGS/node-up.log" || {
+    bed_log "testbed/node/up.sh failed; see $LOGS/node-up.log"
+    tail -n 20 "$LOGS/node-up.log" >&2
+    exit 1
+  }
+fi
+
+# 6. The GitHub stand-in (another part of the bed; its up.sh prints its export lines).
 : >"$LOGS/github-env"
 if [ -x "$github_up" ]; then
   bed_log "starting the GitHub stand-in (testbed/github/up.sh)"
@@ -119,6 +141,8 @@ fi
   echo "export TD_REGISTRY=$BED_REGISTRY"
   echo "export TD_APP_URL=http://$BED_APP_CONTROL"
   echo "export TD_BED_DIR=$TD_BED_DIR"
+  echo "export TD_BED_CLUSTER=$BED_CLUSTER"
+  [ "${TD_BED_REAL_NODE:-1}" = 0 ] || echo "export TD_REAL_NODE=$BED_NODE_NAME"
   grep '^export ' "$LOGS/github-env" || true
 } >"$TD_BED_DIR/env.tmp"
 mv "$TD_BED_DIR/env.tmp" "$TD_BED_DIR/env"

@@ -10,6 +10,7 @@ started=()
 cluster_ok || started+=(cluster)
 registry_ok || started+=(registry)
 app_ok || started+=(app)
+node_ok || started+=(node)
 if [ -x "$BED_REPO/testbed/github/up.sh" ] && [ "${TD_BED_GITHUB:-1}" != 0 ] \
   && ! pid_alive github/standin github_standin; then
   started+=(github)
