@@ -13,7 +13,8 @@ readiness probes).
 Settings (environment): TD_BENCH_BIN (the binary, default the `make static` output),
 TD_BENCH_RUNS (repetitions, default 3, at least 3), TD_BENCH_HELM_TIMEOUT (the baseline's
 --timeout, default 5m), TD_BENCH_OUT (default docs/benchmarks.md), TD_BED_ENV (the bed's env file),
-TD_BENCH_ONLY=real (only the real-node figures: rewrites just that section of the report).
+TD_BENCH_ONLY=real (only the real-node figures: rewrites just that section of the report);
+TD_BENCH_ONLY=scale (only the 50- and 500-Deployment releases: rewrites that section).
 """
 
 import datetime
@@ -587,13 +588,41 @@ def real_node_section(real, started, took):
     return L
 
 
-def write_real_only(real, started, took):
-    """Rewrites only the real node's section of OUT (appends it before `## Reliability` if absent)."""
-    lines = real_node_section(real, started, took)
+SCALE_BEGIN = "<!-- scale: begin (bench/bench.py; TD_BENCH_ONLY=scale rewrites this section) -->"
+SCALE_END = "<!-- scale: end -->"
+
+
+def scale_section(fifty, started):
+    """The 50- and 500-Deployment releases side by side, as markdown lines between markers."""
+    L = [SCALE_BEGIN, "## Releases of 50 and 500 Deployments", ""]
+    w = L.append
+    w(f"Measured on {started} UTC. Generated charts of 50 and 500 Deployments (1 replica each, on "
+      "kwok; the 500 get five more kwok nodes, 110 pods each), installed then upgraded by the "
+      "action. CPU with helm: user+sys of the action and every child it waited for, from wait4(2)'s "
+      "rusage. The action's own CPU and peak memory: its `getrusage(RUSAGE_SELF)` at exit (children, "
+      "i.e. helm, excluded), from its debug line `own resources: …`. Watch requests: counted from "
+      "the action's own debug log (`kube_client=debug`: kube-client logs every request it sends, a "
+      "watch is a request with `watch=true`; re-watches after a timeout count again); hyper-util "
+      "logs every TCP connection it opens (`connecting to …`). The rollout watch opens one stream "
+      "per workload kind and namespace and one pod stream per namespace, so the count does not grow "
+      "with the number of workloads; an event costs the workloads and pods it concerns. The wall "
+      "time of the 500 is the bed's control plane (its controller-manager's 20 requests/s); helm's "
+      "own connections are not in these counts.")
+    w("")
+    w("| Deployments | run | wall | CPU with helm | the action's own CPU | its peak RSS | watch requests | TCP connections opened | API requests in all |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for n, name, wall, cpu, own, rss, wa, conns, req in fifty:
+        w(f"| {n} | {name} | {wall:.1f} s | {cpu:.2f} s | {own:.2f} s | {rss:.0f} MiB | {wa} | {conns} | {req} |")
+    L.append(SCALE_END)
+    return L
+
+
+def write_section(lines, begin, end, what):
+    """Rewrites one marked section of OUT (appends it before `## Reliability` if absent)."""
     text = open(OUT).read() if os.path.exists(OUT) else ""
-    if REAL_BEGIN in text and REAL_END in text:
-        head, rest = text.split(REAL_BEGIN, 1)
-        tail = rest.split(REAL_END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         text = head + "\n".join(lines) + tail
     elif "## Reliability" in text:
         head, tail = text.split("## Reliability", 1)
@@ -602,7 +631,11 @@ def write_real_only(real, started, took):
         text = text + "\n" + "\n".join(lines) + "\n"
     with open(OUT, "w") as f:
         f.write(text)
-    log(f"wrote the real-node section of {OUT}")
+    log(f"wrote the {what} section of {OUT}")
+
+
+def write_real_only(real, started, took):
+    write_section(real_node_section(real, started, took), REAL_BEGIN, REAL_END, "real-node")
 
 
 def write_report(m, rb, ok, fifty, gh, st, started, took, real=None):
@@ -661,22 +694,7 @@ def write_report(m, rb, ok, fifty, gh, st, started, took, real=None):
     w("The action also takes a Lease, reads the history, checks for a stuck release, watches every "
       "workload and its pods (failing fast), and writes the summary and outputs.")
     w("")
-    w("## Releases of 50 and 500 Deployments")
-    w("")
-    w("Generated charts of 50 and 500 Deployments (1 replica each, on kwok), installed then upgraded "
-      "by the action. CPU with helm: user+sys of the action and every child it waited for, from "
-      "wait4(2)'s rusage. The action's own CPU and peak memory: its `getrusage(RUSAGE_SELF)` at exit "
-      "(children, i.e. helm, excluded), from its debug line `own resources: …`. Watch requests: "
-      "counted from the action's own debug log (`kube_client=debug`: kube-client logs every request "
-      "it sends, a watch is a request with `watch=true`; re-watches after a timeout count again); "
-      "hyper-util logs every TCP connection it opens (`connecting to …`). The rollout watch opens "
-      "one stream per workload kind and namespace and one pod stream per namespace, so the count "
-      "does not grow with the number of workloads. helm's own connections are not in these counts.")
-    w("")
-    w("| Deployments | run | wall | CPU with helm | the action's own CPU | its peak RSS | watch requests | TCP connections opened | API requests in all |")
-    w("|---|---|---|---|---|---|---|---|---|")
-    for n, name, wall, cpu, own, rss, wa, conns, req in fifty:
-        w(f"| {n} | {name} | {wall:.1f} s | {cpu:.2f} s | {own:.2f} s | {rss:.0f} MiB | {wa} | {conns} | {req} |")
+    L.extend(scale_section(fifty, started))
     w("")
     w("## GitHub API calls per deploy, by outcome")
     w("")
@@ -778,8 +796,8 @@ def main():
         raise SystemExit("TD_BENCH_ONLY=real: the bed runs without its real node")
     try:
         if os.environ.get("TD_BENCH_ONLY") == "scale":
-            # The scale releases alone (no report written): TD_BENCH_ONLY=scale make bench
-            bench_fifty(work)
+            # The scale releases alone: TD_BENCH_ONLY=scale make bench rewrites that section.
+            write_section(scale_section(bench_fifty(work), started), SCALE_BEGIN, SCALE_END, "scale")
             return
         if only_real:
             ok = bench_healthy(work, "real")
