@@ -13,22 +13,18 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
-    Bed, create_namespace, delete_namespace, parse_outputs, repo_root, run_with_deadline,
-    testapp_chart, wait_for,
-};
+use common::case::{Case, Finished, Running, assert_success};
+use common::{Bed, create_namespace, delete_namespace, repo_root, run_with_deadline, wait_for};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 
-/// Deadline of one run of the action (its own `timeout` input is shorter).
-const RUN_DEADLINE: Duration = Duration::from_secs(300);
+use common::case::RUN_DEADLINE;
 /// The real node's label and taint (testbed/node/up.sh).
 const NODE_LABEL: &str = "trader-deploy.test/node";
 
@@ -278,76 +274,31 @@ async fn a_test_app_pod_runs_there_and_kubectl_logs_and_port_forward_reach_it() 
 // The action on the real node
 
 /// A workspace: the bed's test chart at `chart/` and the smoke spec at `smoke.yaml`.
-struct Workspace {
-    dir: tempfile::TempDir,
-}
-
-impl Workspace {
-    fn new() -> Workspace {
-        let dir = tempfile::tempdir().expect("workspace");
-        copy_dir(&testapp_chart(), &dir.path().join("chart"));
-        std::fs::write(dir.path().join("smoke.yaml"), SMOKE).unwrap();
-        std::fs::create_dir_all(dir.path().join("helm")).unwrap();
-        Workspace { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-/// One test's release on the real node: namespace, release name, helm major version.
-struct Case {
-    bed: Bed,
+/// One test's release on the real node: the shared release case (tests/common/case.rs) with
+/// the real node's chart values and the smoke tests.
+struct NodeCase {
+    case: Case,
     node: String,
-    client: kube::Client,
-    ws: Workspace,
-    ns: String,
-    release: String,
-    major: u8,
 }
 
-impl Case {
-    async fn new(name: &str, major: u8) -> Case {
-        let bed = Bed::load();
-        let node = real_node(&bed);
-        let client = bed.client().await;
-        let ns = create_namespace(&client, &format!("node-{name}-h{major}")).await;
-        Case {
-            bed,
-            node,
-            client,
-            ws: Workspace::new(),
-            ns,
-            release: format!("app-h{major}"),
-            major,
-        }
+impl std::ops::Deref for NodeCase {
+    type Target = Case;
+    fn deref(&self) -> &Case {
+        &self.case
+    }
+}
+
+impl NodeCase {
+    async fn new(name: &str, major: u8) -> NodeCase {
+        let case = Case::new(&format!("node-{name}"), major).await;
+        std::fs::write(case.ws.path().join("smoke.yaml"), SMOKE).unwrap();
+        let node = real_node(&case.bed);
+        NodeCase { case, node }
     }
 
     /// The action with the inputs of a dev deploy of `tag` (both images) on the real node, with
     /// the smoke tests; `extra` adds or replaces inputs, `set` adds helm settings.
     fn action(&self, tag: &str, set: &str, extra: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("INPUT_") || k.starts_with("GITHUB_") || k == "KUBECONFIG" {
-                cmd.env_remove(k);
-            }
-        }
-        let kubeconfig = std::fs::read_to_string(&self.bed.kubeconfig).unwrap();
-        let home = self.ws.path().join("helm");
         let reg = &self.bed.registry;
         let mut sets = format!(
             "image.repository={reg}/acme/python-orch\nimage.tag={tag}\n\
@@ -357,52 +308,17 @@ impl Case {
         if !set.is_empty() {
             sets = format!("{sets}\n{set}");
         }
-        let mut inputs: BTreeMap<&str, String> = [
-            ("chart", "chart".to_string()),
-            ("release", self.release.clone()),
-            ("namespace", self.ns.clone()),
-            ("environment", "dev".into()),
-            ("version", tag.to_string()),
-            ("set", sets),
-            ("verify_images", "false".into()),
-            ("smoke_tests", "smoke.yaml".into()),
-            ("timeout", "150s".into()),
-            ("kubeconfig", kubeconfig),
-            ("helm", self.bed.helm_path(self.major).display().to_string()),
-        ]
-        .into();
-        for (k, v) in extra {
-            inputs.insert(k, v.to_string());
-        }
-        for (k, v) in inputs {
-            cmd.env(format!("INPUT_{}", k.to_uppercase()), v);
-        }
-        cmd.env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_WORKSPACE", self.ws.path())
-            .env("HELM_CONFIG_HOME", home.join("config"))
-            .env("HELM_CACHE_HOME", home.join("cache"))
-            .env("HELM_DATA_HOME", home.join("data"));
-        cmd
+        let mut inputs: Vec<(&str, &str)> = vec![
+            ("set", &sets),
+            ("smoke_tests", "smoke.yaml"),
+            ("timeout", "150s"),
+        ];
+        inputs.extend_from_slice(extra);
+        self.case.action(tag, &inputs)
     }
 
     fn run(&self, tag: &str, set: &str) -> Finished {
         Running::start(self.action(tag, set, &[]), self.ws.path()).wait()
-    }
-
-    fn helm_json(&self, args: &[&str]) -> serde_json::Value {
-        let mut cmd = self.bed.helm(self.major);
-        cmd.args(args)
-            .args([self.release.as_str(), "-n", &self.ns, "-o", "json"]);
-        let out = self.bed.run(&mut cmd, Duration::from_secs(60));
-        serde_json::from_slice(&out.stdout).expect("helm json")
-    }
-
-    fn status(&self) -> (String, u64) {
-        let v = self.helm_json(&["status"]);
-        (
-            v["info"]["status"].as_str().unwrap().to_string(),
-            v["version"].as_u64().unwrap(),
-        )
     }
 
     fn no_pending_revision(&self) {
@@ -480,112 +396,19 @@ impl Case {
     }
 
     async fn done(self) {
-        delete_namespace(&self.client, &self.ns).await;
+        self.case.done().await;
     }
 }
 
-/// A running action whose stdout lines are recorded as they arrive.
-struct Running {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: std::thread::JoinHandle<()>,
-    output: PathBuf,
-    summary: PathBuf,
+fn assert_rolled_back(f: &Finished) {
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert_eq!(f.out("status"), "rolled_back", "{}", f.log());
+    assert_eq!(f.out("rolled_back"), "true");
+    assert_eq!(f.out("previous_revision"), "1");
+    assert_eq!(f.out("revision"), "3", "the rollback is revision 3");
+    assert!(f.log().contains("Rollback verified"), "{}", f.log());
 }
 
-impl Running {
-    fn start(mut cmd: Command, ws: &Path) -> Running {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let output = ws.join(format!("output-{n}"));
-        let summary = ws.join(format!("summary-{n}"));
-        cmd.env("GITHUB_OUTPUT", &output)
-            .env("GITHUB_STEP_SUMMARY", &summary)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("spawn trader-deploy");
-        let stdout = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Running {
-            child,
-            lines,
-            reader,
-            output,
-            summary,
-        }
-    }
-
-    fn wait(mut self) -> Finished {
-        let deadline = Instant::now() + RUN_DEADLINE;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "trader-deploy still running after {RUN_DEADLINE:?}; log:\n{}",
-                    self.lines.lock().unwrap().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        self.reader.join().unwrap();
-        let lines = std::mem::take(&mut *self.lines.lock().unwrap());
-        let f = Finished {
-            code: status.code(),
-            log: lines.join("\n"),
-            outputs: parse_outputs(&std::fs::read_to_string(&self.output).unwrap_or_default()),
-            summary: std::fs::read_to_string(&self.summary).unwrap_or_default(),
-        };
-        eprintln!(
-            "---- trader-deploy exited {:?}; log:\n{}\n---- outputs: {:?}",
-            f.code, f.log, f.outputs
-        );
-        f
-    }
-}
-
-struct Finished {
-    code: Option<i32>,
-    log: String,
-    outputs: BTreeMap<String, String>,
-    summary: String,
-}
-
-impl Finished {
-    fn out(&self, name: &str) -> &str {
-        self.outputs.get(name).map(String::as_str).unwrap_or("")
-    }
-
-    fn assert_success(&self) {
-        assert_eq!(self.code, Some(0), "the run failed:\n{}", self.log);
-        assert_eq!(self.out("status"), "success");
-        assert_eq!(self.out("rolled_back"), "false");
-    }
-
-    /// Failed, rolled back to revision 1 as revision 3, and verified.
-    fn assert_rolled_back(&self) {
-        assert_eq!(self.code, Some(1), "{}", self.log);
-        assert_eq!(self.out("status"), "rolled_back", "{}", self.log);
-        assert_eq!(self.out("rolled_back"), "true");
-        assert_eq!(self.out("previous_revision"), "1");
-        assert_eq!(self.out("revision"), "3", "the rollback is revision 3");
-        assert!(self.log.contains("Rollback verified"), "{}", self.log);
-    }
-}
-
-/// Watches the release's pods until `pred` holds for one of them; returns that pod.
 async fn watch_pods_until(
     case: &Case,
     what: &str,
@@ -626,25 +449,25 @@ fn waiting_reason(p: &Pod) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn healthy_deploy_with_smoke_tests_through_a_real_port_forward() {
-    let case = Case::new("healthy", 4).await;
+    let case = NodeCase::new("healthy", 4).await;
     let first = case.run("v1.0.0", "");
-    first.assert_success();
+    assert_success(&first);
     let second = case.run("v1.1.0", "");
-    second.assert_success();
+    assert_success(&second);
     assert_eq!(second.out("revision"), "2");
     for check in ["healthz", "ready", "metrics", "api-status"] {
         assert!(
             second
-                .log
+                .log()
                 .contains(&format!("smoke check {check:?} (GET service/")),
             "{}",
-            second.log
+            second.log()
         );
     }
     assert!(
-        !second.log.contains("FAILED"),
+        !second.log().contains("FAILED"),
         "every smoke check passed: {}",
-        second.log
+        second.log()
     );
     assert_eq!(case.status(), ("deployed".to_string(), 2));
     case.verify_back_at("v1.1.0").await;
@@ -670,13 +493,13 @@ async fn failing_tag_rolled_back(
     tag: &str,
     set: &str,
     seen: impl Fn(&Pod) -> bool,
-) -> (Case, Finished, Pod) {
-    let case = Case::new(name, major).await;
-    case.run("v1.0.0", "").assert_success();
+) -> (NodeCase, Finished, Pod) {
+    let case = NodeCase::new(name, major).await;
+    assert_success(&case.run("v1.0.0", ""));
     let running = Running::start(case.action(tag, set, &[]), case.ws.path());
     let pod = watch_pods_until(&case, &format!("in the {tag} state"), RUN_DEADLINE, seen).await;
     let f = running.wait();
-    f.assert_rolled_back();
+    assert_rolled_back(&f);
     assert_eq!(case.status(), ("deployed".to_string(), 3));
     case.no_pending_revision();
     case.verify_back_at("v1.0.0").await;
@@ -699,9 +522,9 @@ async fn a_real_broken_pull_is_caught_and_rolled_back() {
         "{why:?}"
     );
     assert!(
-        f.log.contains("ImagePullBackOff") || f.log.contains("ErrImagePull"),
+        f.log().contains("ImagePullBackOff") || f.log().contains("ErrImagePull"),
         "{}",
-        f.log
+        f.log()
     );
     case.done().await;
 }
@@ -732,7 +555,7 @@ async fn a_real_crash_loop_is_caught_with_its_last_log_lines() {
     let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
     assert_eq!(last.map(|t| t.exit_code), Some(1), "{c:?}");
     assert!(c.restart_count >= 1, "{c:?}");
-    assert!(f.log.contains("CrashLoopBackOff"), "{}", f.log);
+    assert!(f.log().contains("CrashLoopBackOff"), "{}", f.log());
     // The diagnostics carry the crashed container's own last lines (from the kubelet's log).
     assert!(f.summary.contains("Rollout diagnostics"), "{}", f.summary);
     assert!(
@@ -754,7 +577,7 @@ async fn a_real_failing_readiness_probe_hits_the_progress_deadline() {
             .any(|c| c.image.ends_with(":never-ready") && c.started == Some(true) && !c.ready)
     })
     .await;
-    assert!(f.log.contains("ProgressDeadlineExceeded"), "{}", f.log);
+    assert!(f.log().contains("ProgressDeadlineExceeded"), "{}", f.log());
     // The kubelet's real probe said why.
     let events = Api::<Event>::namespaced(case.client.clone(), &case.ns)
         .list(&ListParams::default())
@@ -783,19 +606,70 @@ async fn an_app_ready_in_kubernetes_but_not_on_its_own_ready_fails_the_smoke_tes
     })
     .await;
     assert!(
-        f.log
+        f.log()
             .contains("got status 503 (body \"not ready\"), expected 200"),
         "{}",
-        f.log
+        f.log()
     );
-    assert!(f.log.contains("1 of 4 smoke checks failed"), "{}", f.log);
+    assert!(
+        f.log().contains("1 of 4 smoke checks failed"),
+        "{}",
+        f.log()
+    );
+    case.done().await;
+}
+
+/// The StatefulSet forced rollback (issue 11) with real containers: an unpullable image in both
+/// the Deployment and the OrderedReady StatefulSet is rolled back, the StatefulSet's broken pod
+/// deleted and recreated from the old image (running in containerd, Ready from its real probe),
+/// and the next good deploy succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_statefulset_is_restored_on_the_real_node() {
+    let case = NodeCase::new("sts", 3).await;
+    assert_success(&case.run("v1.0.0", ""));
+    let f = case.run("broken-pull", "");
+    assert_rolled_back(&f);
+    let pod = format!("{}-scanner-0", case.release);
+    assert!(
+        f.log().contains(&format!("deleting pod {pod} (revision")),
+        "{}",
+        f.log()
+    );
+    let p = Api::<Pod>::namespaced(case.client.clone(), &case.ns)
+        .get(&pod)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.spec.as_ref().unwrap().node_name.as_deref(),
+        Some(case.node.as_str())
+    );
+    let c = &p
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    assert!(c.image.ends_with(":v1.0.0"), "{c:?}");
+    assert!(
+        c.ready && c.state.as_ref().unwrap().running.is_some(),
+        "{c:?}"
+    );
+    assert!(
+        c.container_id
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("containerd://"),
+        "{c:?}"
+    );
+    assert_success(&case.run("v1.1.0", ""));
     case.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_rollout_rolls_back_on_the_real_node() {
-    let case = Case::new("sigterm", 3).await;
-    case.run("v1.0.0", "").assert_success();
+    let case = NodeCase::new("sigterm", 3).await;
+    assert_success(&case.run("v1.0.0", ""));
     // slow-start: the container runs but is not ready for 10 s; the deadline is not the limit.
     let running = Running::start(
         case.action("slow-start", "progressDeadlineSeconds=120", &[]),
@@ -810,15 +684,15 @@ async fn sigterm_mid_rollout_rolls_back_on_the_real_node() {
     .await;
     // SAFETY: kill(2) on the child this test spawned.
     unsafe {
-        libc::kill(running.child.id() as libc::pid_t, libc::SIGTERM);
+        libc::kill(running.pid() as libc::pid_t, libc::SIGTERM);
     }
     let f = running.wait();
-    assert_eq!(f.code, Some(1), "{}", f.log);
-    assert!(f.log.contains("cancelled by SIGTERM"), "{}", f.log);
+    assert_eq!(f.code, Some(1), "{}", f.log());
+    assert!(f.log().contains("cancelled by SIGTERM"), "{}", f.log());
     assert!(
-        f.log.contains("::error title=Deploy cancelled::"),
+        f.log().contains("::error title=Deploy cancelled::"),
         "{}",
-        f.log
+        f.log()
     );
     assert_eq!(f.out("status"), "rolled_back");
     case.no_pending_revision();

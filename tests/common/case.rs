@@ -16,7 +16,7 @@ use kube::api::Api;
 use super::{Bed, create_namespace, delete_namespace, parse_outputs, testapp_chart, wait_for};
 
 /// Deadline of one run of the action (its own `timeout` input is shorter).
-pub const RUN_DEADLINE: Duration = Duration::from_secs(240);
+pub const RUN_DEADLINE: Duration = Duration::from_secs(300);
 
 /// A workspace: the bed's test chart copied to `chart/`, plus a pre-upgrade hook Pod that never
 /// completes when `slowHook=true` (helm then waits on it with the release in pending-upgrade).
