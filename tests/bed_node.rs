@@ -17,9 +17,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::case::{Case, Finished, Running, assert_success};
-use common::{Bed, create_namespace, delete_namespace, repo_root, run_with_deadline, wait_for};
+use common::{
+    Bed, create_namespace, delete_namespace, repo_root, run_with_deadline, smoke_spec, wait_for,
+};
 use futures::StreamExt as _;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -27,38 +28,6 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use common::case::RUN_DEADLINE;
 /// The real node's label and taint (testbed/node/up.sh).
 const NODE_LABEL: &str = "trader-deploy.test/node";
-
-/// The seeds' checks (examples/smoke-tests.yaml) pointed at the test chart's Service.
-const SMOKE: &str = r#"
-defaults:
-  service: ${release}-orch
-  port: http
-  timeout: 30s
-  interval: 500ms
-  request_timeout: 5s
-  successes: 2
-checks:
-  - name: healthz
-    path: /health
-    expect: {status: 200}
-  - name: ready
-    path: /ready
-    expect: {status: 200}
-  - name: metrics
-    path: /metrics
-    expect:
-      status: 200
-      metrics: [http_requests_total]
-  - name: api-status
-    path: /api/v1/status
-    headers: {Accept: application/json}
-    expect:
-      status: 200
-      json:
-        /status: ok
-        /version: ${version}
-        /namespace: ${namespace}
-"#;
 
 /// The name of the bed's real node (`TD_REAL_NODE` in the env file).
 fn real_node(bed: &Bed) -> String {
@@ -291,7 +260,7 @@ impl std::ops::Deref for NodeCase {
 impl NodeCase {
     async fn new(name: &str, major: u8) -> NodeCase {
         let case = Case::new(&format!("node-{name}"), major).await;
-        std::fs::write(case.ws.path().join("smoke.yaml"), SMOKE).unwrap();
+        std::fs::write(case.ws.path().join("smoke.yaml"), smoke_spec("30s")).unwrap();
         let node = real_node(&case.bed);
         NodeCase { case, node }
     }
@@ -335,23 +304,7 @@ impl NodeCase {
     /// The rollback verified for real: the orch Deployment back at `tag`, fully ready, and every
     /// one of its pods a running, ready container of that image on the real node.
     async fn verify_back_at(&self, tag: &str) {
-        let name = format!("{}-orch", self.release);
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
-        let d = api.get(&name).await.unwrap();
-        let st = d.status.clone().unwrap();
-        let want = d.spec.as_ref().unwrap().replicas.unwrap();
-        assert!(
-            st.observed_generation >= d.metadata.generation
-                && st.updated_replicas == Some(want)
-                && st.ready_replicas == Some(want)
-                && st.available_replicas == Some(want),
-            "orch not ready: {st:?}"
-        );
-        let image = d.spec.unwrap().template.spec.unwrap().containers[0]
-            .image
-            .clone()
-            .unwrap();
-        assert!(image.ends_with(&format!(":{tag}")), "{image}");
+        assert_eq!(self.ready_orch_tag().await, tag);
         let pods = Api::<Pod>::namespaced(self.client.clone(), &self.ns)
             .list(&ListParams::default().labels(&format!(
                 "app.kubernetes.io/instance={},app.kubernetes.io/component=orch",
@@ -372,27 +325,25 @@ impl NodeCase {
             .collect();
         assert!(!ready.is_empty(), "no ready orch pod: {pods:?}");
         for p in ready {
-            assert_eq!(
-                p.spec.as_ref().unwrap().node_name.as_deref(),
-                Some(self.node.as_str())
-            );
-            let c = &p
-                .status
-                .as_ref()
-                .unwrap()
-                .container_statuses
-                .as_ref()
-                .unwrap()[0];
-            assert!(c.image.ends_with(&format!(":{tag}")), "{c:?}");
-            assert!(c.state.as_ref().unwrap().running.is_some(), "{c:?}");
-            assert!(
-                c.container_id
-                    .as_deref()
-                    .unwrap_or("")
-                    .starts_with("containerd://"),
-                "{c:?}"
-            );
+            self.assert_runs_here(p, tag);
         }
+    }
+
+    /// `pod` runs `tag` on the real node: its first container running, in containerd.
+    fn assert_runs_here(&self, pod: &Pod, tag: &str) {
+        assert_eq!(
+            pod.spec.as_ref().unwrap().node_name.as_deref(),
+            Some(self.node.as_str())
+        );
+        let statuses = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref());
+        let c = &statuses.expect("container statuses")[0];
+        assert!(c.image.ends_with(&format!(":{tag}")), "{c:?}");
+        assert!(c.state.as_ref().unwrap().running.is_some(), "{c:?}");
+        let id = c.container_id.as_deref().unwrap_or("");
+        assert!(id.starts_with("containerd://"), "{c:?}");
     }
 
     async fn done(self) {
@@ -639,29 +590,12 @@ async fn a_broken_statefulset_is_restored_on_the_real_node() {
         .get(&pod)
         .await
         .unwrap();
-    assert_eq!(
-        p.spec.as_ref().unwrap().node_name.as_deref(),
-        Some(case.node.as_str())
-    );
-    let c = &p
+    case.assert_runs_here(&p, "v1.0.0");
+    let ready = p
         .status
-        .as_ref()
-        .unwrap()
-        .container_statuses
-        .as_ref()
-        .unwrap()[0];
-    assert!(c.image.ends_with(":v1.0.0"), "{c:?}");
-    assert!(
-        c.ready && c.state.as_ref().unwrap().running.is_some(),
-        "{c:?}"
-    );
-    assert!(
-        c.container_id
-            .as_deref()
-            .unwrap_or("")
-            .starts_with("containerd://"),
-        "{c:?}"
-    );
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten());
+    assert!(ready.clone().all(|c| c.ready), "{:?}", p.status);
     assert_success(&case.run("v1.1.0", ""));
     case.done().await;
 }

@@ -10,44 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Bed, create_namespace, delete_namespace, run_with_deadline, testapp_chart};
+use common::{
+    Bed, create_namespace, delete_namespace, run_with_deadline, smoke_spec, testapp_chart,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
 const ACTION_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// The seeds' checks (examples/smoke-tests.yaml) pointed at the test chart's Service
-/// `<release>-orch`, with budgets sized for a test.
-const SPEC: &str = r#"
-defaults:
-  service: ${release}-orch
-  port: http
-  timeout: 20s
-  interval: 500ms
-  request_timeout: 5s
-  successes: 2
-checks:
-  - name: healthz
-    path: /health
-    expect: {status: 200}
-  - name: ready
-    path: /ready
-    expect: {status: 200}
-  - name: metrics
-    path: /metrics
-    expect:
-      status: 200
-      metrics: [http_requests_total]
-  - name: api-status
-    path: /api/v1/status
-    headers: {Accept: application/json}
-    expect:
-      status: 200
-      json:
-        /status: ok
-        /version: ${version}
-        /namespace: ${namespace}
-"#;
 
 struct ActionRun {
     success: bool,
@@ -208,7 +177,7 @@ async fn healthy_version_passes(helm_major: u8) {
     let bed = Bed::load();
     let client = bed.client().await;
     let ns = create_namespace(&client, &format!("smoke-ok-h{helm_major}")).await;
-    let (ws, chart) = workspace(SPEC);
+    let (ws, chart) = workspace(&smoke_spec("20s"));
     let mut flags = deploy_flags(&bed, &chart, &ns, "v1.2.0");
     flags.push(("helm", bed.helm_path(helm_major).display().to_string()));
     let run = run_action(&bed, ws.path(), &flags);
@@ -260,10 +229,10 @@ async fn a_version_whose_ready_fails_is_rolled_back() {
     let ns = create_namespace(&client, "smoke-unready").await;
     // The healthy first deploy gets the full budget (the fake app may still be routing the new
     // version on a loaded machine); the failing one a short budget, so the test stays quick.
-    let (ws, chart) = workspace(SPEC);
+    let (ws, chart) = workspace(&smoke_spec("20s"));
     let first = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.2.0"));
     assert!(first.success, "{}", first.all());
-    set_spec(&ws, &SPEC.replace("timeout: 20s", "timeout: 6s"));
+    set_spec(&ws, &smoke_spec("6s"));
 
     // Tag unready-app: Ready in Kubernetes, but the app's /ready answers 503.
     let run = run_action(

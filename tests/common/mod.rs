@@ -450,3 +450,40 @@ impl StandinRepo {
             .collect()
     }
 }
+
+/// The seeds' checks (examples/smoke-tests.yaml) pointed at the test chart's Service
+/// `<release>-orch`, each with `timeout`.
+pub fn smoke_spec(timeout: &str) -> String {
+    SMOKE_SPEC.replace("{timeout}", timeout)
+}
+
+const SMOKE_SPEC: &str = r#"
+defaults:
+  service: ${release}-orch
+  port: http
+  timeout: {timeout}
+  interval: 500ms
+  request_timeout: 5s
+  successes: 2
+checks:
+  - name: healthz
+    path: /health
+    expect: {status: 200}
+  - name: ready
+    path: /ready
+    expect: {status: 200}
+  - name: metrics
+    path: /metrics
+    expect:
+      status: 200
+      metrics: [http_requests_total]
+  - name: api-status
+    path: /api/v1/status
+    headers: {Accept: application/json}
+    expect:
+      status: 200
+      json:
+        /status: ok
+        /version: ${version}
+        /namespace: ${namespace}
+"#;
