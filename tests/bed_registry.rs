@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::case::copy_dir;
 use common::{Bed, create_namespace, delete_namespace, run_with_deadline, testapp_chart};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
@@ -174,19 +175,6 @@ fn chart_with_image_ref(dir: &Path) -> PathBuf {
     )
     .unwrap();
     chart
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A helm that records every invocation in `log`, then runs the bed's helm 3.

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::case::copy_dir;
 use common::{Bed, create_namespace, delete_namespace, parse_outputs, testapp_chart, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
@@ -206,19 +207,6 @@ fn workspace(min_ready: u32) -> tempfile::TempDir {
     )
     .unwrap();
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 fn action(bed: &Bed, ws: &Path, ns: &str, tag: &str) -> Command {
