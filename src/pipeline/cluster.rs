@@ -9,7 +9,7 @@ use crate::helm::Helm;
 use crate::inputs::Config;
 use crate::kube_client::Cluster;
 use crate::lease::{self, LeaseGuard};
-use crate::rollout::{self, RolloutError, statefulset};
+use crate::rollout::{self, RolloutError, repair};
 use crate::runner::Runner;
 
 use super::{Failure, Run, Title};
@@ -175,14 +175,14 @@ pub(super) async fn watch(
 }
 
 /// The summary's line for a pod a forced rollback deleted.
-pub(super) fn repaired_line(r: &statefulset::Deleted) -> String {
+pub(super) fn repaired_line(r: &repair::Deleted) -> String {
     format!(
         "StatefulSet `{}`: deleted {} so that the controller recreates it from the deployed revision (a StatefulSet never replaces such a pod by itself).",
         r.set, r.stuck
     )
 }
 
-/// The StatefulSets of `manifest` get Kubernetes' forced rollback (statefulset::repair): their
+/// The StatefulSets of `manifest` get Kubernetes' forced rollback (rollout::repair): their
 /// pods stuck on another revision are deleted, highest ordinal first.
 pub(super) async fn repair_statefulsets(
     target: &Target,
@@ -190,7 +190,7 @@ pub(super) async fn repair_statefulsets(
     manifest: &str,
     namespace: &str,
     deadline: Deadline,
-) -> anyhow::Result<Vec<statefulset::Deleted>> {
+) -> anyhow::Result<Vec<repair::Deleted>> {
     let mut by_namespace: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for w in rollout::workloads_from_manifest(manifest, namespace) {
         if w.kind == rollout::Kind::StatefulSet {
@@ -200,7 +200,7 @@ pub(super) async fn repair_statefulsets(
     let mut deleted = Vec::new();
     for (ns, sets) in by_namespace {
         let client = &target.cluster.client;
-        deleted.extend(statefulset::repair(client, runner, &ns, &sets, deadline).await?);
+        deleted.extend(repair::repair(client, runner, &ns, &sets, deadline).await?);
     }
     Ok(deleted)
 }
@@ -223,7 +223,7 @@ pub(super) struct RolledBack {
     /// The revision the rollback wrote.
     pub(super) revision: u32,
     /// StatefulSet pods deleted so that they come back on the rolled-back revision.
-    pub(super) repaired: Vec<statefulset::Deleted>,
+    pub(super) repaired: Vec<repair::Deleted>,
 }
 
 /// `helm rollback` to `revision`, then Kubernetes' forced rollback of its StatefulSets (their

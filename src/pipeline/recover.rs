@@ -10,7 +10,7 @@ use crate::cancel::{Cancel, Deadline};
 use crate::helm;
 use crate::inputs::Config;
 use crate::lease::LeaseGuard;
-use crate::rollout::statefulset;
+use crate::rollout::repair;
 use crate::runner::Runner;
 
 use super::cluster::{self, Target};
@@ -24,7 +24,7 @@ pub(super) struct Before {
     /// The newest revision, whatever its status (a failed upgrade writes one above it).
     pub(super) latest: Option<u32>,
     /// StatefulSet pods the recovery deleted (stuck on a revision other than the deployed one).
-    pub(super) repaired: Vec<statefulset::Deleted>,
+    pub(super) repaired: Vec<repair::Deleted>,
 }
 
 /// Step: bring the release to a known deployed revision before the upgrade; says what it was.

@@ -9,6 +9,7 @@ use kube::api::{Api, ListParams, LogParams};
 
 use super::error::RolloutError;
 use super::progress::pod_failure;
+use super::statefulset::pod_ready;
 
 /// Diagnostics of a failed rollout, as markdown: the failing pods' container states, the
 /// events of those pods and of the workloads, and the last log lines where the API has them.
@@ -116,13 +117,6 @@ fn pod_phase(p: &Pod) -> String {
         .as_ref()
         .and_then(|s| s.phase.clone())
         .unwrap_or_else(|| "unknown".into())
-}
-
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// One line per container: name, image, state, restarts.

@@ -5,6 +5,7 @@
 mod diagnostics;
 mod error;
 mod progress;
+pub mod repair;
 pub mod statefulset;
 mod tracker;
 mod watch;

@@ -1,23 +1,17 @@
-//! StatefulSet rules that a generic rollout watch does not know: which pods a forced rollback
-//! must delete, when partitioned and OnDelete StatefulSets are done, which pod an OnDelete roll
-//! deletes next, and the deletion itself (highest ordinal first, each one awaited).
+//! StatefulSet rules that a generic rollout watch does not know, as pure functions: which pods a
+//! forced rollback must delete, which pod blocks an OrderedReady controller, when partitioned and
+//! OnDelete StatefulSets are done, and which pod an OnDelete roll deletes next.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 
 use super::progress::{Progress, pod_failure, selects};
-use crate::cancel::Deadline;
-use crate::runner::Runner;
 
 /// The label the StatefulSet controller puts on each pod: the revision the pod was made from.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
-/// How often the deletion of one pod is checked.
-const POLL: Duration = Duration::from_millis(250);
 
 /// What the action does with an `updateStrategy: OnDelete` StatefulSet (`statefulset_on_delete`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,7 +73,7 @@ pub fn ordinal(set: &str, pod: &str) -> Option<i32> {
     pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }
 
-fn observed(s: &StatefulSet) -> bool {
+pub(super) fn observed(s: &StatefulSet) -> bool {
     match (
         s.metadata.generation,
         s.status.as_ref().and_then(|st| st.observed_generation),
@@ -154,6 +148,17 @@ impl fmt::Display for Stuck {
     }
 }
 
+impl Stuck {
+    fn of(p: &Pod) -> Stuck {
+        Stuck {
+            pod: p.metadata.name.clone().unwrap_or_default(),
+            uid: p.metadata.uid.clone(),
+            revision: pod_revision(p).unwrap_or_default().to_string(),
+            why: why_not_ready(p),
+        }
+    }
+}
+
 fn why_not_ready(p: &Pod) -> String {
     if let Some(f) = pod_failure(p) {
         return f.reason;
@@ -175,12 +180,7 @@ pub fn stuck_pods<'a>(s: &StatefulSet, pods: impl IntoIterator<Item = &'a Pod>) 
     let mut out: Vec<Stuck> = own_pods(s, pods)
         .into_iter()
         .filter(|(_, p)| pod_revision(p).is_some_and(|r| r != update) && !pod_ready(p))
-        .map(|(_, p)| Stuck {
-            pod: p.metadata.name.clone().unwrap_or_default(),
-            uid: p.metadata.uid.clone(),
-            revision: pod_revision(p).unwrap_or_default().to_string(),
-            why: why_not_ready(p),
-        })
+        .map(|(_, p)| Stuck::of(p))
         .collect();
     out.reverse();
     out
@@ -197,12 +197,7 @@ pub fn blocked_by(s: &StatefulSet, pods: &[&Pod]) -> Option<Stuck> {
         .into_iter()
         .rev()
         .find(|(_, p)| pod_revision(p).is_some_and(|r| r != update) && pod_failure(p).is_some())
-        .map(|(_, p)| Stuck {
-            pod: p.metadata.name.clone().unwrap_or_default(),
-            uid: p.metadata.uid.clone(),
-            revision: pod_revision(p).unwrap_or_default().to_string(),
-            why: why_not_ready(p),
-        })
+        .map(|(_, p)| Stuck::of(p))
 }
 
 /// The next pod an OnDelete roll deletes: the highest ordinal still on an old revision, once
@@ -299,134 +294,6 @@ pub fn progress(s: &StatefulSet, on_delete: OnDelete) -> Progress {
             }
         }
     }
-}
-
-/// A failure to delete or list the pods of a StatefulSet.
-#[derive(Debug, thiserror::Error)]
-pub enum RepairError {
-    #[error("failed to {action} of StatefulSet {set:?} in namespace {namespace:?}")]
-    Kube {
-        action: &'static str,
-        set: String,
-        namespace: String,
-        source: kube::Error,
-    },
-    #[error(
-        "failed to replace pod {pod:?} of StatefulSet {set:?} in namespace {namespace:?}: it was still there at the deadline"
-    )]
-    Deadline {
-        pod: String,
-        set: String,
-        namespace: String,
-    },
-}
-
-/// One pod deleted by a repair, with the reason, for the log and the summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deleted {
-    pub set: String,
-    pub stuck: Stuck,
-}
-
-impl fmt::Display for Deleted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StatefulSet/{}: deleted {}", self.set, self.stuck)
-    }
-}
-
-/// Kubernetes' forced rollback for the named StatefulSets: waits (up to `deadline`) for the
-/// controller to see each one's current spec, then deletes its stuck pods one at a time, highest
-/// ordinal first, each awaited until it is gone, so the controller recreates them from the
-/// update revision. Returns what it deleted.
-pub async fn repair(
-    client: &kube::Client,
-    runner: &Runner,
-    namespace: &str,
-    sets: &[String],
-    deadline: Deadline,
-) -> Result<Vec<Deleted>, RepairError> {
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    let pod_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let mut deleted = Vec::new();
-    for set in sets {
-        let err = |action| {
-            let (set, namespace) = (set.clone(), namespace.to_string());
-            move |source| RepairError::Kube {
-                action,
-                set,
-                namespace,
-                source,
-            }
-        };
-        // The controller must have seen the spec (a rollback just reverted it) before its
-        // update revision says which pods are stuck.
-        let s = loop {
-            let s = sts_api.get_opt(set).await.map_err(err("read"))?;
-            match s {
-                None => break None,
-                Some(s) if observed(&s) || deadline.passed() => break Some(s),
-                Some(_) => tokio::time::sleep(POLL).await,
-            }
-        };
-        let Some(s) = s else { continue };
-        // matchLabels narrow the list; own_pods applies the whole selector.
-        let selector = s
-            .spec
-            .as_ref()
-            .and_then(|sp| sp.selector.match_labels.as_ref())
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
-        let pods = pod_api
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(err("list the pods"))?;
-        for stuck in stuck_pods(&s, &pods.items) {
-            runner.info(&format!(
-                "StatefulSet/{set}: deleting {stuck}: a StatefulSet does not replace a pod of another revision that is not Ready (Kubernetes' forced rollback); the controller recreates it from revision {}",
-                update_revision(&s).unwrap_or("?")
-            ));
-            let dp = DeleteParams {
-                preconditions: stuck.uid.clone().map(|uid| Preconditions {
-                    uid: Some(uid),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match pod_api.delete(&stuck.pod, &dp).await {
-                Ok(_) => {}
-                // Gone already, or replaced (the uid precondition failed): nothing to do.
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => return Err(err("delete a pod")(e)),
-            }
-            loop {
-                let p = pod_api
-                    .get_opt(&stuck.pod)
-                    .await
-                    .map_err(err("read a pod"))?;
-                if p.is_none_or(|p| p.metadata.uid != stuck.uid) {
-                    break;
-                }
-                if deadline.passed() {
-                    return Err(RepairError::Deadline {
-                        pod: stuck.pod.clone(),
-                        set: set.clone(),
-                        namespace: namespace.to_string(),
-                    });
-                }
-                tokio::time::sleep(POLL).await;
-            }
-            deleted.push(Deleted {
-                set: set.clone(),
-                stuck,
-            });
-        }
-    }
-    Ok(deleted)
 }
 
 #[cfg(test)]

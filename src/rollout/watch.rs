@@ -300,7 +300,9 @@ pub async fn watch(
                     for (namespace, name, uid, why) in pods {
                         deleted.insert(uid.clone());
                         runner.info(&format!("  {w}: {why}"));
-                        if let Err(e) = delete_pod(client, &namespace, &name, &uid).await {
+                        if let Err(e) =
+                            super::repair::delete_pod(client, &namespace, &name, &uid).await
+                        {
                             let cause =
                                 Cause::Watch(format!("failed to delete pod {name:?} of {w}: {e}"));
                             return Err(tracker.fail(what, cause));
@@ -320,28 +322,6 @@ pub async fn watch(
         if tracker.all_ready() {
             return Ok(());
         }
-    }
-}
-
-/// Deletes one pod, only if it is still the one seen (its uid).
-async fn delete_pod(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    uid: &str,
-) -> Result<(), kube::Error> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let dp = kube::api::DeleteParams {
-        preconditions: (!uid.is_empty()).then(|| kube::api::Preconditions {
-            uid: Some(uid.to_string()),
-            resource_version: None,
-        }),
-        ..kube::api::DeleteParams::default()
-    };
-    match api.delete(name, &dp).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(e),
     }
 }
 
