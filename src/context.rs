@@ -24,6 +24,10 @@ pub struct RunContext {
     pub(crate) workspace: PathBuf,
     pub output_path: Option<PathBuf>,
     pub summary_path: Option<PathBuf>,
+    /// `RUNNER_WORKSPACE`: the parent of the workspace on the runner's disk.
+    pub(crate) runner_workspace: Option<PathBuf>,
+    /// `KUBECONFIG`, as the step received it (a path list).
+    pub(crate) kubeconfig_env: Option<String>,
 }
 
 /// The context could not be read: a variable or the event file is malformed.
@@ -116,6 +120,8 @@ impl RunContext {
             workspace,
             output_path: env.get(vars::GITHUB_OUTPUT).map(PathBuf::from),
             summary_path: env.get(vars::GITHUB_STEP_SUMMARY).map(PathBuf::from),
+            runner_workspace: env.get(vars::RUNNER_WORKSPACE).map(PathBuf::from),
+            kubeconfig_env: string(vars::KUBECONFIG),
             event,
         })
     }

@@ -19,6 +19,10 @@ pub(crate) mod vars {
     pub(crate) const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
     pub(crate) const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
     pub(crate) const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+    /// The runner's directory for this repository (the workspace's parent), on the host.
+    pub(crate) const RUNNER_WORKSPACE: &str = "RUNNER_WORKSPACE";
+    /// Kubeconfig files, a path list, as kubectl and helm read it.
+    pub(crate) const KUBECONFIG: &str = "KUBECONFIG";
     /// Log filter for the tracing subscriber (e.g. `debug`, `trader_deploy=trace`).
     pub(crate) const TRADER_DEPLOY_LOG: &str = "TRADER_DEPLOY_LOG";
     /// Prefix of the action inputs: `INPUT_<NAME>`, upper-cased.

@@ -1,12 +1,13 @@
-//! The cluster connection: the `kubeconfig` input written 0600 into a private temporary directory
-//! (removed when the run ends) for helm, and a kube client built from the same kubeconfig.
+//! The cluster connection: the run's kubeconfig (input content, or files merged as kubectl
+//! merges them) at its chosen context, written 0600 into a private temporary directory (removed
+//! when the run ends) for helm, and a kube client built from the same kubeconfig.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::inputs::Config;
+use crate::inputs::{Config, KubeconfigSource};
 
 /// A failure to set up the connection to the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +18,16 @@ pub(crate) enum KubeClientError {
     Parse(#[source] kube::config::KubeconfigError),
     #[error("failed to load the kubeconfig")]
     Load(#[source] kube::config::KubeconfigError),
-    #[error("failed to find a kubeconfig (no `kubeconfig` input, and none on the runner)")]
+    #[error(
+        "failed to find a kubeconfig: give its content in the `kubeconfig` input, a file in \
+         `kubeconfig_path`, or set KUBECONFIG (in a workflow, to a file under $GITHUB_WORKSPACE: \
+         a container action cannot see the runner's ~/.kube/config)"
+    )]
     Infer(#[source] kube::config::InferConfigError),
+    #[error("input `context`: the kubeconfig has no context {context:?} (it has: {have})")]
+    UnknownContext { context: String, have: String },
+    #[error("failed to write the merged kubeconfig")]
+    Serialize(#[source] serde_json::Error),
     #[error("failed to create a Kubernetes client")]
     Client(#[source] kube::Error),
 }
@@ -33,43 +42,92 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects with the `kubeconfig` input, or the runner's default kubeconfig without one.
+    /// Connects with the run's kubeconfig (the `kubeconfig` input, `kubeconfig_path` or the
+    /// `KUBECONFIG` files) at the `context` input's context, or infers one as kubectl would.
+    /// helm gets the same kubeconfig as one private file whose current-context is that context.
     pub(crate) async fn connect(config: &Config) -> Result<Cluster, KubeClientError> {
-        match &config.kubeconfig {
-            Some(kc) => {
-                let (dir, path) =
-                    write_private(kc.yaml.expose()).map_err(KubeClientError::Write)?;
-                let parsed =
-                    Kubeconfig::from_yaml(kc.yaml.expose()).map_err(KubeClientError::Parse)?;
-                let cfg =
-                    kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
-                        .await
-                        .map_err(KubeClientError::Load)?;
-                let client = kube::Client::try_from(cfg).map_err(KubeClientError::Client)?;
-                Ok(Cluster {
-                    client,
-                    kubeconfig_path: Some(path),
-                    _dir: Some(dir),
-                })
+        let context = config.kube_context.as_deref();
+        let (kubeconfig, text) = match (&config.kubeconfig, context) {
+            // As given, byte for byte, when nothing needs changing.
+            (KubeconfigSource::Inline(kc), None) => (
+                Kubeconfig::from_yaml(kc.yaml.expose()).map_err(KubeClientError::Parse)?,
+                Some(kc.yaml.expose().to_string()),
+            ),
+            (KubeconfigSource::Inline(kc), Some(_)) => (
+                Kubeconfig::from_yaml(kc.yaml.expose()).map_err(KubeClientError::Parse)?,
+                None,
+            ),
+            (KubeconfigSource::Files(files), _) => {
+                let mut merged = Kubeconfig::default();
+                for (path, _) in files {
+                    let next = Kubeconfig::read_from(path).map_err(KubeClientError::Load)?;
+                    merged = merged.merge(next).map_err(KubeClientError::Load)?;
+                }
+                (merged, None)
             }
-            None => {
+            (KubeconfigSource::Default, Some(_)) => {
+                (Kubeconfig::read().map_err(KubeClientError::Load)?, None)
+            }
+            (KubeconfigSource::Default, None) => {
                 let cfg = kube::Config::infer()
                     .await
                     .map_err(KubeClientError::Infer)?;
                 let client = kube::Client::try_from(cfg).map_err(KubeClientError::Client)?;
-                Ok(Cluster {
+                return Ok(Cluster {
                     client,
                     kubeconfig_path: None,
                     _dir: None,
-                })
+                });
             }
-        }
+        };
+        let kubeconfig = select_context(kubeconfig, context)?;
+        let text = match text {
+            Some(t) => t,
+            // JSON is YAML, and kube's types keep every field they read.
+            None => serde_json::to_string(&kubeconfig).map_err(KubeClientError::Serialize)?,
+        };
+        let (dir, path) = write_private(&text).map_err(KubeClientError::Write)?;
+        let cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(KubeClientError::Load)?;
+        let client = kube::Client::try_from(cfg).map_err(KubeClientError::Client)?;
+        Ok(Cluster {
+            client,
+            kubeconfig_path: Some(path),
+            _dir: Some(dir),
+        })
     }
 
     /// The kubeconfig file to pass to helm, if any.
     pub(crate) fn kubeconfig_path(&self) -> Option<&Path> {
         self.kubeconfig_path.as_deref()
     }
+}
+
+/// Makes `context` the kubeconfig's current-context, when it names one it has.
+fn select_context(
+    mut kubeconfig: Kubeconfig,
+    context: Option<&str>,
+) -> Result<Kubeconfig, KubeClientError> {
+    if let Some(name) = context {
+        if !kubeconfig.contexts.iter().any(|c| c.name == name) {
+            let have: Vec<&str> = kubeconfig
+                .contexts
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(KubeClientError::UnknownContext {
+                context: name.to_string(),
+                have: if have.is_empty() {
+                    "none".into()
+                } else {
+                    have.join(", ")
+                },
+            });
+        }
+        kubeconfig.current_context = Some(name.to_string());
+    }
+    Ok(kubeconfig)
 }
 
 /// Writes `yaml` to `<private temp dir>/kubeconfig`, the directory 0700 and the file 0600.

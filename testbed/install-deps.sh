@@ -17,6 +17,10 @@ need_apt=()
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 command -v musl-gcc >/dev/null 2>&1 || need_apt+=(musl-tools)
+# The action's image, assembled and run without a Docker engine (make image, tests/image_*.rs):
+# buildah builds it into the local containers storage, podman runs it as GitHub's runner would.
+command -v buildah >/dev/null 2>&1 || need_apt+=(buildah)
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::defs::Mode;
-use super::kubeconfig::{Kubeconfig, parse_kubeconfig};
+use super::kubeconfig::{KubeconfigSource, resolve_context, resolve_kubeconfig};
 use super::parse::*;
 use super::raw::RawInputs;
 use super::{InputError, bad};
@@ -30,7 +30,9 @@ pub struct Config {
     pub(crate) values_files: Vec<PathBuf>,
     pub(crate) images: Vec<ImageSetting>,
     pub(crate) set: Vec<(String, String)>,
-    pub(crate) kubeconfig: Option<Kubeconfig>,
+    pub(crate) kubeconfig: KubeconfigSource,
+    /// The kubeconfig context to use (`context`), instead of its current-context.
+    pub(crate) kube_context: Option<String>,
     pub(crate) github_token: Option<Secret>,
     pub(crate) protected: bool,
     /// Refuse approvals given only by the run's actor.
@@ -67,9 +69,7 @@ impl Config {
         if let Some(t) = &self.github_token {
             out.extend(secret_fragments(t.expose()));
         }
-        if let Some(k) = &self.kubeconfig {
-            out.extend(k.masks());
-        }
+        out.extend(self.kubeconfig.masks());
         if let Some(w) = &self.notify_webhook {
             out.extend(secret_fragments(w.expose()));
         }
@@ -205,7 +205,12 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         Some(list) => parse_set(list)?,
         None => Vec::new(),
     };
-    let kubeconfig = raw.get("kubeconfig").map(parse_kubeconfig).transpose()?;
+    let kubeconfig = resolve_kubeconfig(
+        raw,
+        ctx,
+        matches!(mode, Mode::Deploy | Mode::Rollback | Mode::Plan),
+    )?;
+    let kube_context = resolve_context(raw, &kubeconfig)?;
     let github_token = raw.get("github_token").map(|t| Secret::new(t.trim()));
     let timeout = parse_timeout(raw.get("timeout").unwrap_or("5m"))?;
     let rollback_on_failure =
@@ -339,6 +344,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         images,
         set,
         kubeconfig,
+        kube_context,
         github_token,
         protected,
         require_distinct_approver,

@@ -75,8 +75,20 @@ pub const INPUTS: &[InputSpec] = &[
     ),
     input(
         "kubeconfig",
-        "Kubeconfig, raw YAML or base64 (pass it from a secret).",
-        "the runner's default kubeconfig",
+        "Kubeconfig content, raw YAML or base64 (pass it from a secret).",
+        "kubeconfig_path, else the files KUBECONFIG names (under the workspace in a workflow)",
+        false,
+    ),
+    input(
+        "kubeconfig_path",
+        "Kubeconfig file written by an earlier step, relative to the workspace or an absolute path under it.",
+        "none",
+        false,
+    ),
+    input(
+        "context",
+        "Kubeconfig context to use instead of its current-context.",
+        "the kubeconfig's current-context",
         false,
     ),
     input(

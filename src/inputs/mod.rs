@@ -1,16 +1,19 @@
 //! INPUT_* variables or CLI flags, plus the GITHUB_* context → one typed, validated [`Config`]:
 //! the input table (`defs`), the raw strings (`raw`), each input's parser (`parse`), the
-//! kubeconfig (`kubeconfig`) and the resolution into a [`Config`] (`config`).
+//! kubeconfig and its source (`kubeconfig`), what a container action sees of the runner's disk
+//! (`mounts`) and the resolution into a [`Config`] (`config`).
 
 mod config;
 mod defs;
 mod kubeconfig;
+mod mounts;
 mod parse;
 mod raw;
 
 pub use config::{Config, resolve};
 pub(crate) use defs::Mode;
 pub use defs::{INPUTS, InputSpec};
+pub(crate) use kubeconfig::KubeconfigSource;
 pub use parse::ImageSetting;
 pub use raw::{RawInputs, input_var};
 
