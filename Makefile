@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BED_DIR ?= $(CURDIR)/target/testbed
 
-.PHONY: all build release static container deps tools lint unit e2e test testbed-up testbed-down testbed-env demo bench soak clean
+.PHONY: all build release static image container deps tools lint unit e2e test testbed-up testbed-down testbed-env demo bench soak clean
 
 all: build
 
@@ -22,6 +22,12 @@ STATIC_TARGET_DIR ?= $(CURDIR)/target/static
 STATIC_BIN := $(STATIC_TARGET_DIR)/x86_64-unknown-linux-musl/release/trader-deploy
 static:
 	CARGO_TARGET_DIR=$(STATIC_TARGET_DIR) $(CARGO) build --release --locked --target x86_64-unknown-linux-musl --bin trader-deploy
+
+# The action's image without a Docker engine: the Dockerfile's final stage assembled with buildah
+# from the static binary and the bed's helm builds, as localhost/trader-deploy:dev (helm 3) and
+# :dev-helm4 in the local containers storage (tests/bed_image.rs runs it as GitHub's runner does).
+image: static tools
+	scripts/image.sh $(STATIC_BIN)
 
 # The static binary and helm run in an empty root (what the image holds), as root via chroot.
 container: static
@@ -45,8 +51,9 @@ lint:
 unit:
 	$(CARGO) test --workspace
 
-# End-to-end tests against the bed (brought up if it is not running, torn down after).
-e2e: tools
+# End-to-end tests against the bed (brought up if it is not running, torn down after), the
+# action's image among them.
+e2e: tools image
 	testbed/with-bed.sh $(CARGO) test --workspace --features bed --test 'bed_*' -- --test-threads=4
 
 test: deps lint unit container e2e
