@@ -35,7 +35,7 @@ pub(crate) enum KubeClientError {
 /// The cluster as this run reaches it: the kube client, and the kubeconfig file helm is given.
 pub struct Cluster {
     pub(crate) client: kube::Client,
-    /// The kubeconfig file for `helm --kubeconfig`; `None` when helm uses the runner's default.
+    /// The kubeconfig file for `helm --kubeconfig`; `None` when helm finds its own default.
     kubeconfig_path: Option<PathBuf>,
     /// Owns the private directory; dropping it removes the kubeconfig.
     _dir: Option<tempfile::TempDir>,
