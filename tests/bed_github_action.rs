@@ -205,6 +205,8 @@ impl Action {
                 "image.repository=127.0.0.1:45000/acme/testapp",
             ),
             ("INPUT_VERIFY_IMAGES", "false"),
+            // These tests are about GitHub; prod's default digest pinning needs the registry.
+            ("INPUT_PIN_DIGESTS", "false"),
             ("INPUT_NAMESPACE", "td-github-no-such-ns"),
             ("INPUT_TIMEOUT", "60s"),
         ] {
@@ -527,6 +529,79 @@ fn tag_push(tag: &str, sha: &str) -> Value {
     p
 }
 
+/// Whatever event started the run, a protected deploy's version must be a tag on main: a
+/// dispatch from a branch cannot release a tag that is not there, nor one that does not exist.
+#[tokio::test]
+async fn a_dispatch_from_a_branch_is_held_to_the_tag_rule_too() {
+    let repo = add_repo("td-dispatch", |_| {}).await;
+    let branch = |a: Action| {
+        a.var("GITHUB_REF", "refs/heads/feature/risk-limits")
+            .var("GITHUB_REF_NAME", "feature/risk-limits")
+            .var("GITHUB_SHA", RC_SHA)
+    };
+    let run = branch(Action::new(&repo))
+        .var("INPUT_VERSION", "v1.2.0-rc.1")
+        .run();
+    assert_refused(
+        &repo,
+        &run,
+        "tag v1.2.0-rc.1 is not on the default branch main (compare: diverged, 1 commit(s) not on \
+         main)",
+    )
+    .await;
+    let run = branch(Action::new(&repo))
+        .var("INPUT_VERSION", "v9.9.9")
+        .run();
+    assert_refused(
+        &repo,
+        &run,
+        &format!(
+            "version v9.9.9 is not a tag of {}: prod takes only a version that names a git tag \
+             whose commit is on the default branch",
+            repo.full
+        ),
+    )
+    .await;
+    let seq = calls(&repo.log().await, &repo.full);
+    assert_eq!(
+        seq.iter()
+            .filter(|c| c.starts_with("GET /compare/"))
+            .collect::<Vec<_>>(),
+        [
+            "GET /compare/main...v1.2.0-rc.1?per_page=1 -> 200",
+            "GET /compare/main...v9.9.9?per_page=1 -> 404"
+        ]
+    );
+}
+
+/// mode rollback on a protected environment needs the same approval as a deploy.
+#[tokio::test]
+async fn a_rollback_of_prod_without_approval_is_refused() {
+    let repo = add_repo("td-rbnoappr", |_| {}).await;
+    let run = Action::new(&repo)
+        .var("GITHUB_RUN_ID", "1002")
+        .var("INPUT_MODE", "rollback")
+        .var("INPUT_VERSION", "")
+        .run();
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let err = error_annotation(&run);
+    assert!(
+        err.starts_with(
+            "::error title=Deployment refused::deployment to protected environment refused: run \
+             1002 has no approval for environment prod"
+        ),
+        "{err}"
+    );
+    // Nothing after the approval: no GitHub deployment, no cluster step.
+    let groups: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("::group::"))
+        .collect();
+    assert_eq!(groups, ["Check the approval for prod"]);
+    assert!(repo.log().await.iter().all(|e| e["method"] == "GET"));
+}
+
 #[tokio::test]
 async fn a_tag_not_on_the_default_branch_is_refused() {
     let repo = add_repo("td-tag", |_| {}).await;
@@ -618,10 +693,12 @@ async fn an_approved_prod_deploy_that_cannot_reach_a_cluster_ends_in_error() {
     let id = run.output("deployment_id").to_string();
     assert!(!id.is_empty(), "no deployment_id output");
     assert_eq!(
-        &seq[..4],
+        &seq[..5],
         &[
             "GET /environments/prod -> 200".to_string(),
             "GET /actions/runs/1001/approvals -> 200".to_string(),
+            // A dispatch, not a tag push: the version's tag is checked on main all the same.
+            "GET /compare/main...v1.1.0?per_page=1 -> 200".to_string(),
             format!("GET /deployments?sha={MAIN_TIP}&environment=prod&per_page=20 -> 200"),
             "POST /deployments -> 201".to_string(),
         ]
@@ -812,7 +889,7 @@ async fn a_502_on_create_looks_for_the_deployment_before_creating_again() {
     let log = repo.log().await;
     let seq = calls(&log, &repo.full);
     assert_eq!(
-        &seq[2..6],
+        &seq[3..7],
         &[
             format!("GET /deployments?sha={MAIN_TIP}&environment=prod&per_page=20 -> 200"),
             "POST /deployments -> 502".to_string(),

@@ -18,12 +18,12 @@ pub(crate) struct ApprovalRequest {
     pub(crate) tag: Option<TagRelease>,
 }
 
-/// A release triggered by a tag.
+/// The tag a protected deploy releases (its version), to be checked on the default branch.
 #[derive(Debug, Clone)]
 pub(crate) struct TagRelease {
     /// The tag's name, e.g. `v1.2.0`.
     pub(crate) tag: String,
-    /// The tagged commit, when known (GITHUB_SHA).
+    /// The tagged commit, when the run is that tag's push (GITHUB_SHA).
     pub(crate) sha: Option<String>,
     /// The default branch, when the event payload names it.
     pub(crate) default_branch: Option<String>,
@@ -121,6 +121,15 @@ pub(crate) enum Refusal {
         default_branch: String,
         /// e.g. "diverged, 1 commit(s) not on main".
         compare: String,
+    },
+    #[error(
+        "version {tag} is not a tag of {repository}: {environment} takes only a version that \
+         names a git tag whose commit is on the default branch (push the tag first)"
+    )]
+    NotATag {
+        environment: String,
+        tag: String,
+        repository: String,
     },
     #[error(
         "no GitHub token to check the approval of environment {environment}: pass `github_token` \
@@ -393,7 +402,7 @@ pub(crate) async fn check(gh: &GitHub, req: &ApprovalRequest) -> Result<Approval
             };
             let head = release.sha.clone().unwrap_or_else(|| release.tag.clone());
             let basehead = format!("{}...{}", encode(&default_branch), encode(&head));
-            let compare = gh
+            let compare = match gh
                 .get(
                     &format!("/compare/{basehead}"),
                     &[("per_page", "1".to_string())],
@@ -404,8 +413,20 @@ pub(crate) async fn check(gh: &GitHub, req: &ApprovalRequest) -> Result<Approval
                     ),
                     "contents: read",
                 )
-                .await?
-                .body;
+                .await
+            {
+                Ok(r) => r.body,
+                // GitHub answers 404 for a ref it does not know: the version is no tag here.
+                Err(e) if e.status() == Some(404) && release.sha.is_none() => {
+                    return Err(Refusal::NotATag {
+                        environment: env_name.clone(),
+                        tag: release.tag.clone(),
+                        repository: gh.repository(),
+                    }
+                    .into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             Some(on_default_branch(
                 env_name,
                 release,

@@ -61,6 +61,31 @@ fn source(config: &Config, ctx: &RunContext) -> (Option<String>, Option<String>)
     (git_ref, sha)
 }
 
+/// The tag a protected deploy releases: its version, whatever event started the run (a
+/// `workflow_dispatch` from any branch may name any tag), checked to be a tag whose commit is on
+/// the default branch. The run's own commit stands for it only when the run is that tag's push.
+/// A rollback deploys no new version: nothing to check.
+fn released_tag(
+    config: &Config,
+    git_ref: Option<&str>,
+    sha: Option<&str>,
+    ctx: &RunContext,
+) -> Option<TagRelease> {
+    if config.mode != crate::inputs::Mode::Deploy || config.version.is_empty() {
+        return None;
+    }
+    let own_push = git_ref == Some(format!("refs/tags/{}", config.version).as_str());
+    Some(TagRelease {
+        tag: config.version.clone(),
+        sha: if own_push {
+            sha.map(str::to_string)
+        } else {
+            None
+        },
+        default_branch: ctx.default_branch.clone(),
+    })
+}
+
 /// The ref a deployment names: the exact commit when known, else the short ref.
 fn deployment_ref(git_ref: Option<&str>, sha: Option<&str>) -> Option<String> {
     if let Some(sha) = sha {
@@ -116,14 +141,7 @@ impl Session {
                 run_id: ctx.run_id,
                 actor: ctx.actor.clone(),
                 require_distinct_approver: config.require_distinct_approver,
-                tag: git_ref
-                    .as_deref()
-                    .and_then(|r| r.strip_prefix("refs/tags/"))
-                    .map(|tag| TagRelease {
-                        tag: tag.to_string(),
-                        sha: sha.clone(),
-                        default_branch: ctx.default_branch.clone(),
-                    }),
+                tag: released_tag(config, git_ref.as_deref(), sha.as_deref(), ctx),
             };
             let approval = approval::check(gh, &req).await?;
             runner.info(&format!(

@@ -282,7 +282,8 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         },
     };
     let verify_images = parse_bool("verify_images", raw.get("verify_images"), true)?;
-    let pin_digests = parse_bool("pin_digests", raw.get("pin_digests"), false)?;
+    // What was approved is what runs: protected environments deploy by digest unless told not to.
+    let pin_digests = parse_bool("pin_digests", raw.get("pin_digests"), protected)?;
     let registry_username = raw.get("registry_username").map(|u| u.trim().to_string());
     let registry_password = raw.get("registry_password").map(|p| Secret::new(p.trim()));
     match (&registry_username, &registry_password) {

@@ -172,7 +172,7 @@ pub const INPUTS: &[InputSpec] = &[
     input(
         "pin_digests",
         "Deploy each image as repository@sha256:… (the digest its registry reports for the tag).",
-        "false",
+        "true for protected environments, else false",
         false,
     ),
     input(

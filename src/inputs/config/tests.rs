@@ -187,3 +187,23 @@ fn images_take_the_version() {
     );
     assert!(c.protected);
 }
+
+#[test]
+fn protected_environments_pin_digests_unless_told_not_to() {
+    let with = |env: &str, pin: Option<&str>| {
+        let mut pairs = vec![
+            ("mode", "resolve"),
+            ("version", "v1.2.0"),
+            ("environment", env),
+        ];
+        if let Some(p) = pin {
+            pairs.push(("pin_digests", p));
+        }
+        resolve(&raw(&pairs), &push_main()).unwrap().pin_digests
+    };
+    // What was approved is what runs: prod deploys by digest by default.
+    assert!(with("prod", None));
+    assert!(!with("prod", Some("false")));
+    assert!(!with("dev", None));
+    assert!(with("dev", Some("true")));
+}
