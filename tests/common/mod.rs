@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod case;
+pub mod commands;
 pub mod tools;
 
 use std::collections::BTreeMap;
