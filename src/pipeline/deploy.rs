@@ -283,7 +283,7 @@ async fn after_failed_rollout(
     err: Box<RolloutError>,
 ) -> Failure {
     if !err.is_cancelled() {
-        let md = rollout::diagnostics(&target.cluster.client, &err).await;
+        let md = rollout::diagnostics(&target.cluster.client, &err, run.config.pod_log_lines).await;
         run.runner.info(&md);
         run.summary.diagnostics(&md);
     }
