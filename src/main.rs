@@ -18,13 +18,17 @@ fn main() -> ExitCode {
     } else {
         match cli::parse(&args) {
             Ok(raw) => raw,
-            Err(e) => {
+            Err(cli::CliError::Usage(e)) => {
                 let _ = e.print();
                 return if e.use_stderr() {
                     ExitCode::from(2)
                 } else {
                     ExitCode::SUCCESS
                 };
+            }
+            Err(cli::CliError::Input(e)) => {
+                Runner::new(env.in_actions(), None, None).error("Invalid input", &e.to_string());
+                return ExitCode::FAILURE;
             }
         }
     };
