@@ -17,6 +17,7 @@ pub mod notify;
 pub mod outputs;
 pub mod pipeline;
 pub mod portforward;
+pub mod redact;
 pub mod registry;
 pub mod resolve;
 pub mod rollout;

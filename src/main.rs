@@ -18,13 +18,17 @@ fn main() -> ExitCode {
     } else {
         match cli::parse(&args) {
             Ok(raw) => raw,
-            Err(e) => {
+            Err(cli::CliError::Usage(e)) => {
                 let _ = e.print();
                 return if e.use_stderr() {
                     ExitCode::from(2)
                 } else {
                     ExitCode::SUCCESS
                 };
+            }
+            Err(cli::CliError::Input(e)) => {
+                Runner::new(env.in_actions(), None, None).error("Invalid input", &e.to_string());
+                return ExitCode::FAILURE;
             }
         }
     };
@@ -46,7 +50,7 @@ fn main() -> ExitCode {
     for s in raw.secret_values() {
         runner.mask(&s);
     }
-    init_tracing(&env);
+    init_tracing(&env, &runner);
 
     let config = match inputs::resolve(&raw, &ctx) {
         Ok(c) => c,
@@ -116,12 +120,15 @@ fn finish(runner: &Runner, outputs: &Outputs, code: ExitCode) -> ExitCode {
     code
 }
 
-fn init_tracing(env: &Env) {
+/// The diagnostic log on stderr, through the runner's redaction and command neutralization (the
+/// runner reads stderr for workflow commands too).
+fn init_tracing(env: &Env, runner: &Runner) {
+    let runner = runner.clone();
     let filter = tracing_subscriber::EnvFilter::try_new(env.log_filter().unwrap_or("warn"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || runner.log_writer())
         .with_target(false)
         .try_init();
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::context::RunContext;
 use crate::inputs::Config;
 use crate::outputs::{Outputs, Status};
+use crate::redact::Redactor;
 use crate::runner::Runner;
 use crate::secret::Secret;
 
@@ -33,7 +34,7 @@ pub(crate) async fn notify(
     let Some(url) = &config.notify_webhook else {
         return;
     };
-    match send(url, &message(ctx, outputs, error)).await {
+    match send(url, &message(ctx, outputs, error), &runner.redactor()).await {
         Ok(()) => runner.info(&format!(
             "Sent the {} notification to notify_webhook",
             outputs.status.as_str()
@@ -112,8 +113,14 @@ fn slack_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// POSTs the document: 10 s per attempt, one retry on a 5xx or a connection failure.
-pub(crate) async fn send(url: &Secret, body: &Value) -> Result<(), NotifyError> {
+/// POSTs the document, redacted by `redactor` (the run's secrets) on its way out: 10 s per
+/// attempt, one retry on a 5xx or a connection failure.
+pub(crate) async fn send(
+    url: &Secret,
+    body: &Value,
+    redactor: &Redactor,
+) -> Result<(), NotifyError> {
+    let body = &redactor.json(body);
     let client = crate::http::client(Some(Duration::from_secs(10)))
         .map_err(|e| NotifyError::Transport(e.without_url().to_string()))?;
     let retry = Retry {
@@ -258,7 +265,9 @@ mod tests {
     async fn posts_json_to_the_webhook() {
         let (url, h) = receiver(200).await;
         let body = message(&ctx(), &outputs(Status::Success), None);
-        send(&Secret::new(url), &body).await.unwrap();
+        send(&Secret::new(url), &body, &Redactor::default())
+            .await
+            .unwrap();
         let req = h.await.unwrap();
         assert!(
             req.starts_with("POST /hooks/T000/B000 HTTP/1.1\r\n"),
@@ -272,10 +281,36 @@ mod tests {
         assert_eq!(json, body);
     }
 
+    /// A secret quoted by an error (helm echoing a value) leaves in neither `error` nor `text`.
+    #[tokio::test]
+    async fn the_body_is_redacted_on_its_way_out() {
+        let (url, h) = receiver(200).await;
+        let redactor = Redactor::default();
+        redactor.add("canary-5ecret");
+        let body = message(
+            &ctx(),
+            &outputs(Status::Failed),
+            Some("execution error: password canary-5ecret rejected"),
+        );
+        assert!(body.to_string().contains("canary-5ecret"));
+        send(&Secret::new(url), &body, &redactor).await.unwrap();
+        let req = h.await.unwrap();
+        assert!(!req.contains("canary-5ecret"), "{req}");
+        let json: Value = serde_json::from_str(req.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(json["error"], "execution error: password *** rejected");
+        assert!(
+            json["text"]
+                .as_str()
+                .unwrap()
+                .contains("password *** rejected")
+        );
+    }
+
     #[tokio::test]
     async fn errors_never_show_the_url() {
         let (url, _h) = receiver(404).await;
-        let e = send(&Secret::new(url.clone()), &json!({"text": "x"}))
+        let none = Redactor::default();
+        let e = send(&Secret::new(url.clone()), &json!({"text": "x"}), &none)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("answered 404"), "{e}");
@@ -283,6 +318,7 @@ mod tests {
         let e = send(
             &Secret::new("http://127.0.0.1:1/hooks/T1/secret"),
             &json!({}),
+            &none,
         )
         .await
         .unwrap_err();

@@ -1,7 +1,8 @@
 //! The shipped examples on the bed: the example chart (examples/charts/traderadmin) lints and
 //! renders with every environment's values under helm 3 and helm 4, installs and upgrades to
 //! Ready on the cluster, and the action deploys it with exactly the least-privilege
-//! ServiceAccount of examples/rbac/deployer.yaml, failing clearly with less (no Leases).
+//! ServiceAccount of examples/rbac/deployer.yaml (its short-lived TokenRequest token), failing
+//! clearly with less (no Leases).
 //! Needs a running bed (`make testbed-up`).
 
 mod common;
@@ -16,7 +17,8 @@ use common::{
     repo_root, wait_for,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, PostParams};
 use kube::runtime::wait::await_condition;
@@ -461,10 +463,6 @@ async fn deployer_kubeconfig(bed: &Bed, client: &kube::Client, ns: &str) -> Stri
         .create(&pp, &doc_of(&docs, "ServiceAccount"))
         .await
         .expect("create the deployer ServiceAccount");
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&pp, &doc_of(&docs, "Secret"))
-        .await
-        .expect("create the token Secret");
     Api::<Role>::namespaced(client.clone(), ns)
         .create(&pp, &doc_of(&docs, "Role"))
         .await
@@ -473,25 +471,24 @@ async fn deployer_kubeconfig(bed: &Bed, client: &kube::Client, ns: &str) -> Stri
         .create(&pp, &doc_of(&docs, "RoleBinding"))
         .await
         .expect("create the deployer RoleBinding");
-    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
-    let token = wait_for(
-        "the token controller to fill trader-deploy-token",
-        Duration::from_secs(60),
-        || {
-            let secrets = secrets.clone();
-            async move {
-                let s = secrets
-                    .get("trader-deploy-token")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                s.data
-                    .and_then(|d| d.get("token").cloned())
-                    .map(|t| String::from_utf8(t.0).expect("utf-8 token"))
-                    .ok_or_else(|| "no token yet".to_string())
-            }
-        },
-    )
-    .await;
+    assert!(
+        docs.iter().all(|d| d["kind"] != "Secret"),
+        "the example creates no long-lived token Secret"
+    );
+    // The short-lived token deployer.yaml's header makes (`kubectl create token`: a TokenRequest).
+    let request: TokenRequest = serde_json::from_value(serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 3600},
+    }))
+    .unwrap();
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request("trader-deploy", &pp, &request)
+        .await
+        .expect("a TokenRequest for the deployer ServiceAccount")
+        .status
+        .expect("the token")
+        .token;
 
     let admin = kube::config::Kubeconfig::read_from(&bed.kubeconfig).expect("bed kubeconfig");
     let cluster = admin.clusters[0].cluster.clone().expect("a cluster");

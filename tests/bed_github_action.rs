@@ -155,6 +155,7 @@ fn example_payload(event: &str, pick: impl Fn(&Value) -> bool) -> Value {
 struct Run {
     code: i32,
     stdout: String,
+    stderr: String,
     outputs: BTreeMap<String, String>,
     summary: String,
 }
@@ -259,6 +260,7 @@ impl Action {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout,
+            stderr,
             outputs: parse_outputs(&out_path),
             summary: std::fs::read_to_string(&sum_path).unwrap_or_default(),
         }
@@ -1363,6 +1365,136 @@ async fn an_approved_prod_deploy_succeeds_marks_the_older_one_inactive_and_notif
             .filter(|l| l.contains("/hooks/T0/B0/secret"))
             .all(|l| l.starts_with("::add-mask::")),
         "the webhook URL leaked"
+    );
+    cluster.done().await;
+}
+
+/// Issue #17, finding 2: an approver's comment forging workflow commands is shown, but on the
+/// raw stdout the runner (tests/common/commands.rs) reads no command but the action's own.
+#[tokio::test]
+async fn an_approval_comment_forging_commands_stays_text() {
+    let repo = add_repo("td-forge", |fx| {
+        let run = fx["runs"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|r| r["id"] == 1001)
+            .expect("the fixture's run 1001");
+        run["approvals"][0]["comment"] = json!(
+            "Ship it\n::error::forged-by-approver\n##[set-output name=x;]forged-by-approver\n\
+             ::stop-commands::forged-by-approver"
+        );
+    })
+    .await;
+    let run = Action::new(&repo).run();
+    assert!(
+        run.stdout.contains("approved by alice") && run.stdout.contains("forged-by-approver"),
+        "{}",
+        run.stdout
+    );
+    common::commands::assert_only_own_commands(&run.stdout, "forged");
+    common::commands::assert_only_own_commands(&run.stderr, "forged");
+}
+
+/// Issue #17, finding 3: a secret (here the registry password, also given to the chart and
+/// echoed by the app's status page) ends up in the run's error. It leaves in no outbound
+/// channel: not the webhook body, no request body the GitHub stand-in received (deployment
+/// payload, every status), not stdout (but for the mask command), stderr, outputs or summary.
+#[tokio::test]
+async fn a_secret_in_the_error_leaves_in_no_outbound_channel() {
+    const CANARY: &str = "canary-Zq81-5ecret";
+    let repo = add_repo("td-canary", |_| {}).await;
+    let cluster = Cluster::new("gh-canary").await;
+    // The "app" status page the smoke test reads: it leaks its configured password.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let status_url = format!("http://{}/status", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = format!("degraded; db password={CANARY}");
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let (hook, received) = webhook_receiver();
+    let action = cluster.deploy(Action::new(&repo), "staging", "v1.0.0");
+    std::fs::write(
+        action.dir.path().join("smoke.yaml"),
+        format!(
+            "defaults: {{timeout: 2s, interval: 500ms, request_timeout: 2s}}\n\
+             checks:\n  - name: status\n    url: {status_url}\n    \
+             expect: {{body_contains: [healthy]}}\n"
+        ),
+    )
+    .unwrap();
+    let run = action
+        .var("INPUT_SMOKE_TESTS", "smoke.yaml")
+        .var("INPUT_REGISTRY_USERNAME", "bot")
+        .var("INPUT_REGISTRY_PASSWORD", CANARY)
+        .var(
+            "INPUT_SET",
+            &format!("image.tag=v1.0.0\nscanner.image.tag=v1.0.0\ndbPassword={CANARY}"),
+        )
+        .var("INPUT_NOTIFY_WEBHOOK", &hook)
+        .run();
+    assert_eq!(run.output("status"), "failed", "{}", run.stdout);
+    // The error did carry the secret: the action redacted it.
+    assert!(
+        run.stdout.contains("db password=***"),
+        "the smoke failure quotes the body: {}",
+        run.stdout
+    );
+    let body = received.join().unwrap();
+    assert!(!body.contains(CANARY), "the webhook body leaked it: {body}");
+    let webhook: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        webhook["error"]
+            .as_str()
+            .unwrap()
+            .contains("db password=***"),
+        "{webhook}"
+    );
+    let log = repo.log().await;
+    let statuses = log
+        .iter()
+        .filter(|e| e["path"].as_str().unwrap().ends_with("/statuses"))
+        .count();
+    assert!(statuses >= 2, "{:#?}", calls(&log, &repo.full));
+    for e in &log {
+        assert!(
+            !e.to_string().contains(CANARY),
+            "GitHub got it: {} {}: {}",
+            e["method"],
+            e["path"],
+            e["body"]
+        );
+    }
+    assert!(
+        log.iter()
+            .filter(|e| e["path"].as_str().unwrap().ends_with("/statuses"))
+            .any(|e| e["body"]["state"] == "error"),
+        "an error status"
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .filter(|l| l.contains(CANARY))
+            .all(|l| l == format!("::add-mask::{CANARY}")),
+        "stdout leaked it: {}",
+        run.stdout
+    );
+    assert!(!run.stderr.contains(CANARY), "{}", run.stderr);
+    assert!(!run.summary.contains(CANARY), "{}", run.summary);
+    assert!(
+        run.outputs.values().all(|v| !v.contains(CANARY)),
+        "{:?}",
+        run.outputs
     );
     cluster.done().await;
 }

@@ -637,6 +637,77 @@ async fn sigterm_mid_rollout_rolls_back_on_the_real_node() {
     case.done().await;
 }
 
+/// Lines a pod writes to its log, its termination message and an event about its workload:
+/// each forges workflow commands. The chart sets them through the app's own version string
+/// (printed at start, unescaped) when `forge=true`, and the log becomes the termination
+/// message (`FallbackToLogsOnError`).
+const FORGED_APP_VERSION: &str = "crashloop\\n::error::forged-by-pod\\n##[set-output name=x;]forged-by-pod\\n::stop-commands::forged-by-pod";
+
+fn forge_in_chart(case: &Case) {
+    let helpers = case.ws.path().join("chart/templates/_helpers.tpl");
+    let text = std::fs::read_to_string(&helpers).unwrap();
+    let env = "env:\n- name: POD_NAMESPACE";
+    assert!(text.contains(env), "{text}");
+    let forged = format!(
+        "{{{{- if .Values.forge }}}}\nterminationMessagePolicy: FallbackToLogsOnError\n{{{{- end }}}}\n\
+         env:\n{{{{- if .Values.forge }}}}\n- name: APP_VERSION\n  value: \"{FORGED_APP_VERSION}\"\n\
+         {{{{- end }}}}\n- name: POD_NAMESPACE"
+    );
+    std::fs::write(&helpers, text.replace(env, &forged)).unwrap();
+}
+
+/// Issue #17, finding 2: a crash-looping pod whose log, termination message and events carry
+/// `::error::`, `##[set-output …]` and `::stop-commands::` lines. The diagnostics show them, but
+/// on the raw stdout the runner (modelled by tests/common/commands.rs) reads no command other
+/// than the action's own. Then finding 7: `pod_log_lines: 0` leaves the app's log out.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_commands_in_pod_logs_and_events_never_reach_the_runner() {
+    let case = NodeCase::new("forge", 3).await;
+    forge_in_chart(&case);
+    assert_success(&case.run("v1.0.0", ""));
+    // An event about the orch Deployment, as any pod or controller with events access can write.
+    let event: Event = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{}-forged", case.release)},
+        "involvedObject": {"kind": "Deployment", "apiVersion": "apps/v1",
+                           "name": format!("{}-orch", case.release), "namespace": case.ns},
+        "reason": "Forged",
+        "type": "Warning",
+        "message": "::error::forged-by-event\n##[set-output name=x;]forged-by-event",
+    }))
+    .unwrap();
+    Api::<Event>::namespaced(case.client.clone(), &case.ns)
+        .create(&PostParams::default(), &event)
+        .await
+        .unwrap();
+    let f = case.run("crashloop", "forge=true");
+    assert_rolled_back(&f);
+    let out = f.log();
+    // The forged lines are in the log as text (verbatim inside stop-commands blocks)...
+    for shown in [
+        "::error::forged-by-pod",
+        "##[set-output name=x;]forged-by-pod",
+        "forged-by-event",
+    ] {
+        assert!(out.contains(shown), "{shown:?} not shown:\n{out}");
+    }
+    // ...and never read as commands.
+    common::commands::assert_only_own_commands(&out, "forged");
+
+    // pod_log_lines: 0: the diagnostics without the app's log.
+    let running = Running::start(
+        case.action("crashloop", "", &[("pod_log_lines", "0")]),
+        case.ws.path(),
+    );
+    let f = running.wait();
+    assert_eq!(f.out("status"), "rolled_back", "{}", f.log());
+    assert!(f.summary.contains("Rollout diagnostics"), "{}", f.summary);
+    for text in [f.log(), f.summary.clone()] {
+        assert!(!text.contains("Last log lines"), "{text}");
+        assert!(!text.contains("FATAL: cannot reach the broker"), "{text}");
+    }
+    case.done().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Teardown
 

@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::error::{GitHubError, error_message};
 use super::retry::{RetryPolicy, Verdict, classify};
 use crate::http::{CONNECT_TIMEOUT, USER_AGENT, chain};
+use crate::redact::Redactor;
 use crate::secret::Secret;
 
 /// What a path segment or query value keeps unencoded: RFC 3986's unreserved characters.
@@ -46,6 +47,8 @@ pub(crate) struct GitHub {
     policy: RetryPolicy,
     calls: AtomicU32,
     retries: AtomicU32,
+    /// Every request body passes through it on its way out (deployment payloads, statuses).
+    redactor: Redactor,
 }
 
 impl std::fmt::Debug for GitHub {
@@ -67,12 +70,14 @@ enum Failure {
 }
 
 impl GitHub {
-    /// A client for `repository` (`owner/name`) at `api_url`.
+    /// A client for `repository` (`owner/name`) at `api_url`; every body it sends is redacted
+    /// by `redactor` (the run's secrets).
     pub(crate) fn new(
         api_url: &str,
         token: Secret,
         repository: &str,
         policy: RetryPolicy,
+        redactor: Redactor,
     ) -> Result<Self, GitHubError> {
         let api_url = api_url.trim_end_matches('/').to_string();
         let setup = |message: String| GitHubError::Setup {
@@ -106,6 +111,7 @@ impl GitHub {
             policy,
             calls: AtomicU32::new(0),
             retries: AtomicU32::new(0),
+            redactor,
         })
     }
 
@@ -236,6 +242,9 @@ impl GitHub {
         permission: &'static str,
         idempotent: bool,
     ) -> Result<ApiResponse, GitHubError> {
+        // The one place every request body leaves from: no secret goes with it.
+        let body = body.map(|b| self.redactor.json(b));
+        let body = body.as_ref();
         let mut uri = self.repo_path(rest);
         for (n, (k, v)) in query.iter().enumerate() {
             uri.push(if n == 0 { '?' } else { '&' });
@@ -381,6 +390,7 @@ mod tests {
             Secret::new("t0ken"),
             "acme/trader",
             RetryPolicy::default(),
+            Redactor::default(),
         )
         .unwrap()
     }
@@ -394,7 +404,8 @@ mod tests {
             "http://127.0.0.1:1/repos/acme/trader/environments/prod"
         );
         assert!(!format!("{gh:?}").contains("t0ken"));
-        assert!(GitHub::new("x", Secret::new("t"), "acme", RetryPolicy::default()).is_err());
+        let r = Redactor::default();
+        assert!(GitHub::new("x", Secret::new("t"), "acme", RetryPolicy::default(), r).is_err());
     }
 
     #[tokio::test]
@@ -402,6 +413,68 @@ mod tests {
         assert_eq!(
             client("https://ghe.example.com/api/v3/").repo_url("/actions/runs/7/approvals"),
             "https://ghe.example.com/api/v3/repos/acme/trader/actions/runs/7/approvals"
+        );
+    }
+
+    /// Every body leaves through `send`, which redacts it: a status description quoting an
+    /// error that quotes a secret reaches GitHub without the secret.
+    #[tokio::test]
+    async fn request_bodies_are_redacted_on_their_way_out() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = format!("http://{}", l.local_addr().unwrap());
+        let got = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len || n == 0 {
+                        let reply = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
+                                     content-length: 8\r\nconnection: close\r\n\r\n{\"id\":1}";
+                        s.write_all(reply.as_bytes()).await.unwrap();
+                        return body.to_string();
+                    }
+                }
+            }
+        });
+        let redactor = Redactor::default();
+        redactor.add("canary-9f3a-secret");
+        let gh = GitHub::new(
+            &api,
+            Secret::new("t0ken"),
+            "acme/trader",
+            RetryPolicy::default(),
+            redactor,
+        )
+        .unwrap();
+        let body = serde_json::json!({
+            "state": "error",
+            "description": "Deploying v1 failed: password canary-9f3a-secret rejected",
+        });
+        gh.post(
+            "/deployments/1/statuses",
+            &body,
+            "report a status",
+            "deployments: write",
+        )
+        .await
+        .unwrap();
+        let sent: Value = serde_json::from_str(&got.await.unwrap()).unwrap();
+        assert_eq!(
+            sent["description"],
+            "Deploying v1 failed: password *** rejected"
         );
     }
 

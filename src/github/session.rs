@@ -112,8 +112,14 @@ impl Session {
         summary.run_url = ctx.run_url();
         let gh = match (&config.github_token, &ctx.repository) {
             (Some(token), Some(repo)) => Some(
-                GitHub::new(&ctx.api_url, token.clone(), repo, RetryPolicy::default())
-                    .map_err(SessionError::Deployment)?,
+                GitHub::new(
+                    &ctx.api_url,
+                    token.clone(),
+                    repo,
+                    RetryPolicy::default(),
+                    runner.redactor(),
+                )
+                .map_err(SessionError::Deployment)?,
             ),
             _ => None,
         };

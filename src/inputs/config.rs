@@ -42,6 +42,8 @@ pub struct Config {
     pub(crate) timeout: Duration,
     pub(crate) rollback_on_failure: bool,
     pub(crate) history_max: u32,
+    /// Log lines per failing container in the diagnostics (0 = none).
+    pub(crate) pod_log_lines: u32,
     /// What to do with `updateStrategy: OnDelete` StatefulSets.
     pub(crate) statefulset_on_delete: crate::rollout::statefulset::OnDelete,
     /// Age at which a pending helm record that no run of this action holds counts as stuck.
@@ -227,6 +229,18 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
             }
         },
     };
+    let pod_log_lines = match raw.get("pod_log_lines") {
+        None => 20,
+        Some(s) => match s.trim().parse::<u32>() {
+            Ok(n) if n <= 1000 => n,
+            _ => {
+                return Err(bad(
+                    "pod_log_lines",
+                    format!("{s:?} is not a whole number from 0 to 1000"),
+                ));
+            }
+        },
+    };
     let statefulset_on_delete = match raw.get("statefulset_on_delete") {
         None => crate::rollout::statefulset::OnDelete::Report,
         Some(s) => crate::rollout::statefulset::OnDelete::parse(s).ok_or_else(|| {
@@ -353,6 +367,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         timeout,
         rollback_on_failure,
         history_max,
+        pod_log_lines,
         statefulset_on_delete,
         pending_grace,
         smoke_tests,

@@ -140,6 +140,12 @@ pub const INPUTS: &[InputSpec] = &[
         false,
     ),
     input(
+        "pod_log_lines",
+        "Last log lines of each failing container shown in a failed rollout's diagnostics (0 = none: an app's log may hold what the job log should not).",
+        "20",
+        false,
+    ),
+    input(
         "statefulset_on_delete",
         "How an updateStrategy OnDelete StatefulSet is handled: report (name the pods still on the old revision, do not wait) or roll (delete them one at a time, highest ordinal first, and wait for each).",
         "report",

@@ -1,6 +1,8 @@
 //! Where the cluster's kubeconfig comes from (the `kubeconfig` input's content, the
 //! `kubeconfig_path` file, or the files `KUBECONFIG` names) and the `context` to use, each
-//! kubeconfig decoded with every credential inside it found so the log can mask each one.
+//! kubeconfig decoded with every credential inside it found so the log can mask each one:
+//! credential keys anywhere, and under each `users[].user` every string but the few known to be
+//! public (docs/security.md).
 
 use std::path::{Path, PathBuf};
 
@@ -244,6 +246,17 @@ pub(super) fn parse_kubeconfig(value: &str) -> Result<Kubeconfig, InputError> {
     };
     let mut credentials = Vec::new();
     collect_credentials(&doc, &mut credentials);
+    for user in doc
+        .get("users")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.get("user"))
+    {
+        collect_user_strings(user, &mut credentials);
+    }
+    credentials.sort();
+    credentials.dedup();
     Ok(Kubeconfig {
         yaml: Secret::new(text),
         encoded,
@@ -287,6 +300,83 @@ fn collect_credentials(v: &Yaml, out: &mut Vec<String>) {
         }
         Yaml::Sequence(s) => s.iter().for_each(|x| collect_credentials(x, out)),
         _ => {}
+    }
+}
+
+/// Keys under `users[].user` whose values are not secrets: file paths, identities, the exec
+/// plugin's command and settings, an env entry's or auth provider's `name`. Everything else
+/// there (exec `env` values, auth-provider config, extensions, keys this list does not know) is
+/// masked: a credential plugin's settings are where secrets hide.
+const PUBLIC_USER_KEYS: &[&str] = &[
+    "client-certificate",
+    "client-key",
+    "tokenFile",
+    "username",
+    "as",
+    "as-uid",
+    "as-groups",
+    "command",
+    "apiVersion",
+    "installHint",
+    "interactiveMode",
+    "provideClusterInfo",
+    "name",
+    "idp-issuer-url",
+    "idp-certificate-authority",
+];
+
+/// Every unknown string (and number) under one `users[].user`, for masking.
+fn collect_user_strings(v: &Yaml, out: &mut Vec<String>) {
+    match v {
+        Yaml::Mapping(m) => {
+            for (k, val) in m {
+                if k == "args" {
+                    exec_arg_secrets(val, out);
+                } else if !PUBLIC_USER_KEYS.contains(&k.as_str()) {
+                    collect_user_strings(val, out);
+                }
+            }
+        }
+        Yaml::Sequence(s) => s.iter().for_each(|x| collect_user_strings(x, out)),
+        Yaml::String(s) if !s.trim().is_empty() => out.push(s.clone()),
+        Yaml::Int(n) => out.push(n.to_string()),
+        Yaml::UInt(n) => out.push(n.to_string()),
+        _ => {}
+    }
+}
+
+/// The exec plugin's arguments are mostly public words (`eks get-token --cluster-name prod`)
+/// that masking would blank out of every log line; what a secret-named flag carries is masked:
+/// `--token=VALUE`, `--client-secret VALUE` (a flag naming a token, secret, password, key or
+/// credential).
+fn exec_arg_secrets(args: &Yaml, out: &mut Vec<String>) {
+    let secret_flag = |flag: &str| {
+        let f = flag.trim_start_matches('-').to_ascii_lowercase();
+        f.len() < flag.len()
+            && ["token", "secret", "password", "passwd", "key", "credential"]
+                .iter()
+                .any(|w| f.contains(w))
+    };
+    let mut value_of_secret_flag = false;
+    for a in args
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+    {
+        if value_of_secret_flag && !a.starts_with('-') && !a.is_empty() {
+            out.push(a.to_string());
+        }
+        value_of_secret_flag = false;
+        match a.split_once('=') {
+            Some((flag, value)) if secret_flag(flag) => {
+                if !value.is_empty() {
+                    out.push(value.to_string());
+                }
+            }
+            Some(_) => {}
+            None => value_of_secret_flag = secret_flag(a),
+        }
     }
 }
 
@@ -454,5 +544,71 @@ mod tests {
             resolve_context(&raw(&[("context", "x")]), &KubeconfigSource::Default).unwrap(),
             Some("x".into())
         );
+    }
+
+    #[test]
+    fn exec_env_values_and_unknown_user_strings_are_credentials() {
+        let yaml = r#"apiVersion: v1
+clusters:
+- name: prod
+  cluster: {server: "https://k8s.example:6443"}
+users:
+- name: deployer
+  user:
+    client-key: /etc/keys/deployer.key
+    username: deployer-bot
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: aws
+      args: [eks, get-token, --cluster-name, prod, --token=argtoken-1234, --client-secret, argsecret-5678]
+      env:
+      - name: AWS_SECRET_ACCESS_KEY
+        value: envsecret-abcd
+      - name: VAULT_PIN
+        value: 98765432
+      installHint: install aws
+      provideClusterInfo: false
+    auth-provider:
+      name: oidc
+      config:
+        idp-issuer-url: https://idp.example
+        custom-thing: unknownsecret-efgh
+"#;
+        let k = parse_kubeconfig(yaml).unwrap();
+        let masks = k.masks();
+        for secret in [
+            "envsecret-abcd",
+            "98765432",
+            "argtoken-1234",
+            "argsecret-5678",
+            "unknownsecret-efgh",
+        ] {
+            assert!(
+                masks.contains(&secret.to_string()),
+                "{secret} not masked: {masks:?}"
+            );
+        }
+        for public in [
+            "deployer",
+            "deployer-bot",
+            "/etc/keys/deployer.key",
+            "aws",
+            "eks",
+            "get-token",
+            "prod",
+            "AWS_SECRET_ACCESS_KEY",
+            "oidc",
+            "https://idp.example",
+            "https://k8s.example:6443",
+            "client.authentication.k8s.io/v1",
+            "install aws",
+        ] {
+            assert!(
+                !masks.contains(&public.to_string()),
+                "{public} masked: {masks:?}"
+            );
+        }
+        let raw = RawInputs::from_pairs([("kubeconfig", yaml.to_string())]);
+        assert!(raw.secret_values().contains(&"envsecret-abcd".to_string()));
     }
 }

@@ -11,8 +11,8 @@ mod parse;
 mod raw;
 
 pub use config::{Config, resolve};
-pub(crate) use defs::Mode;
 pub use defs::{INPUTS, InputSpec};
+pub(crate) use defs::{Mode, SECRET_INPUTS};
 pub(crate) use kubeconfig::KubeconfigSource;
 pub use parse::ImageSetting;
 pub use raw::{RawInputs, input_var};
@@ -39,7 +39,7 @@ impl From<PolicyError> for InputError {
     }
 }
 
-fn bad(input: &'static str, message: impl Into<String>) -> InputError {
+pub(crate) fn bad(input: &'static str, message: impl Into<String>) -> InputError {
     InputError {
         input,
         message: message.into(),

@@ -159,8 +159,9 @@ pub(super) async fn upgrade(
         "Release {:?} in namespace {:?}: revision {} {}",
         spec.release, spec.namespace, release.revision, release.status
     ));
-    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        runner.info(&format!("helm: {line}"));
+    if !stderr.trim().is_empty() {
+        runner.info("helm wrote to stderr:");
+        runner.untrusted(&stderr);
     }
     let revision = release.revision;
     run.outputs.revision = Some(revision);
@@ -283,8 +284,9 @@ async fn after_failed_rollout(
     err: Box<RolloutError>,
 ) -> Failure {
     if !err.is_cancelled() {
-        let md = rollout::diagnostics(&target.cluster.client, &err).await;
-        run.runner.info(&md);
+        let md = rollout::diagnostics(&target.cluster.client, &err, run.config.pod_log_lines).await;
+        // Pod logs, termination messages and events: text the pods and the cluster wrote.
+        run.runner.untrusted(&md);
         run.summary.diagnostics(&md);
     }
     let detected = err.detected;

@@ -81,7 +81,8 @@ pub(super) async fn plan(
         }
     };
     let d = crate::diff::diff(&live, &planned, &config.namespace);
-    runner.info(crate::diff::render_text(&d).trim_end());
+    // The diff quotes the live and rendered objects: an untrusted block.
+    runner.untrusted(&crate::diff::render_text(&d));
     runner
         .summary(&crate::diff::render_markdown(
             &d,

@@ -92,10 +92,11 @@ pub(super) async fn validate(config: &Config, runner: &Runner) -> Result<Outputs
             cell(lint.is_ok()),
             cell(template.is_ok())
         ));
+        // helm's own output quotes the chart (a `fail` message, a template): untrusted blocks.
         match &lint {
-            Ok(out) => runner.info(out.trim_end()),
+            Ok(out) => runner.untrusted(out),
             Err(e) => {
-                runner.info(&format!("{e:#}"));
+                runner.untrusted(&format!("{e:#}"));
                 errors.push(format!("{e:#}"));
             }
         }
@@ -105,7 +106,7 @@ pub(super) async fn validate(config: &Config, runner: &Runner) -> Result<Outputs
                 crate::diff::objects(out, &config.namespace, None).len()
             )),
             Err(e) => {
-                runner.info(&format!("{e:#}"));
+                runner.untrusted(&format!("{e:#}"));
                 errors.push(format!("{e:#}"));
             }
         }

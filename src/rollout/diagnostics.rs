@@ -12,8 +12,9 @@ use super::progress::pod_failure;
 use super::statefulset::pod_ready;
 
 /// Diagnostics of a failed rollout, as markdown: the failing pods' container states, the
-/// events of those pods and of the workloads, and the last log lines where the API has them.
-pub async fn diagnostics(client: &kube::Client, err: &RolloutError) -> String {
+/// events of those pods and of the workloads, and the last `log_lines` log lines of each
+/// container where the API has them (0: no logs; an app may log what the job log should not).
+pub async fn diagnostics(client: &kube::Client, err: &RolloutError, log_lines: u32) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "#### Rollout diagnostics\n\n**Cause:** {}\n", err.cause);
     let _ = writeln!(s, "| workload | last state |\n|---|---|");
@@ -41,7 +42,8 @@ pub async fn diagnostics(client: &kube::Client, err: &RolloutError) -> String {
         if !events.is_empty() {
             let _ = writeln!(s, "Events:\n```\n{}\n```", events.join("\n"));
         }
-        for c in pod.spec.iter().flat_map(|sp| sp.containers.iter()) {
+        let containers = pod.spec.iter().flat_map(|sp| sp.containers.iter());
+        for c in containers.filter(|_| log_lines > 0) {
             // A container that restarted: its crashed instance's lines too (the running one
             // may already be a new instance).
             let restarted = pod
@@ -56,7 +58,7 @@ pub async fn diagnostics(client: &kube::Client, err: &RolloutError) -> String {
                 } else {
                     format!("`{}`", c.name)
                 };
-                let line = logs_of(client, &ns, &name, &c.name, previous).await;
+                let line = logs_of(client, &ns, &name, &c.name, previous, log_lines).await;
                 match line {
                     Ok(logs) if !logs.trim().is_empty() => {
                         let _ = writeln!(
@@ -85,18 +87,19 @@ pub async fn diagnostics(client: &kube::Client, err: &RolloutError) -> String {
     s
 }
 
-/// The last 20 log lines of one container (of its previous instance with `previous`).
+/// The last `lines` log lines of one container (of its previous instance with `previous`).
 async fn logs_of(
     client: &kube::Client,
     namespace: &str,
     pod: &str,
     container: &str,
     previous: bool,
+    lines: u32,
 ) -> Result<String, String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let lp = LogParams {
         container: Some(container.to_string()),
-        tail_lines: Some(20),
+        tail_lines: Some(i64::from(lines)),
         previous,
         ..LogParams::default()
     };

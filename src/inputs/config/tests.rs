@@ -159,6 +159,7 @@ fn defaults_on_a_push_to_main() {
     assert_eq!(c.namespace, "trader");
     assert_eq!(c.timeout, Duration::from_secs(300));
     assert_eq!(c.history_max, 10);
+    assert_eq!(c.pod_log_lines, 20);
     assert!(c.rollback_on_failure && c.verify_images && !c.protected);
 }
 
@@ -206,4 +207,23 @@ fn protected_environments_pin_digests_unless_told_not_to() {
     assert!(!with("prod", Some("false")));
     assert!(!with("dev", None));
     assert!(with("dev", Some("true")));
+}
+
+#[test]
+fn pod_log_lines_is_a_bounded_count() {
+    let with = |v: &'static str| {
+        resolve(
+            &raw(&[("mode", "resolve"), ("pod_log_lines", v)]),
+            &push_main(),
+        )
+    };
+    assert_eq!(with("0").unwrap().pod_log_lines, 0);
+    assert_eq!(with(" 50 ").unwrap().pod_log_lines, 50);
+    for bad in ["-1", "all", "1001"] {
+        let e = with(bad).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("input `pod_log_lines`: {bad:?} is not a whole number from 0 to 1000")
+        );
+    }
 }
