@@ -205,6 +205,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         Some(list) => parse_set(list)?,
         None => Vec::new(),
     };
+    check_set_keeps_images(&set, &images)?;
     let kubeconfig = raw.get("kubeconfig").map(parse_kubeconfig).transpose()?;
     let github_token = raw.get("github_token").map(|t| Secret::new(t.trim()));
     let timeout = parse_timeout(raw.get("timeout").unwrap_or("5m"))?;

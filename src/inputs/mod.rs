@@ -7,6 +7,7 @@ mod defs;
 mod kubeconfig;
 mod parse;
 mod raw;
+mod strvals;
 
 pub use config::{Config, resolve};
 pub(crate) use defs::Mode;
