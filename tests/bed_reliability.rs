@@ -813,6 +813,7 @@ async fn canary_run(final_tag: &str, want: &str) {
         );
         vars.insert("INPUT_REGISTRY_USERNAME".into(), "deployer".into());
         vars.insert("INPUT_REGISTRY_PASSWORD".into(), password.clone());
+        vars.insert("INPUT_REGISTRY_HOST".into(), bed.registry.clone());
         // Debug logging too: what a user turns on when something goes wrong.
         vars.insert("TRADER_DEPLOY_LOG".into(), "debug".into());
         let run = run_action(ws.path(), &vars);

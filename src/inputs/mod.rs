@@ -1,12 +1,14 @@
 //! INPUT_* variables or CLI flags, plus the GITHUB_* context → one typed, validated [`Config`]:
-//! the input table (`defs`), the raw strings (`raw`), each input's parser (`parse`), the
-//! kubeconfig (`kubeconfig`) and the resolution into a [`Config`] (`config`).
+//! the input table (`defs`), the raw strings (`raw`), each input's parser (`parse`), helm's
+//! `--set` syntax (`strvals`), the kubeconfig (`kubeconfig`), the registry credentials per host
+//! (`registry_auth`) and the resolution into a [`Config`] (`config`).
 
 mod config;
 mod defs;
 mod kubeconfig;
 mod parse;
 mod raw;
+mod registry_auth;
 mod strvals;
 
 pub use config::{Config, resolve};
