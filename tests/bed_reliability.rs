@@ -1041,9 +1041,10 @@ async fn canaries_never_leak_rolled_back() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Issue #17, finding 6: helm runs with an allow-listed environment, never the action's inputs.
-// The observation point is real: a kubeconfig whose user is an exec credential plugin (a script
-// that records its environment, then hands over the bed's own client certificate). helm runs the
+// Issue #17, finding 6: helm runs with an allow-listed environment, never the action's inputs,
+// and so do the exec credential plugins this program's own kube client runs. The observation
+// point is real: a kubeconfig whose user is an exec credential plugin (a script that records its
+// environment and its parent's, then hands over the bed's own client certificate). helm runs the
 // plugin with helm's environment, so what the plugin sees under helm is what helm was given.
 
 /// The bed's admin credential as an ExecCredential (client certificate and key, or a token).
@@ -1078,7 +1079,8 @@ fn exec_credential(bed: &Bed) -> Value {
 }
 
 /// The bed's kubeconfig with its user replaced by an exec plugin that writes
-/// `<dumps>/env-<pid>` (first line: the program that ran it), then prints the credential.
+/// `<dumps>/env-<pid>` (first line: the program that ran it; then its own environment) and
+/// `<dumps>/env-<pid>.parent` (that program's environment), then prints the credential.
 fn exec_kubeconfig(bed: &Bed, dir: &Path) -> (String, std::path::PathBuf) {
     let dumps = dir.join("dumps");
     std::fs::create_dir_all(&dumps).unwrap();
@@ -1088,7 +1090,8 @@ fn exec_kubeconfig(bed: &Bed, dir: &Path) -> (String, std::path::PathBuf) {
     std::fs::write(
         &plugin,
         format!(
-            "#!/bin/sh\n{{ readlink /proc/$PPID/exe; env; }} > '{}/env-'$$\ncat '{}'\n",
+            "#!/bin/sh\nf='{}/env-'$$\n{{ readlink /proc/$PPID/exe; env; }} > \"$f\"\n\
+             tr '\\0' '\\n' < /proc/$PPID/environ > \"$f.parent\"\ncat '{}'\n",
             dumps.display(),
             cred.display()
         ),
@@ -1140,26 +1143,42 @@ async fn helm_gets_none_of_the_inputs() {
         let mut by_helm = 0;
         let mut by_action = 0;
         for entry in std::fs::read_dir(&dumps).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-            let (parent, env) = text.split_once('\n').unwrap();
-            if std::path::Path::new(parent) == me {
-                // This program's own kube client: the inputs were there to leak.
-                by_action += 1;
-                assert!(env.contains(CANARY), "the control has the canary: {env}");
+            let path = entry.unwrap().path();
+            if path.extension().is_some() {
                 continue;
             }
-            by_helm += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let parent_env = std::fs::read_to_string(path.with_extension("parent")).unwrap();
+            let (parent, env) = text.split_once('\n').unwrap();
+            let who = if std::path::Path::new(parent) == me {
+                // This program's own kube client ran it: the canary was in the parent's
+                // environment, so a plugin that saw none of it was given a filtered one.
+                by_action += 1;
+                assert!(parent_env.contains(CANARY), "the control: {parent_env}");
+                "the action's client"
+            } else {
+                // helm ran it: helm's own environment is what helm was given.
+                by_helm += 1;
+                assert!(
+                    !parent_env.contains(CANARY),
+                    "helm {major} got {parent_env}"
+                );
+                "helm"
+            };
             for line in env.lines() {
                 assert!(
                     !line.starts_with("INPUT_") && !line.starts_with("GITHUB_"),
-                    "helm {major} ({parent}) passed on {line}"
+                    "helm {major}: {who} ({parent}) passed on {line}"
                 );
-                assert!(!line.contains(CANARY), "helm {major} passed on {line}");
+                assert!(
+                    !line.contains(CANARY),
+                    "helm {major}: {who} passed on {line}"
+                );
             }
             for needed in ["PATH=", "HOME=", "HELM_CACHE_HOME="] {
                 assert!(
                     env.lines().any(|l| l.starts_with(needed)),
-                    "helm {major}: no {needed} in {env}"
+                    "helm {major}: {who}: no {needed} in {env}"
                 );
             }
         }

@@ -17,6 +17,7 @@ pub use release::{
     Release, Revision, age, last_deployed, latest, parse_history, parse_release, previous_good,
 };
 pub use spawn::Output;
+pub(crate) use spawn::helm_env;
 
 /// Extra time a helm command gets beyond its own `--timeout` before it is stopped.
 const GRACE: Duration = Duration::from_secs(60);
