@@ -27,6 +27,55 @@ pub(crate) mod vars {
     pub(crate) const TRADER_DEPLOY_LOG: &str = "TRADER_DEPLOY_LOG";
     /// Prefix of the action inputs: `INPUT_<NAME>`, upper-cased.
     pub(crate) const INPUT_PREFIX: &str = "INPUT_";
+
+    /// What helm gets of this process's environment (issue #17, finding 6): only these, never
+    /// the `INPUT_*` (the token, kubeconfig and registry password) nor `GITHUB_*`. helm needs a
+    /// PATH (exec credential plugins are found on it), a HOME (its default config, cache and
+    /// data directories, and the cloud CLIs' own config), a TMPDIR, the proxy and CA settings
+    /// its HTTP client honours.
+    pub(crate) const HELM_PASSED: &[&str] = &[
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        // Where helm keeps its files (base directories, and helm's own overrides of them). Not
+        // HELM_KUBE*, HELM_NAMESPACE or HELM_DRIVER: they would point helm at another cluster,
+        // namespace or release storage than the one this program watches.
+        "XDG_CACHE_HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "HELM_CACHE_HOME",
+        "HELM_CONFIG_HOME",
+        "HELM_DATA_HOME",
+        "HELM_PLUGINS",
+        "HELM_REGISTRY_CONFIG",
+        "HELM_REPOSITORY_CACHE",
+        "HELM_REPOSITORY_CONFIG",
+        // A kubeconfig's exec credential plugin runs as helm's child with helm's environment;
+        // these are what the usual ones read (aws eks get-token, gke-gcloud-auth-plugin,
+        // kubelogin, and GitHub's OIDC token request for the future `kube-token`, issue #15).
+        // The same plugin, run by this program's kube client, sees them too.
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "USE_GKE_GCLOUD_AUTH_PLUGIN",
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    ];
+    /// Prefixes of the exec credential plugins' own settings, passed to helm as a whole.
+    pub(crate) const HELM_PASSED_PREFIXES: &[&str] = &["AWS_", "AZURE_", "AAD_", "CLOUDSDK_"];
+    /// Passed to helm only when it is not given `--kubeconfig` (the runner's own cluster: the
+    /// kubeconfig file it names, or the in-cluster config of a runner in a pod).
+    pub(crate) const HELM_DEFAULT_CLUSTER: &[&str] = &[
+        "KUBECONFIG",
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+    ];
 }
 
 /// A snapshot of the process environment (tests build one from a map instead).

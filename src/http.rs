@@ -176,6 +176,35 @@ mod tests {
         );
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any value: no panic.
+        #[test]
+        fn retry_after_never_panics(value in "\\PC{0,40}", at in 0u64..4_000_000_000) {
+            let _ = parse_retry_after(&value, UNIX_EPOCH + Duration::from_secs(at));
+        }
+
+        /// delay-seconds read back as themselves, whatever the spaces around them.
+        #[test]
+        fn seconds_round_trip(secs in any::<u64>(), pad in " {0,3}") {
+            prop_assert_eq!(
+                parse_retry_after(&format!("{pad}{secs}{pad}"), now()),
+                Some(Duration::from_secs(secs))
+            );
+        }
+
+        /// An HTTP-date (IMF-fixdate) in the future is the wait until it; in the past, none.
+        #[test]
+        fn dates_round_trip(offset in -1_000_000i64..1_000_000) {
+            let at = UNIX_EPOCH + Duration::from_secs(NOW.saturating_add_signed(offset));
+            let want = Duration::from_secs(offset.max(0) as u64);
+            prop_assert_eq!(parse_retry_after(&httpdate::fmt_http_date(at), now()), Some(want));
+        }
+    }
+
     #[test]
     fn rate_limit_waits_for_the_reset() {
         let reset = (NOW + 9).to_string();

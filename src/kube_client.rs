@@ -1,6 +1,7 @@
 //! The cluster connection: the run's kubeconfig (input content, or files merged as kubectl
 //! merges them) at its chosen context, written 0600 into a private temporary directory (removed
-//! when the run ends) for helm, and a kube client built from the same kubeconfig.
+//! when the run ends) for helm, and a kube client built from the same kubeconfig, its exec
+//! credential plugins given the environment helm gets, not this process's.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -69,9 +70,23 @@ impl Cluster {
                 (Kubeconfig::read().map_err(KubeClientError::Load)?, None)
             }
             (KubeconfigSource::Default, None) => {
-                let cfg = kube::Config::infer()
-                    .await
-                    .map_err(KubeClientError::Infer)?;
+                // kubectl's default kubeconfig, its exec plugins denied what helm is denied; with
+                // none to read (or one that does not load), kube's own inference (in-cluster).
+                let custom = match Kubeconfig::read() {
+                    Ok(mut kc) => {
+                        deny_exec_plugins_our_env(&mut kc, false);
+                        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                            .await
+                            .ok()
+                    }
+                    Err(_) => None,
+                };
+                let cfg = match custom {
+                    Some(cfg) => cfg,
+                    None => kube::Config::infer()
+                        .await
+                        .map_err(KubeClientError::Infer)?,
+                };
                 let client = kube::Client::try_from(cfg).map_err(KubeClientError::Client)?;
                 return Ok(Cluster {
                     client,
@@ -87,6 +102,9 @@ impl Cluster {
             None => serde_json::to_string(&kubeconfig).map_err(KubeClientError::Serialize)?,
         };
         let (dir, path) = write_private(&text).map_err(KubeClientError::Write)?;
+        // After helm's copy is written: `drop_env` is for this program's client only.
+        let mut kubeconfig = kubeconfig;
+        deny_exec_plugins_our_env(&mut kubeconfig, true);
         let cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(KubeClientError::Load)?;
@@ -130,6 +148,36 @@ fn select_context(
     Ok(kubeconfig)
 }
 
+/// An exec credential plugin this program's client runs gets what helm gets of the environment
+/// and nothing more (`helm::helm_env`; issue #17): every other variable of this process, the
+/// `INPUT_*` secrets among them, is dropped from its environment.
+fn deny_exec_plugins_our_env(kubeconfig: &mut Kubeconfig, kubeconfig_given: bool) {
+    let drop = exec_drop_env(std::env::vars_os(), kubeconfig_given);
+    for named in &mut kubeconfig.auth_infos {
+        if let Some(exec) = named.auth_info.as_mut().and_then(|a| a.exec.as_mut()) {
+            exec.drop_env = Some(drop.clone());
+        }
+    }
+}
+
+/// The names of `parent` that `helm::helm_env` does not pass on.
+fn exec_drop_env(
+    parent: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    kubeconfig_given: bool,
+) -> Vec<String> {
+    let parent: Vec<_> = parent.into_iter().collect();
+    let kept: std::collections::BTreeSet<_> =
+        crate::helm::helm_env(parent.iter().cloned(), kubeconfig_given)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+    parent
+        .into_iter()
+        .filter(|(k, _)| !kept.contains(k))
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect()
+}
+
 /// Writes `yaml` to `<private temp dir>/kubeconfig`, the directory 0700 and the file 0600.
 fn write_private(yaml: &str) -> std::io::Result<(tempfile::TempDir, PathBuf)> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -166,5 +214,47 @@ mod tests {
         let root = dir.path().to_path_buf();
         drop(dir);
         assert!(!root.exists());
+    }
+
+    #[test]
+    fn exec_plugins_lose_what_helm_does_not_get() {
+        use std::ffi::OsString;
+        let env = |pairs: &[(&str, &str)]| -> Vec<(OsString, OsString)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect()
+        };
+        let parent = env(&[
+            ("INPUT_KUBECONFIG", "x"),
+            ("INPUT_GITHUB_TOKEN", "t"),
+            ("GITHUB_TOKEN", "t"),
+            ("PATH", "/bin"),
+            ("AWS_ROLE_ARN", "r"),
+            ("KUBECONFIG", "/k"),
+        ]);
+        let mut dropped = super::exec_drop_env(parent.clone(), true);
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            [
+                "GITHUB_TOKEN",
+                "INPUT_GITHUB_TOKEN",
+                "INPUT_KUBECONFIG",
+                "KUBECONFIG"
+            ]
+        );
+        assert!(!super::exec_drop_env(parent, false).contains(&"KUBECONFIG".to_string()));
+
+        let mut kc = kube::config::Kubeconfig::from_yaml(
+            "apiVersion: v1\nclusters: []\nusers:\n- name: e\n  user:\n    exec:\n      \
+             apiVersion: client.authentication.k8s.io/v1\n      command: plugin\n      \
+             interactiveMode: Never\n- name: t\n  user: {token: x}\n",
+        )
+        .unwrap();
+        super::deny_exec_plugins_our_env(&mut kc, true);
+        let exec = kc.auth_infos[0].auth_info.as_ref().unwrap().exec.as_ref();
+        assert!(exec.unwrap().drop_env.is_some());
+        assert!(kc.auth_infos[1].auth_info.as_ref().unwrap().exec.is_none());
     }
 }

@@ -57,7 +57,7 @@ async fn manifest_sha256(bed: &Bed, repo: &str, tag: &str) -> String {
 async fn every_pushed_tag_is_found_with_its_digest() {
     let bed = Bed::load();
     let runner = Runner::new(false, None, None);
-    let reg = Registry::new(None, &runner).unwrap();
+    let reg = Registry::new(registry::HostCredentials::default(), &runner).unwrap();
     let mut seen = BTreeMap::new();
     for repo in REPOS {
         for tag in TAGS {
@@ -94,7 +94,7 @@ fn setting(bed: &Bed, key: &str, repo: &str, version: &str) -> ImageSetting {
 async fn a_missing_tag_is_refused_naming_every_missing_reference() {
     let bed = Bed::load();
     let runner = Runner::new(false, None, None);
-    let reg = Registry::new(None, &runner).unwrap();
+    let reg = Registry::new(registry::HostCredentials::default(), &runner).unwrap();
     let one = [setting(&bed, "image.ref", "acme/python-orch", "v9.9.9")];
     let e = registry::verify(&reg, &one, "v9.9.9", false)
         .await
@@ -134,7 +134,7 @@ async fn a_missing_tag_is_refused_naming_every_missing_reference() {
 async fn pinning_gives_repository_at_digest() {
     let bed = Bed::load();
     let runner = Runner::new(false, None, None);
-    let reg = Registry::new(None, &runner).unwrap();
+    let reg = Registry::new(registry::HostCredentials::default(), &runner).unwrap();
     let images = [
         setting(&bed, "image.ref", "acme/python-orch", "v1.2.0"),
         setting(&bed, "scanner.ref", "acme/go-scanner", "v1.2.0"),
@@ -432,8 +432,11 @@ mod token_registry {
 
     /// The token server: GET /token?service=…&scope=…; python-orch for anyone, the rest for
     /// user:pass only. Records (scope, authorization) of every request.
-    async fn token_server(dir: PathBuf) -> (u16, Arc<Mutex<Vec<(String, Option<String>)>>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// (scope, Authorization) of every token request.
+    pub(super) type TokenLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+    async fn token_server(dir: PathBuf, ip: &str) -> (u16, TokenLog) {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -485,7 +488,7 @@ mod token_registry {
     }
 
     /// A docker-registry this test started; killed when dropped.
-    struct RegistryProcess(std::process::Child);
+    pub(super) struct RegistryProcess(std::process::Child);
 
     impl Drop for RegistryProcess {
         fn drop(&mut self) {
@@ -494,9 +497,17 @@ mod token_registry {
         }
     }
 
-    #[tokio::test]
-    async fn bearer_tokens_from_a_real_token_registry() {
-        let bed = Bed::load();
+    /// The bed's storage served read-only by a second docker-registry with `auth: token`, its
+    /// token server on `realm_ip`: the registry's host:port, the token server's port and its log.
+    pub(super) struct TokenRegistry {
+        pub(super) host: String,
+        pub(super) token_port: u16,
+        pub(super) tokens: TokenLog,
+        _process: RegistryProcess,
+        _dir: tempfile::TempDir,
+    }
+
+    pub(super) async fn token_registry(bed: &Bed, realm_ip: &str) -> TokenRegistry {
         let storage = PathBuf::from(&bed.vars["TD_BED_DIR"]).join("registry/storage");
         assert!(
             storage.is_dir(),
@@ -515,7 +526,7 @@ mod token_registry {
             .output()
             .unwrap();
         assert!(out.status.success(), "openssl req: {out:?}");
-        let (token_port, tokens) = token_server(dir.path().to_path_buf()).await;
+        let (token_port, tokens) = token_server(dir.path().to_path_buf(), realm_ip).await;
         let port = free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
@@ -525,14 +536,14 @@ mod token_registry {
                  storage:\n  filesystem:\n    rootdirectory: {storage}\n  maintenance:\n    \
                  uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\n\
                  http:\n  addr: 127.0.0.1:{port}\n\
-                 auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    \
+                 auth:\n  token:\n    realm: http://{realm_ip}:{token_port}/token\n    \
                  service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {cert}\n",
                 storage = storage.display(),
                 cert = dir.path().join("cert.pem").display(),
             ),
         )
         .unwrap();
-        let _registry = RegistryProcess(
+        let process = RegistryProcess(
             Command::new("docker-registry")
                 .arg("serve")
                 .arg(&config)
@@ -557,16 +568,41 @@ mod token_registry {
             },
         )
         .await;
+        TokenRegistry {
+            host,
+            token_port,
+            tokens,
+            _process: process,
+            _dir: dir,
+        }
+    }
 
-        let runner = Runner::new(false, None, None);
-        let creds = || {
-            Some(registry::Credentials {
+    /// user:pass for `host` only.
+    pub(super) fn creds_for(host: &str) -> registry::HostCredentials {
+        let mut c = registry::HostCredentials::default();
+        c.insert(
+            host,
+            registry::Credentials {
                 username: "user".into(),
                 password: trader_deploy::secret::Secret::new("pass"),
-            })
-        };
-        let anonymous = Registry::new(None, &runner).unwrap();
-        let authed = Registry::new(creds(), &runner).unwrap();
+            },
+        );
+        c
+    }
+
+    #[tokio::test]
+    async fn bearer_tokens_from_a_real_token_registry() {
+        let bed = Bed::load();
+        let TokenRegistry {
+            host,
+            token_port,
+            tokens,
+            ..
+        } = &token_registry(&bed, "127.0.0.1").await;
+        let (host, token_port) = (host.clone(), *token_port);
+        let runner = Runner::new(false, None, None);
+        let anonymous = Registry::new(registry::HostCredentials::default(), &runner).unwrap();
+        let authed = Registry::new(creds_for(&host), &runner).unwrap();
         let public = ImageRef::parse(&format!("{host}/acme/python-orch"), "v1.2.0").unwrap();
         let private = ImageRef::parse(&format!("{host}/acme/go-scanner"), "v1.2.0").unwrap();
 
@@ -607,5 +643,170 @@ mod token_registry {
             ],
             "one token per repository, reused for the second tag"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue #17, finding 1: the real token registry, its token realm on another host (127.0.0.2 is
+// not 127.0.0.1): the credentials for the registry never reach the realm.
+
+mod foreign_realm {
+    use super::token_registry::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_token_realm_on_another_host_gets_no_credentials() {
+        let bed = Bed::load();
+        let reg = token_registry(&bed, "127.0.0.2").await;
+        let host = reg.host.clone();
+        let runner = Runner::new(false, None, None);
+        let client = Registry::new(creds_for(&host), &runner).unwrap();
+        // The public image: an anonymous token from the foreign realm is enough.
+        let public = ImageRef::parse(&format!("{host}/acme/python-orch"), "v1.2.0").unwrap();
+        let d = client.manifest_digest(&public).await.unwrap();
+        assert_eq!(d, manifest_sha256(&bed, "acme/python-orch", "v1.2.0").await);
+        // The private one: refused, saying the credentials were kept from that host.
+        let private = ImageRef::parse(&format!("{host}/acme/go-scanner"), "v1.2.0").unwrap();
+        let e = client
+            .manifest_digest(&private)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "failed to get a registry token for image {host}/acme/go-scanner:v1.2.0 from \
+                 http://127.0.0.2:{}/token: HTTP 401: anonymous access refused (the credentials \
+                 for {host} are not sent to 127.0.0.2, another host)",
+                reg.token_port
+            )
+        );
+        let seen = reg.tokens.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(
+            seen.iter().all(|(_, auth)| auth.is_none()),
+            "the realm on 127.0.0.2 received credentials: {seen:?}"
+        );
+    }
+
+    /// As a docker action runs it (INPUT_* only), with the `registry_username`/
+    /// `registry_password` pair for the registry's host: the realm on 127.0.0.2 gets nothing, so
+    /// the private image cannot be verified and the run stops before helm.
+    // Multi-threaded: the token server must answer while the test waits for the binary.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_action_keeps_the_pair_from_a_foreign_realm() {
+        let bed = Bed::load();
+        let reg = token_registry(&bed, "127.0.0.2").await;
+        let host = reg.host.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let chart = chart_with_image_ref(dir.path());
+        let log = dir.path().join("helm-calls.log");
+        let helm = recording_helm(&bed, dir.path(), &log);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
+        cmd.env_clear().current_dir(dir.path());
+        for k in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
+            }
+        }
+        let ns = common::unique_name("reg-foreign");
+        for (k, v) in [
+            ("GITHUB_ACTIONS", "true".to_string()),
+            ("GITHUB_EVENT_NAME", "push".into()),
+            ("GITHUB_REF", "refs/heads/feature".into()),
+            (
+                "GITHUB_SHA",
+                "0123456789abcdef0123456789abcdef01234567".into(),
+            ),
+            ("GITHUB_WORKSPACE", dir.path().display().to_string()),
+            ("INPUT_CHART", chart.display().to_string()),
+            ("INPUT_RELEASE", "app".into()),
+            ("INPUT_NAMESPACE", ns.clone()),
+            ("INPUT_ENVIRONMENT", "dev".into()),
+            ("INPUT_VERSION", "v1.2.0".into()),
+            (
+                "INPUT_IMAGES",
+                format!("scanner.image.ref={host}/acme/go-scanner"),
+            ),
+            ("INPUT_HELM", helm.display().to_string()),
+            (
+                "INPUT_KUBECONFIG",
+                std::fs::read_to_string(&bed.kubeconfig).unwrap(),
+            ),
+            ("INPUT_REGISTRY_USERNAME", "user".into()),
+            ("INPUT_REGISTRY_PASSWORD", "pass".into()),
+            ("INPUT_REGISTRY_HOST", host.clone()),
+        ] {
+            cmd.env(k, v);
+        }
+        let out = run_with_deadline(&mut cmd, ACTION_TIMEOUT);
+        let all = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen = reg.tokens.lock().unwrap().clone();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|(_, a)| a.is_none()),
+            "the realm on 127.0.0.2 received credentials: {seen:?}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(
+            all.contains(&format!(
+                "::warning title=Registry credentials withheld::registry {host} asks for its \
+                 token at 127.0.0.2, another host: the credentials for {host} are not sent there"
+            )),
+            "{all}"
+        );
+        assert!(!log.exists(), "helm was called");
+    }
+
+    /// Through the CLI: `registry_auth` for the registry, the realm elsewhere: the run fails on
+    /// the private image before any helm call, the warning names both hosts, the realm got no
+    /// credentials.
+    // Multi-threaded: the token server must answer while the test waits for the binary.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_action_keeps_credentials_from_a_foreign_realm() {
+        use base64::Engine as _;
+        let bed = Bed::load();
+        let reg = token_registry(&bed, "127.0.0.2").await;
+        let host = reg.host.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let chart = chart_with_image_ref(dir.path());
+        let log = dir.path().join("helm-calls.log");
+        let helm = recording_helm(&bed, dir.path(), &log);
+        let auth = base64::engine::general_purpose::STANDARD.encode("user:pass");
+        let mut flags = deploy_flags(&bed, &chart, "reg-foreign", "v1.2.0");
+        flags.retain(|(k, _)| *k != "images");
+        flags.push((
+            "images",
+            format!("scanner.image.ref={host}/acme/go-scanner"),
+        ));
+        flags.push(("helm", helm.display().to_string()));
+        flags.push((
+            "registry-auth",
+            format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#),
+        ));
+        let run = run_action(&bed, dir.path(), &flags);
+        assert!(!run.success, "{}\n{}", run.stdout, run.stderr);
+        let all = format!("{}\n{}", run.stdout, run.stderr);
+        assert!(
+            all.contains(&format!(
+                "registry {host} asks for its token at 127.0.0.2, another host: the credentials \
+                 for {host} are not sent there"
+            )),
+            "{all}"
+        );
+        assert!(
+            all.contains("anonymous access refused (the credentials"),
+            "{all}"
+        );
+        let seen = reg.tokens.lock().unwrap().clone();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|(_, a)| a.is_none()),
+            "{seen:?}"
+        );
+        assert!(!log.exists(), "helm was called");
+        assert!(!all.contains(&auth), "the auth was shown: {all}");
     }
 }

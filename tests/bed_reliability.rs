@@ -1,4 +1,4 @@
-//! Reliability on the bed, the fast part (`make test`): 40+ bad inputs each refused with its
+//! Reliability on the bed, the fast part (`make test`): 70+ bad inputs each refused with its
 //! documented one-line error, exit 1 and the cluster untouched; canary secrets (token,
 //! kubeconfig, registry password) never shown by an end-to-end run; a rollback that itself fails
 //! ends `failed` with a GitHub deployment status `error` and a clear message. The real binary runs
@@ -457,6 +457,176 @@ fn bad_input_cases() -> Vec<BadInput> {
             "registry_username",
             "\"a:b\" may not contain ':' or control characters",
         ),
+        // Issue #17, finding 4: `set` may not override a key `images` resolved (helm splits an
+        // entry on commas, so the second key of one entry counts).
+        (
+            s(&[
+                ("images", "image.ref=ghcr.io/acme/x"),
+                ("set", "replicas=1,image.ref=evil"),
+            ]),
+            "set",
+            "entry 1 sets \"image.ref\", which would override \"image.ref\" from `images` \
+             (ghcr.io/acme/x:v1.1.0, the image that is verified and deployed)",
+        ),
+        (
+            s(&[
+                ("images", "image.ref=ghcr.io/acme/x"),
+                ("set", "image.ref=ghcr.io/evil/x:v1"),
+            ]),
+            "set",
+            "entry 1 sets \"image.ref\", which would override \"image.ref\"",
+        ),
+        (
+            s(&[
+                ("images", "image.ref=ghcr.io/acme/x"),
+                ("set", "image=null"),
+            ]),
+            "set",
+            "entry 1 sets \"image\", which would override \"image.ref\"",
+        ),
+        (
+            s(&[
+                ("images", "image.ref=ghcr.io/acme/x"),
+                ("set", "image.ref.x=1"),
+            ]),
+            "set",
+            "entry 1 sets \"image.ref.x\", which would override \"image.ref\"",
+        ),
+        (
+            s(&[
+                ("images", "image.ref=ghcr.io/acme/x"),
+                ("set", "replicas=1\nimage={}"),
+            ]),
+            "set",
+            "entry 2 sets \"image\", which would override \"image.ref\"",
+        ),
+        (
+            s(&[
+                ("images", "image.ref=ghcr.io/acme/x"),
+                ("set", "hosts={a,b},image.ref=evil"),
+            ]),
+            "set",
+            "entry 1 sets \"image.ref\", which would override \"image.ref\"",
+        ),
+        (
+            s(&[
+                ("images", "images[0].ref=ghcr.io/acme/x"),
+                ("set", "images[0]=evil"),
+            ]),
+            "set",
+            "entry 1 sets \"images[0]\", which would override \"images[0].ref\"",
+        ),
+        (
+            s(&[
+                (
+                    "images",
+                    "image.ref=ghcr.io/acme/x\nscanner.image.ref=ghcr.io/acme/y",
+                ),
+                ("set", "scanner.image=x"),
+            ]),
+            "set",
+            "entry 1 sets \"scanner.image\", which would override \"scanner.image.ref\"",
+        ),
+        (
+            s(&[("set", "a[x]=1")]),
+            "set",
+            "entry 1 \"a[x]=1\" is not what helm --set reads: list index [x] is not a number",
+        ),
+        (
+            s(&[("set", "a={x,y")]),
+            "set",
+            "is not what helm --set reads: a list value {… is not closed",
+        ),
+        // Issue #17, finding 1: credentials per registry host.
+        (
+            s(&[("registry_auth", "not-json-canary-auth-7c1e")]),
+            "registry_auth",
+            "is neither docker config.json JSON ({\"auths\": {…}}) nor base64 of it (value not \
+             shown: it is a secret)",
+        ),
+        (
+            s(&[("registry_auth", r#"{"credsStore": "desktop"}"#)]),
+            "registry_auth",
+            "has no `auths` object",
+        ),
+        (
+            s(&[("registry_auth", r#"{"auths": {}}"#)]),
+            "registry_auth",
+            "`auths` names no registry",
+        ),
+        (
+            s(&[(
+                "registry_auth",
+                r#"{"auths": {"ghcr.io": {"auth": "canary-auth-7c1e!"}}}"#,
+            )]),
+            "registry_auth",
+            "the entry for \"ghcr.io\" has an `auth` that is not base64 of user:password",
+        ),
+        (
+            s(&[("registry_auth", r#"{"auths": {"ghcr.io": {}}}"#)]),
+            "registry_auth",
+            "the entry for \"ghcr.io\" has neither `auth` nor `username` and `password`",
+        ),
+        (
+            s(&[(
+                "registry_auth",
+                r#"{"auths": {"ghcr.io:99999": {"auth": "Ym90OnB3"}}}"#,
+            )]),
+            "registry_auth",
+            "\"ghcr.io:99999\" is not a registry host[:port]",
+        ),
+        (
+            s(&[(
+                "registry_auth",
+                r#"{"auths": {"ghcr.io": {"identitytoken": "canary-auth-7c1e"}}}"#,
+            )]),
+            "registry_auth",
+            "holds an identity or registry token, which is not supported",
+        ),
+        (
+            s(&[(
+                "registry_auth",
+                r#"{"auths": {"docker.io": {"auth": "Ym90OnB3"}, "https://index.docker.io/v1/": {"auth": "Ym90OnB3"}}}"#,
+            )]),
+            "registry_auth",
+            "registry registry-1.docker.io is given twice",
+        ),
+        (
+            s(&[
+                ("registry_username", "bot"),
+                ("registry_password", "pw-canary-only"),
+            ]),
+            "registry_host",
+            "is required with registry_username/registry_password: name the one registry host \
+             they are for (e.g. ghcr.io)",
+        ),
+        (
+            s(&[("registry_host", "ghcr.io")]),
+            "registry_host",
+            "is given without registry_username/registry_password",
+        ),
+        (
+            s(&[
+                ("registry_username", "bot"),
+                ("registry_password", "pw-canary-only"),
+                ("registry_host", "ghcr io"),
+            ]),
+            "registry_host",
+            "\"ghcr io\" is not a registry host[:port]",
+        ),
+        (
+            s(&[
+                (
+                    "registry_auth",
+                    r#"{"auths": {"ghcr.io": {"username": "a", "password": "canary-auth-7c1e"}}}"#,
+                ),
+                ("registry_username", "bot"),
+                ("registry_password", "pw-canary-only"),
+                ("registry_host", "GHCR.io"),
+            ]),
+            "registry_host",
+            "ghcr.io has credentials in registry_auth too: give them once",
+        ),
     ]
 }
 
@@ -485,7 +655,7 @@ async fn bad_inputs_leave_the_cluster_untouched() {
     let ghost = unique_name("rel-ghost");
 
     let cases = bad_input_cases();
-    assert!(cases.len() >= 40, "only {} cases", cases.len());
+    assert!(cases.len() >= 70, "only {} cases", cases.len());
     for (i, (inputs, input, message)) in cases.iter().enumerate() {
         // Alternate targets: the existing release (history must not change) and a namespace
         // that does not exist (it must not be created).
@@ -523,6 +693,7 @@ async fn bad_inputs_leave_the_cluster_untouched() {
             "not-a-kubeconfig-canary-7f3a9",
             "pw-canary-only",
             "pw-123456",
+            "canary-auth-7c1e",
         ] {
             assert!(
                 run.stdout
@@ -813,6 +984,7 @@ async fn canary_run(final_tag: &str, want: &str) {
         );
         vars.insert("INPUT_REGISTRY_USERNAME".into(), "deployer".into());
         vars.insert("INPUT_REGISTRY_PASSWORD".into(), password.clone());
+        vars.insert("INPUT_REGISTRY_HOST".into(), bed.registry.clone());
         // Debug logging too: what a user turns on when something goes wrong.
         vars.insert("TRADER_DEPLOY_LOG".into(), "debug".into());
         let run = run_action(ws.path(), &vars);
@@ -866,4 +1038,155 @@ async fn canaries_never_leak_success() {
 #[tokio::test(flavor = "multi_thread")]
 async fn canaries_never_leak_rolled_back() {
     canary_run("broken-pull", "rolled_back").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue #17, finding 6: helm runs with an allow-listed environment, never the action's inputs,
+// and so do the exec credential plugins this program's own kube client runs. The observation
+// point is real: a kubeconfig whose user is an exec credential plugin (a script that records its
+// environment and its parent's, then hands over the bed's own client certificate). helm runs the
+// plugin with helm's environment, so what the plugin sees under helm is what helm was given.
+
+/// The bed's admin credential as an ExecCredential (client certificate and key, or a token).
+fn exec_credential(bed: &Bed) -> Value {
+    let text = std::fs::read_to_string(&bed.kubeconfig).unwrap();
+    let doc: Value = serde_saphyr::from_str(&text).expect("the bed's kubeconfig");
+    let user = &doc["users"][0]["user"];
+    let pem = |data: &str, file: &str| -> Option<String> {
+        use base64::Engine as _;
+        if let Some(d) = user[data].as_str() {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(d).unwrap();
+            return Some(String::from_utf8(bytes).unwrap());
+        }
+        user[file]
+            .as_str()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+    };
+    let status = match (
+        pem("client-certificate-data", "client-certificate"),
+        pem("client-key-data", "client-key"),
+        user["token"].as_str(),
+    ) {
+        (Some(cert), Some(key), _) => json!({"clientCertificateData": cert, "clientKeyData": key}),
+        (_, _, Some(token)) => json!({"token": token}),
+        _ => panic!("the bed's kubeconfig has neither a client certificate nor a token"),
+    };
+    json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": status,
+    })
+}
+
+/// The bed's kubeconfig with its user replaced by an exec plugin that writes
+/// `<dumps>/env-<pid>` (first line: the program that ran it; then its own environment) and
+/// `<dumps>/env-<pid>.parent` (that program's environment), then prints the credential.
+fn exec_kubeconfig(bed: &Bed, dir: &Path) -> (String, std::path::PathBuf) {
+    let dumps = dir.join("dumps");
+    std::fs::create_dir_all(&dumps).unwrap();
+    let cred = dir.join("credential.json");
+    std::fs::write(&cred, exec_credential(bed).to_string()).unwrap();
+    let plugin = dir.join("record-env-plugin");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\nf='{}/env-'$$\n{{ readlink /proc/$PPID/exe; env; }} > \"$f\"\n\
+             tr '\\0' '\\n' < /proc/$PPID/environ > \"$f.parent\"\ncat '{}'\n",
+            dumps.display(),
+            cred.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = std::fs::read_to_string(&bed.kubeconfig).unwrap();
+    let mut doc: Value = serde_saphyr::from_str(&text).unwrap();
+    let name = doc["users"][0]["name"].clone();
+    doc["users"] = json!([{
+        "name": name,
+        "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": plugin.display().to_string(),
+            "interactiveMode": "Never",
+        }},
+    }]);
+    (serde_json::to_string(&doc).unwrap(), dumps)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_gets_none_of_the_inputs() {
+    const CANARY: &str = "env-canary-9b41";
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ws = Workspace::new();
+    let me = std::fs::canonicalize(env!("CARGO_BIN_EXE_trader-deploy")).unwrap();
+    for (major, helm) in [(3, &bed.helm3), (4, &bed.helm4)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (kubeconfig, dumps) = exec_kubeconfig(&bed, dir.path());
+        let ns = unique_name(&format!("env-helm{major}"));
+        let mut vars = deploy_vars(&bed, ws.path(), &ns, "v1.1.0", &kubeconfig);
+        vars.insert("INPUT_HELM".into(), helm.display().to_string());
+        vars.insert("INPUT_REGISTRY_USERNAME".into(), "bot".into());
+        vars.insert("INPUT_REGISTRY_PASSWORD".into(), format!("pw-{CANARY}"));
+        vars.insert("INPUT_REGISTRY_HOST".into(), "ghcr.io".into());
+        vars.insert("GITHUB_TOKEN".into(), format!("ghs-{CANARY}"));
+        let run = run_action(ws.path(), &vars);
+        assert_eq!(run.code, Some(0), "helm {major}: {run:#?}");
+        assert_eq!(history(&bed, &ns).map(|h| h.len()), Some(1), "helm {major}");
+
+        // validate runs helm lint and template (no cluster) with the same environment rule.
+        let mut validate = vars.clone();
+        validate.insert("INPUT_MODE".into(), "validate".into());
+        let run = run_action(ws.path(), &validate);
+        assert_eq!(run.code, Some(0), "helm {major} validate: {run:#?}");
+
+        let mut by_helm = 0;
+        let mut by_action = 0;
+        for entry in std::fs::read_dir(&dumps).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let parent_env = std::fs::read_to_string(path.with_extension("parent")).unwrap();
+            let (parent, env) = text.split_once('\n').unwrap();
+            let who = if std::path::Path::new(parent) == me {
+                // This program's own kube client ran it: the canary was in the parent's
+                // environment, so a plugin that saw none of it was given a filtered one.
+                by_action += 1;
+                assert!(parent_env.contains(CANARY), "the control: {parent_env}");
+                "the action's client"
+            } else {
+                // helm ran it: helm's own environment is what helm was given.
+                by_helm += 1;
+                assert!(
+                    !parent_env.contains(CANARY),
+                    "helm {major} got {parent_env}"
+                );
+                "helm"
+            };
+            for line in env.lines() {
+                assert!(
+                    !line.starts_with("INPUT_") && !line.starts_with("GITHUB_"),
+                    "helm {major}: {who} ({parent}) passed on {line}"
+                );
+                assert!(
+                    !line.contains(CANARY),
+                    "helm {major}: {who} passed on {line}"
+                );
+            }
+            for needed in ["PATH=", "HOME=", "HELM_CACHE_HOME="] {
+                assert!(
+                    env.lines().any(|l| l.starts_with(needed)),
+                    "helm {major}: {who}: no {needed} in {env}"
+                );
+            }
+        }
+        assert!(by_helm > 0, "helm {major} never ran the exec plugin");
+        assert!(
+            by_action > 0,
+            "the action's client never ran the exec plugin"
+        );
+        delete_namespace(&client, &ns).await;
+    }
 }

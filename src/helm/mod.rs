@@ -17,6 +17,7 @@ pub use release::{
     Release, Revision, age, last_deployed, latest, parse_history, parse_release, previous_good,
 };
 pub use spawn::Output;
+pub(crate) use spawn::helm_env;
 
 /// Extra time a helm command gets beyond its own `--timeout` before it is stopped.
 const GRACE: Duration = Duration::from_secs(60);
@@ -45,6 +46,8 @@ pub struct Helm {
     pub version: String,
     pub major: u64,
     kubeconfig: Option<PathBuf>,
+    /// The environment helm runs with (`spawn::helm_env`).
+    env: Vec<(OsString, OsString)>,
 }
 
 /// The major version in `helm version --template '{{.Version}}'` output (`v3.22.0` → 3).
@@ -76,12 +79,14 @@ impl Helm {
             version: String::new(),
             major: 0,
             kubeconfig: kubeconfig.map(Path::to_path_buf),
+            env: spawn::helm_env(std::env::vars_os(), kubeconfig.is_some()),
         };
         let action = format!("detect the version of helm ({})", bin.display());
         let out = spawn::run(
             &helm.bin,
             &action,
             vec![os("version"), os("--template"), os("{{.Version}}")],
+            &helm.env,
             QUICK,
             None,
         )
@@ -182,6 +187,7 @@ impl Helm {
             &self.bin,
             &action,
             self.upgrade_args(spec),
+            &self.env,
             spec.timeout + GRACE,
             Some(cancel),
         )
@@ -229,6 +235,7 @@ impl Helm {
             &self.bin,
             &action,
             self.rollback_args(release, namespace, revision, history_max, timeout),
+            &self.env,
             timeout + GRACE,
             None,
         )
@@ -261,6 +268,7 @@ impl Helm {
             &self.bin,
             &action,
             self.uninstall_args(release, namespace, timeout),
+            &self.env,
             timeout + GRACE,
             None,
         )
@@ -277,7 +285,7 @@ impl Helm {
         let action = release_action("read the history of", release, namespace);
         let mut args = vec![os("history"), os(release), os("--output"), os("json")];
         args.extend(self.cluster_args(namespace));
-        match spawn::run(&self.bin, &action, args, QUICK, None).await {
+        match spawn::run(&self.bin, &action, args, &self.env, QUICK, None).await {
             Ok(out) => parse_history(&out.stdout).map_err(|message| HelmError::Output {
                 action,
                 message,
@@ -302,7 +310,7 @@ impl Helm {
             args.push(os(r.to_string()));
         }
         args.extend(self.cluster_args(namespace));
-        Ok(spawn::run(&self.bin, &action, args, QUICK, None)
+        Ok(spawn::run(&self.bin, &action, args, &self.env, QUICK, None)
             .await?
             .stdout)
     }
@@ -317,7 +325,7 @@ impl Helm {
         let action = release_action("read the status of", release, namespace);
         let mut args = vec![os("status"), os(release), os("--output"), os("json")];
         args.extend(self.cluster_args(namespace));
-        let out = match spawn::run(&self.bin, &action, args, QUICK, None).await {
+        let out = match spawn::run(&self.bin, &action, args, &self.env, QUICK, None).await {
             Ok(out) => out,
             Err(HelmError::Failed { stderr, .. }) if is_not_found(&stderr.0) => return Ok(None),
             Err(e) => return Err(e),
@@ -336,7 +344,7 @@ impl Helm {
         args.push(os("--namespace"));
         args.push(os(&spec.namespace));
         args.extend(Self::value_args(spec));
-        Ok(spawn::run(&self.bin, &action, args, QUICK, None)
+        Ok(spawn::run(&self.bin, &action, args, &self.env, QUICK, None)
             .await?
             .stdout)
     }
@@ -353,7 +361,7 @@ impl Helm {
             args.push(os("--values"));
             args.push(f.clone().into_os_string());
         }
-        Ok(spawn::run(&self.bin, &action, args, QUICK, None)
+        Ok(spawn::run(&self.bin, &action, args, &self.env, QUICK, None)
             .await?
             .stdout)
     }
@@ -387,6 +395,7 @@ mod tests {
             version: format!("v{major}.0.0"),
             major,
             kubeconfig: Some("/tmp/x/kubeconfig".into()),
+            env: Vec::new(),
         }
     }
 

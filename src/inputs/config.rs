@@ -8,6 +8,7 @@ use super::defs::Mode;
 use super::kubeconfig::{KubeconfigSource, resolve_context, resolve_kubeconfig};
 use super::parse::*;
 use super::raw::RawInputs;
+use super::registry_auth::{parse_registry_auth, parse_registry_pair};
 use super::{InputError, bad};
 use crate::context::RunContext;
 use crate::secret::{Secret, secret_fragments};
@@ -55,9 +56,9 @@ pub struct Config {
     pub(crate) verify_images: bool,
     /// Deploy images by digest (`repository@sha256:…`).
     pub(crate) pin_digests: bool,
-    /// Registry credentials: both or neither.
-    pub(crate) registry_username: Option<String>,
-    pub(crate) registry_password: Option<Secret>,
+    /// Registry credentials per host (`registry_auth`, and the `registry_username`/
+    /// `registry_password` pair for `registry_host`).
+    pub(crate) registry_credentials: crate::registry::HostCredentials,
     pub(crate) notify_webhook: Option<Secret>,
     pub(crate) helm: PathBuf,
     /// Where relative paths are resolved (GITHUB_WORKSPACE, else the working directory).
@@ -75,7 +76,7 @@ impl Config {
         if let Some(w) = &self.notify_webhook {
             out.extend(secret_fragments(w.expose()));
         }
-        if let Some(p) = &self.registry_password {
+        for p in self.registry_credentials.passwords() {
             out.extend(secret_fragments(p.expose()));
         }
         out
@@ -207,6 +208,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         Some(list) => parse_set(list)?,
         None => Vec::new(),
     };
+    check_set_keeps_images(&set, &images)?;
     let kubeconfig = resolve_kubeconfig(
         raw,
         ctx,
@@ -298,29 +300,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
     let verify_images = parse_bool("verify_images", raw.get("verify_images"), true)?;
     // What was approved is what runs: protected environments deploy by digest unless told not to.
     let pin_digests = parse_bool("pin_digests", raw.get("pin_digests"), protected)?;
-    let registry_username = raw.get("registry_username").map(|u| u.trim().to_string());
-    let registry_password = raw.get("registry_password").map(|p| Secret::new(p.trim()));
-    match (&registry_username, &registry_password) {
-        (Some(_), None) => {
-            return Err(bad(
-                "registry_password",
-                "is required with registry_username",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(bad(
-                "registry_username",
-                "is required with registry_password",
-            ));
-        }
-        (Some(u), _) if u.contains(':') || u.chars().any(char::is_control) => {
-            return Err(bad(
-                "registry_username",
-                format!("{u:?} may not contain ':' or control characters"),
-            ));
-        }
-        _ => {}
-    }
+    let registry_credentials = registry_credentials(raw)?;
     let require_distinct_approver = parse_bool(
         "require_distinct_approver",
         raw.get("require_distinct_approver"),
@@ -375,12 +355,33 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         rollback_revision,
         verify_images,
         pin_digests,
-        registry_username,
-        registry_password,
+        registry_credentials,
         notify_webhook,
         helm,
         workspace,
     })
+}
+
+/// `registry_auth` plus the `registry_username`/`registry_password` pair for `registry_host`.
+fn registry_credentials(raw: &RawInputs) -> Result<crate::registry::HostCredentials, InputError> {
+    let mut creds = match raw.get("registry_auth") {
+        Some(text) => parse_registry_auth(text)?,
+        None => Default::default(),
+    };
+    let pair = parse_registry_pair(
+        raw.get("registry_username"),
+        raw.get("registry_password"),
+        raw.get("registry_host"),
+    )?;
+    if let Some((host, c)) = pair
+        && creds.insert(&host, c).is_some()
+    {
+        return Err(bad(
+            "registry_host",
+            format!("{host} has credentials in registry_auth too: give them once"),
+        ));
+    }
+    Ok(creds)
 }
 
 #[cfg(test)]

@@ -182,15 +182,27 @@ pub const INPUTS: &[InputSpec] = &[
         false,
     ),
     input(
+        "registry_auth",
+        "Registry credentials per host, as docker's config.json holds them: {\"auths\": {\"ghcr.io\": {\"auth\": \"<base64 of user:password>\"}}}, raw or base64 (a secret: it is masked). Each goes only to its own host and to a token service on that host (Docker Hub: auth.docker.io).",
+        "none (anonymous)",
+        false,
+    ),
+    input(
         "registry_username",
-        "Username for the image registries (Basic, or for their bearer tokens).",
+        "Username for the one registry registry_host names (shorthand for registry_auth).",
         "none (anonymous)",
         false,
     ),
     input(
         "registry_password",
-        "Password or token for the image registries (a secret: it is masked).",
+        "Password or token for the registry registry_host names (a secret: it is masked).",
         "none (anonymous)",
+        false,
+    ),
+    input(
+        "registry_host",
+        "The registry host (e.g. ghcr.io) registry_username/registry_password are for; required with them.",
+        "none",
         false,
     ),
     input(
@@ -207,6 +219,7 @@ pub(crate) const SECRET_INPUTS: &[&str] = &[
     "github_token",
     "kubeconfig",
     "notify_webhook",
+    "registry_auth",
     "registry_password",
 ];
 

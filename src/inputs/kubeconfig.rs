@@ -611,4 +611,62 @@ users:
         let raw = RawInputs::from_pairs([("kubeconfig", yaml.to_string())]);
         assert!(raw.secret_values().contains(&"envsecret-abcd".to_string()));
     }
+
+    use proptest::prelude::*;
+
+    /// Kubeconfig-shaped YAML: clusters, and users whose credentials sit at any depth and under
+    /// any of the credential keys (token, exec env, auth-provider config, client certs).
+    fn kubeconfig_shape() -> impl Strategy<Value = (String, Vec<String>)> {
+        let user = prop_oneof![
+            "[A-Za-z0-9]{12,24}".prop_map(|t| (format!("    token: {t}\n"), vec![t])),
+            ("[a-z]{3,8}", "[A-Za-z0-9]{12,24}").prop_map(|(u, p)| (
+                format!("    username: {u}\n    password: {p}\n"),
+                vec![p]
+            )),
+            "[A-Za-z0-9]{12,24}".prop_map(|t| (
+                format!("    auth-provider:\n      name: oidc\n      config:\n        id-token: {t}\n        refresh-token: r{t}\n"),
+                vec![t.clone(), format!("r{t}")]
+            )),
+            Just((
+                "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n      interactiveMode: Never\n".to_string(),
+                vec![]
+            )),
+        ];
+        prop::collection::vec(user, 0..4).prop_map(|users| {
+            let mut yaml = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: https://127.0.0.1:6443}\nusers:\n".to_string();
+            let mut secrets = Vec::new();
+            for (i, (u, s)) in users.into_iter().enumerate() {
+                yaml.push_str(&format!("- name: u{i}\n  user:\n{u}"));
+                secrets.extend(s);
+            }
+            (yaml, secrets)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any text: no panic, and an error never shows the value.
+        #[test]
+        fn never_panics_nor_shows_the_value(text in "\\PC{0,120}") {
+            if let Err(e) = parse_kubeconfig(&text) {
+                prop_assert_eq!(e.input, "kubeconfig");
+                prop_assert!(e.message.ends_with("(value not shown: it is a secret)"));
+            }
+        }
+
+        /// Every shape reads back raw and as base64, the same YAML, every credential masked.
+        #[test]
+        fn shapes_round_trip((yaml, secrets) in kubeconfig_shape()) {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&yaml);
+            for given in [yaml.clone(), b64.clone(), format!("{b64}\n")] {
+                let k = parse_kubeconfig(&given).unwrap();
+                prop_assert_eq!(k.yaml.expose(), yaml.as_str());
+                let masks = k.masks();
+                for s in &secrets {
+                    prop_assert!(masks.contains(s), "{} not masked", s);
+                }
+            }
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! INPUT_* variables or CLI flags, plus the GITHUB_* context → one typed, validated [`Config`]:
-//! the input table (`defs`), the raw strings (`raw`), each input's parser (`parse`), the
-//! kubeconfig and its source (`kubeconfig`), what a container action sees of the runner's disk
-//! (`mounts`) and the resolution into a [`Config`] (`config`).
+//! the input table (`defs`), the raw strings (`raw`), each input's parser (`parse`), helm's
+//! `--set` syntax (`strvals`), the kubeconfig and its source (`kubeconfig`), what a container
+//! action sees of the runner's disk (`mounts`), the registry credentials per host
+//! (`registry_auth`) and the resolution into a [`Config`] (`config`).
 
 mod config;
 mod defs;
@@ -9,6 +10,8 @@ mod kubeconfig;
 mod mounts;
 mod parse;
 mod raw;
+mod registry_auth;
+mod strvals;
 
 pub use config::{Config, resolve};
 pub use defs::{INPUTS, InputSpec};

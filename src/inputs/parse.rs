@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{InputError, bad};
+use super::{InputError, bad, strvals};
 use crate::manifest::Yaml;
 use crate::names::{is_dns_label, split_registry_host};
 use crate::secret::Secret;
@@ -214,6 +214,47 @@ pub(super) fn parse_set(list: &str) -> Result<Vec<(String, String)>, InputError>
     Ok(out)
 }
 
+/// Refuses a `set` entry that sets a key `images` resolved, a parent map of it or a key inside
+/// it: `set` reaches helm as `--set`, so it could replace the verified image (issue #17). The
+/// entry is read as helm reads it, so `a=x,image.tag=evil` is caught by its second key.
+pub(super) fn check_set_keeps_images(
+    set: &[(String, String)],
+    images: &[ImageSetting],
+) -> Result<(), InputError> {
+    let image_paths: Vec<_> = images
+        .iter()
+        .map(|i| (i, strvals::key_path(&i.key)))
+        .collect();
+    for (n, (key, value)) in set.iter().enumerate() {
+        let entry = format!("{key}={value}");
+        let paths = strvals::set_paths(&entry).map_err(|why| {
+            bad(
+                "set",
+                format!(
+                    "entry {} {entry:?} is not what helm --set reads: {why}",
+                    n + 1
+                ),
+            )
+        })?;
+        for p in &paths {
+            if let Some((image, _)) = image_paths.iter().find(|(_, ip)| p.overlaps(ip)) {
+                return Err(bad(
+                    "set",
+                    format!(
+                        "entry {} sets {:?}, which would override {:?} from `images` ({}, the \
+                         image that is verified and deployed); set images through `images` only",
+                        n + 1,
+                        p.to_string(),
+                        image.key,
+                        image.reference
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn parse_timeout(s: &str) -> Result<Duration, InputError> {
     let range = (
         Duration::from_secs(1),
@@ -288,5 +329,106 @@ mod tests {
         assert!(parse_timeout("0s").is_err());
         assert!(parse_timeout("7h").is_err());
         assert!(parse_timeout("5x").is_err());
+    }
+
+    #[test]
+    fn set_may_not_override_an_image() {
+        let images = parse_images(
+            "image.tag=ghcr.io/acme/x\nscanner.image.ref=ghcr.io/acme/y",
+            "v1.2.0",
+        )
+        .unwrap();
+        let check = |set: &str| check_set_keeps_images(&parse_set(set).unwrap(), &images);
+        let e = check("replicas=2\na=x,image.tag=evil").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "input `set`: entry 2 sets \"image.tag\", which would override \"image.tag\" from \
+             `images` (ghcr.io/acme/x:v1.2.0, the image that is verified and deployed); set \
+             images through `images` only"
+        );
+        // A parent map, a key inside, and the second image too.
+        assert!(
+            check("image={}")
+                .unwrap_err()
+                .message
+                .contains("sets \"image\"")
+        );
+        assert!(check("image.tag.x=1").is_err());
+        assert!(check("scanner=null").is_err());
+        assert!(check("scanner.image.ref[0]=x").is_err());
+        // Neighbours, escaped dots and escaped commas are not the image.
+        assert!(check("image.repository=x\nscanner.replicas=2").is_ok());
+        assert!(check("a=1,image\\.tag=x").is_ok());
+        assert!(check("a=x\\,image.tag=evil").is_ok());
+        assert!(check("note=image.tag").is_ok());
+        // What helm would refuse is refused first, naming the entry.
+        let e = check("a[x]=1").unwrap_err();
+        assert_eq!(e.input, "set");
+        assert!(e.message.contains("entry 1 \"a[x]=1\""), "{e}");
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any text: no panic, and an error names its input and is one line.
+        #[test]
+        fn list_parsers_never_panic(text in "\\PC{0,60}(\n\\PC{0,30}){0,3}") {
+            for (input, r) in [
+                ("images", parse_images(&text, "v1").map(|_| ())),
+                ("set", parse_set(&text).map(|_| ())),
+                ("timeout", parse_timeout(&text).map(|_| ())),
+                ("pending_grace", parse_duration("pending_grace", &text).map(|_| ())),
+                ("ref", check_ref(&text)),
+                ("release", check_release(&text)),
+                ("namespace", check_namespace(&text)),
+                ("protected_environments", parse_protected(Some(&text)).map(|_| ())),
+            ] {
+                if let Err(e) = r {
+                    prop_assert_eq!(e.input, input);
+                    prop_assert!(!e.to_string().contains('\n'), "{}", e);
+                }
+            }
+        }
+
+        /// A well-formed `images` list reads back as written, each key set to repository:version.
+        #[test]
+        fn images_round_trip(
+            entries in prop::collection::btree_map(
+                "[a-z][a-zA-Z0-9_]{0,6}(\\.[a-z][a-zA-Z0-9_]{0,6}){0,2}",
+                "([a-z0-9]{1,6}\\.[a-z]{2,4}(:[0-9]{1,4})?/)?[a-z0-9]{1,6}(/[a-z0-9]{1,6}){0,2}",
+                1..5,
+            ),
+            version in "[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}",
+        ) {
+            let list: String = entries.iter().map(|(k, r)| format!("  {k} = {r}\n")).collect();
+            let parsed = parse_images(&list, &version).unwrap();
+            prop_assert_eq!(parsed.len(), entries.len());
+            for (p, (k, r)) in parsed.iter().zip(&entries) {
+                prop_assert_eq!(&p.key, k);
+                prop_assert_eq!(&p.repository, r);
+                prop_assert_eq!(&p.reference, &format!("{r}:{version}"));
+            }
+        }
+
+        /// Whole seconds, and humantime's units, read back as the same duration.
+        #[test]
+        fn durations_round_trip(secs in 1u64..=6 * 3600) {
+            let d = Duration::from_secs(secs);
+            prop_assert_eq!(parse_timeout(&secs.to_string()).unwrap(), d);
+            prop_assert_eq!(parse_timeout(&humantime::format_duration(d).to_string()).unwrap(), d);
+            let over = Duration::from_secs(24 * 3600 + secs);
+            let e = parse_duration("pending_grace", &humantime::format_duration(over).to_string());
+            prop_assert!(e.unwrap_err().message.contains("out of range (0s to 24h)"));
+        }
+
+        /// Any `set` key=value line whose key is a helm key reads back as that pair.
+        #[test]
+        fn set_round_trips(key in "[a-zA-Z_][a-zA-Z0-9_-]{0,6}(\\.[a-zA-Z0-9_]{1,6}){0,2}",
+                           value in "[!-~]{0,20}") {
+            let parsed = parse_set(&format!("{key}={value}")).unwrap();
+            prop_assert_eq!(parsed, vec![(key, value)]);
+        }
     }
 }

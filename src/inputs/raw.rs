@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::defs::{INPUTS, SECRET_INPUTS, spec};
 use super::kubeconfig::parse_kubeconfig;
+use super::registry_auth::registry_auth_masks;
 use crate::env::{Env, vars};
 use crate::secret::secret_fragments;
 
@@ -78,6 +79,7 @@ impl RawInputs {
                     // Unreadable: its content is unknown, so every line of it is masked.
                     Err(_) => out.extend(secret_fragments(v)),
                 },
+                ("registry_auth", Some(v)) => out.extend(registry_auth_masks(v)),
                 (_, Some(v)) => out.extend(secret_fragments(v)),
             }
         }

@@ -42,19 +42,11 @@ pub(super) async fn verify_images(run: &mut Run<'_>) -> Result<Vec<(String, Stri
         return Ok(configured);
     }
     let _g = run.runner.group("Verify images");
-    let credentials = config
-        .registry_username
-        .as_ref()
-        .zip(config.registry_password.as_ref())
-        .map(|(u, p)| crate::registry::Credentials {
-            username: u.clone(),
-            password: p.clone(),
-        });
     let verified = crate::registry::verify_images(
         &config.images,
         &config.version,
         config.pin_digests,
-        credentials,
+        config.registry_credentials.clone(),
         run.runner,
     )
     .await

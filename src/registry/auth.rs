@@ -1,6 +1,7 @@
-//! Registry authentication: the `WWW-Authenticate` challenge (RFC 7235, by `http-auth`), Basic
-//! credentials, and the bearer-token exchange ghcr.io and Docker Hub use, with the tokens cached
-//! per registry and pull scope and masked before anything could log them.
+//! Registry authentication: the `WWW-Authenticate` challenge (RFC 7235, by `http-auth`), the
+//! credentials per registry host and the rule of which token realm may receive them, and the
+//! bearer-token exchange ghcr.io and Docker Hub use, with the tokens cached per registry and pull
+//! scope and masked before anything could log them.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,7 @@ use reqwest::StatusCode;
 
 use super::RegistryError;
 use super::client::Registry;
-use super::reference::{ImageRef, is_loopback};
+use super::reference::{DOCKER_HUB, ImageRef, is_loopback};
 use crate::secret::Secret;
 
 /// One parsed `WWW-Authenticate` challenge.
@@ -39,11 +40,102 @@ pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
     })
 }
 
-/// Registry credentials (the `registry_username` and `registry_password` inputs).
+/// One registry's credentials.
 #[derive(Debug, Clone)]
 pub struct Credentials {
     pub username: String,
     pub password: Secret,
+}
+
+/// Credentials by registry host (`registry_auth`, or the `registry_username`/`registry_password`
+/// pair for `registry_host`): each is sent only to its own registry and to a token realm that
+/// [`realm_may_receive`] allows.
+#[derive(Debug, Clone, Default)]
+pub struct HostCredentials {
+    by_host: BTreeMap<String, Credentials>,
+}
+
+impl HostCredentials {
+    /// Adds the credentials of `host` (any name [`registry_host`] reads); returns the ones it
+    /// replaces.
+    pub fn insert(&mut self, host: &str, credentials: Credentials) -> Option<Credentials> {
+        let host = registry_host(host).unwrap_or_else(|| host.to_ascii_lowercase());
+        self.by_host.insert(host, credentials)
+    }
+
+    /// The credentials of the registry at `registry` (`host[:port]` as in an image reference).
+    pub fn get(&self, registry: &str) -> Option<&Credentials> {
+        let host = registry_host(registry).unwrap_or_else(|| registry.to_ascii_lowercase());
+        self.by_host.get(&host)
+    }
+
+    /// The hosts that have credentials, sorted.
+    pub fn hosts(&self) -> Vec<&str> {
+        self.by_host.keys().map(String::as_str).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_host.is_empty()
+    }
+
+    /// Every password, for masking.
+    pub(crate) fn passwords(&self) -> impl Iterator<Item = &Secret> {
+        self.by_host.values().map(|c| &c.password)
+    }
+}
+
+/// A registry name as docker's `config.json` or `docker login` write it (`ghcr.io`,
+/// `https://index.docker.io/v1/`, `127.0.0.1:5000`) → the `host[:port]` image references use,
+/// lower-cased, Docker Hub's names as `registry-1.docker.io`; `None` when it is not one.
+pub fn registry_host(name: &str) -> Option<String> {
+    let name = name.trim().to_ascii_lowercase();
+    let rest = name
+        .strip_prefix("https://")
+        .or_else(|| name.strip_prefix("http://"))
+        .unwrap_or(&name);
+    let host_port = rest.split('/').next().unwrap_or("");
+    let (host, port) = match host_port.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (host_port, None),
+    };
+    let host_ok = !host.is_empty()
+        && !host.starts_with(['.', '-'])
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if !host_ok || port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return None;
+    }
+    Some(match host_port {
+        "docker.io" | "index.docker.io" | "registry.hub.docker.com" => DOCKER_HUB.to_string(),
+        other => other.to_string(),
+    })
+}
+
+/// Docker Hub's token service, the one realm on another host that gets Docker Hub's credentials.
+pub(crate) const DOCKER_HUB_AUTH: &str = "auth.docker.io";
+
+/// True when the token realm at `realm_host` may receive the credentials of `registry`
+/// (`host[:port]`): the registry's own host name (any port), or a documented pair: Docker Hub
+/// (`registry-1.docker.io`) and its token service `auth.docker.io`. Any other realm host is
+/// asked anonymously: a registry could otherwise send the credentials anywhere.
+pub(crate) fn realm_may_receive(registry: &str, realm_host: &str) -> bool {
+    let registry_name = host_name(registry);
+    let realm = realm_host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    registry_name.eq_ignore_ascii_case(&realm)
+        || (registry_name.eq_ignore_ascii_case(DOCKER_HUB) && realm == DOCKER_HUB_AUTH)
+}
+
+/// `host[:port]` or `[v6]:port` → the host name alone.
+fn host_name(registry: &str) -> &str {
+    if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        registry.split(':').next().unwrap_or("")
+    }
 }
 
 /// How one request authenticates.
@@ -98,8 +190,17 @@ impl Registry {
             }
             q.append_pair("scope", &scope);
         }
+        let realm_host = url.host_str().unwrap_or("").to_string();
+        let credentials = match self.credentials.get(&image.registry) {
+            Some(c) if realm_may_receive(&image.registry, &realm_host) => Some(c),
+            Some(_) => {
+                self.warn_foreign_realm(&image.registry, &realm_host);
+                None
+            }
+            None => None,
+        };
         let mut req = self.http.get(url);
-        if let Some(c) = &self.credentials {
+        if let Some(c) = credentials {
             req = req.basic_auth(&c.username, Some(c.password.expose()));
         }
         let resp = req
@@ -109,13 +210,22 @@ impl Registry {
         let status = resp.status();
         if !status.is_success() {
             let hint = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                if self.credentials.is_some() {
-                    ": the registry credentials were refused"
-                } else {
-                    ": anonymous access refused; set registry_username/registry_password"
+                match (credentials, self.credentials.get(&image.registry)) {
+                    (Some(_), _) => {
+                        format!(": the credentials for {} were refused", image.registry)
+                    }
+                    (None, Some(_)) => format!(
+                        ": anonymous access refused (the credentials for {} are not sent to \
+                         {realm_host}, another host)",
+                        image.registry
+                    ),
+                    (None, None) => format!(
+                        ": anonymous access refused; give credentials for {} in registry_auth",
+                        image.registry
+                    ),
                 }
             } else {
-                ""
+                String::new()
             };
             return Err(err(format!("HTTP {}{hint}", status.as_u16())));
         }
@@ -136,6 +246,25 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .insert((image.registry.clone(), pull_scope(image)), token.clone());
         Ok(token)
+    }
+
+    /// Warns, once per registry and realm host, that a registry's credentials stay home.
+    fn warn_foreign_realm(&self, registry: &str, realm_host: &str) {
+        let first = self
+            .warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((registry.to_string(), realm_host.to_string()));
+        if first {
+            self.runner.warning(
+                "Registry credentials withheld",
+                &format!(
+                    "registry {registry} asks for its token at {realm_host}, another host: the \
+                     credentials for {registry} are not sent there (only to {registry} itself, \
+                     or auth.docker.io for Docker Hub); asking {realm_host} anonymously"
+                ),
+            );
+        }
     }
 }
 
@@ -175,6 +304,86 @@ mod tests {
         assert_eq!(parse_challenge("Basic").unwrap().params.len(), 0);
         assert!(parse_challenge("").is_none());
         assert!(parse_challenge("\"quoted\" x=y").is_none());
+    }
+
+    #[test]
+    fn credentials_go_to_their_host_and_its_realm_only() {
+        assert!(realm_may_receive("ghcr.io", "ghcr.io"));
+        assert!(realm_may_receive("GHCR.io", "ghcr.IO"));
+        assert!(realm_may_receive("127.0.0.1:5000", "127.0.0.1"));
+        assert!(realm_may_receive("[::1]:5000", "[::1]"));
+        assert!(realm_may_receive("registry-1.docker.io", "auth.docker.io"));
+        assert!(!realm_may_receive("ghcr.io", "auth.docker.io"));
+        assert!(!realm_may_receive("ghcr.io", "elsewhere.example"));
+        assert!(!realm_may_receive("ghcr.io", "ghcr.io.elsewhere.example"));
+        assert!(!realm_may_receive("127.0.0.1:5000", "127.0.0.2"));
+        assert!(!realm_may_receive("auth.docker.io", "registry-1.docker.io"));
+        assert!(!realm_may_receive("registry-1.docker.io", "docker.io"));
+
+        for (name, host) in [
+            ("ghcr.io", "ghcr.io"),
+            ("https://index.docker.io/v1/", DOCKER_HUB),
+            ("docker.io", DOCKER_HUB),
+            ("https://GHCR.io/", "ghcr.io"),
+            ("127.0.0.1:5000", "127.0.0.1:5000"),
+        ] {
+            assert_eq!(registry_host(name).as_deref(), Some(host), "{name}");
+        }
+        for bad in ["", "https://", "a b", "ghcr.io:x", "ghcr.io:70000", "-x.io"] {
+            assert_eq!(registry_host(bad), None, "{bad:?}");
+        }
+        let mut c = HostCredentials::default();
+        let cred = |u: &str| Credentials {
+            username: u.into(),
+            password: Secret::new("pw"),
+        };
+        c.insert("https://index.docker.io/v1/", cred("hub"));
+        c.insert("ghcr.io", cred("gh"));
+        assert_eq!(c.get("registry-1.docker.io").unwrap().username, "hub");
+        assert_eq!(c.get("ghcr.io").unwrap().username, "gh");
+        assert!(c.get("quay.io").is_none() && c.get("ghcr.io:443").is_none());
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any header: no panic; a challenge found has a lower-case scheme and parameter names.
+        #[test]
+        fn challenges_never_panic(header in "\\PC{0,80}") {
+            if let Some(c) = parse_challenge(&header) {
+                prop_assert_eq!(c.scheme.to_ascii_lowercase(), c.scheme.clone());
+                for k in c.params.keys() {
+                    prop_assert_eq!(&k.to_ascii_lowercase(), k);
+                }
+            }
+        }
+
+        /// A Bearer challenge written with quoted parameters reads back as written, whatever
+        /// the values hold (quotes and backslashes escaped) and whichever Basic comes first.
+        #[test]
+        fn bearer_challenges_round_trip(
+            realm in "[ -~]{0,30}",
+            service in "[ -~]{0,20}",
+            basic_first in any::<bool>(),
+        ) {
+            let q = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+            let bearer = format!(r#"Bearer realm="{}", service="{}""#, q(&realm), q(&service));
+            let header = if basic_first { format!(r#"Basic realm="x", {bearer}"#) } else { bearer };
+            let c = parse_challenge(&header).unwrap();
+            prop_assert_eq!(c.scheme.as_str(), "bearer");
+            prop_assert_eq!(&c.params["realm"], &realm);
+            prop_assert_eq!(&c.params["service"], &service);
+        }
+
+        /// The realm rule: exactly the same host name, or Docker Hub's documented pair.
+        #[test]
+        fn realm_rule(a in "[a-z0-9.-]{1,12}", b in "[a-z0-9.-]{1,12}", port in 1u16..) {
+            let with_port = format!("{a}:{port}");
+            prop_assert_eq!(realm_may_receive(&with_port, &b), a == b);
+            prop_assert!(realm_may_receive(&with_port, &a));
+        }
     }
 
     #[test]

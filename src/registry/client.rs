@@ -2,7 +2,7 @@
 //! client, answering the registry's challenge, and retrying transient failures (the network,
 //! 429 and 5xx) with the shared `crate::http::Retry`, waiting as `Retry-After` asks on 429/503.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,7 +11,7 @@ use reqwest::header::{ACCEPT, HeaderMap, WWW_AUTHENTICATE};
 
 use super::auth::{Auth, parse_challenge};
 use super::reference::ImageRef;
-use super::{Credentials, RegistryError};
+use super::{HostCredentials, RegistryError};
 use crate::http::{Backoff, Retry};
 use crate::runner::Runner;
 use crate::secret::Secret;
@@ -30,27 +30,27 @@ pub(crate) const ATTEMPTS: u32 = 3;
 /// The pause before attempt n+1 is n × this (unless the registry says how long in `Retry-After`).
 pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
 
-/// A distribution-API client: one HTTP client, optional credentials, a token cache.
+/// A distribution-API client: one HTTP client, credentials per registry host, a token cache.
 pub struct Registry {
     pub(super) http: reqwest::Client,
-    pub(super) credentials: Option<Credentials>,
+    pub(super) credentials: HostCredentials,
     pub(super) runner: Runner,
     /// Bearer tokens by (registry, pull scope).
     pub(super) tokens: Mutex<HashMap<(String, String), Secret>>,
+    /// (registry, realm host) pairs already warned about: credentials withheld from the realm.
+    pub(super) warned: Mutex<HashSet<(String, String)>>,
 }
 
 impl Registry {
     /// A client; tokens it obtains are masked through `runner` before anything could log them.
-    pub fn new(
-        credentials: Option<Credentials>,
-        runner: &Runner,
-    ) -> Result<Registry, RegistryError> {
+    pub fn new(credentials: HostCredentials, runner: &Runner) -> Result<Registry, RegistryError> {
         let http = crate::http::client(Some(REQUEST_TIMEOUT)).map_err(RegistryError::Client)?;
         Ok(Registry {
             http,
             credentials,
             runner: runner.clone(),
             tokens: Mutex::default(),
+            warned: Mutex::default(),
         })
     }
 
@@ -109,7 +109,7 @@ impl Registry {
                     let token = self.token(image, &challenge).await?;
                     self.head(image, &url, Some(Auth::Bearer(&token))).await?
                 }
-                Some("basic") if self.credentials.is_some() => {
+                Some("basic") if self.credentials.get(&image.registry).is_some() => {
                     self.head(image, &url, Some(Auth::Basic)).await?
                 }
                 Some("basic") => resp,
@@ -148,8 +148,8 @@ impl Registry {
                 reference: image.reference.clone(),
                 registry: image.registry.clone(),
                 status: status.as_u16(),
-                detail: if self.credentials.is_some() {
-                    " (credentials were sent)".into()
+                detail: if self.credentials.get(&image.registry).is_some() {
+                    format!(" (credentials for {} were given)", image.registry)
                 } else {
                     String::new()
                 },
@@ -180,7 +180,7 @@ impl Registry {
         match auth {
             Some(Auth::Bearer(t)) => req = req.bearer_auth(t.expose()),
             Some(Auth::Basic) => {
-                if let Some(c) = &self.credentials {
+                if let Some(c) = self.credentials.get(&image.registry) {
                     req = req.basic_auth(&c.username, Some(c.password.expose()));
                 }
             }

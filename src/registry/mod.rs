@@ -1,7 +1,7 @@
 //! Image verification before the upgrade: every resolved image reference (`reference`) is looked
 //! up in its registry through the OCI distribution API, HEAD on the manifest (`client`), with
-//! bearer-token auth as ghcr.io and Docker Hub do it, Basic from optional credentials, anonymous
-//! otherwise (`auth`); and the digests found, for reporting and optional pinning
+//! bearer-token auth as ghcr.io and Docker Hub do it, Basic, with credentials per registry host
+//! (sent only to that host and its own token realm), anonymous otherwise (`auth`); and the digests found, for reporting and optional pinning
 //! (`repository@sha256:…`).
 
 mod auth;
@@ -10,7 +10,7 @@ mod reference;
 
 use std::time::Duration;
 
-pub use auth::Credentials;
+pub use auth::{Credentials, HostCredentials, registry_host};
 pub use client::{MANIFEST_MEDIA_TYPES, Registry};
 pub use reference::ImageRef;
 
@@ -34,7 +34,8 @@ pub enum RegistryError {
     },
     #[error(
         "failed to verify image {reference}: registry {registry} denied access (HTTP {status}); \
-         the repository may not exist or may need registry_username/registry_password{detail}"
+         the repository may not exist or may need credentials for {registry} in \
+         registry_auth{detail}"
     )]
     Denied {
         reference: String,
@@ -181,13 +182,14 @@ pub async fn verify(
     }
 }
 
-/// Verifies `images` at `version` with `credentials` (digest-pinned when `pin_digests`), logs
-/// each, and returns them; the pipeline decides whether to verify at all.
+/// Verifies `images` at `version` with the credentials of each image's registry host
+/// (digest-pinned when `pin_digests`), logs each, and returns them; the pipeline decides whether
+/// to verify at all.
 pub(crate) async fn verify_images(
     images: &[ImageSetting],
     version: &str,
     pin_digests: bool,
-    credentials: Option<Credentials>,
+    credentials: HostCredentials,
     runner: &Runner,
 ) -> Result<Vec<VerifiedImage>, RegistryError> {
     let registry = Registry::new(credentials, runner)?;

@@ -52,10 +52,16 @@ mod auth_flow {
     }
 
     async fn serve() -> (String, Arc<Mutex<Vec<Seen>>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        serve_at("127.0.0.1", None).await
+    }
+
+    /// The stand-in on `ip`; its Bearer challenges name `realm` (default: its own /token).
+    async fn serve_at(ip: &str, realm: Option<String>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (h, log) = (host.clone(), seen.clone());
+        let realm = realm.unwrap_or_else(|| format!("http://{host}/token"));
+        let (h, log) = (realm, seen.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
@@ -162,7 +168,7 @@ mod auth_flow {
                                 (
                                     401,
                                     format!(
-                                        "WWW-Authenticate: Bearer realm=\"http://{h}/token\",service=\"test-registry\",scope=\"repository:{name}:pull\"\r\n"
+                                        "WWW-Authenticate: Bearer realm=\"{h}\",service=\"test-registry\",scope=\"repository:{name}:pull\"\r\n"
                                     ),
                                     String::new(),
                                 )
@@ -186,18 +192,24 @@ mod auth_flow {
         (host, seen)
     }
 
-    fn creds() -> Option<Credentials> {
-        Some(Credentials {
-            username: "user".into(),
-            password: Secret::new("pass"),
-        })
+    /// user:pass for the stand-in at `host`.
+    fn creds(host: &str) -> HostCredentials {
+        let mut c = HostCredentials::default();
+        c.insert(
+            host,
+            Credentials {
+                username: "user".into(),
+                password: Secret::new("pass"),
+            },
+        );
+        c
     }
 
     #[tokio::test]
     async fn bearer_challenge_token_and_retry() {
         let (host, seen) = serve().await;
         let (runner, out) = crate::runner::capture(true);
-        let reg = Registry::new(creds(), &runner).unwrap();
+        let reg = Registry::new(creds(&host), &runner).unwrap();
         let image = ImageRef::parse(&format!("{host}/acme/x"), "v1").unwrap();
         assert_eq!(reg.manifest_digest(&image).await.unwrap(), DIGEST);
         // A second image of the same repository reuses the token.
@@ -236,11 +248,61 @@ mod auth_flow {
         );
     }
 
+    /// Issue #17: a registry whose challenge names a token realm on another host (127.0.0.2 is
+    /// not 127.0.0.1) gets no credentials sent there; the warning names both hosts.
+    #[tokio::test]
+    async fn a_realm_on_another_host_gets_no_credentials() {
+        let (realm_host, realm_seen) = serve_at("127.0.0.2", None).await;
+        let (host, _) = serve_at("127.0.0.1", Some(format!("http://{realm_host}/token"))).await;
+        let (runner, out) = crate::runner::capture(true);
+        let reg = Registry::new(creds(&host), &runner).unwrap();
+        let image = ImageRef::parse(&format!("{host}/acme/x"), "v1").unwrap();
+        let e = reg.manifest_digest(&image).await.unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "failed to get a registry token for image {host}/acme/x:v1 from \
+                 http://{realm_host}/token: HTTP 401: anonymous access refused (the credentials \
+                 for {host} are not sent to 127.0.0.2, another host)"
+            )
+        );
+        let seen = realm_seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(
+            seen[0].authorization, None,
+            "the foreign realm got credentials"
+        );
+        let log = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        let warning = format!(
+            "::warning title=Registry credentials withheld::registry {host} asks for its token \
+             at 127.0.0.2, another host: the credentials for {host} are not sent there"
+        );
+        assert!(log.contains(&warning), "{log}");
+        // Once per registry and realm, however many images.
+        let _ = reg.manifest_digest(&image).await;
+        let log = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches("::warning").count(), 1, "{log}");
+        // Credentials for another registry are never sent to this one, Basic or token.
+        let (other, other_seen) = serve().await;
+        let reg = Registry::new(creds(&host), &runner).unwrap();
+        for repo in ["acme/x", "basic/app"] {
+            let image = ImageRef::parse(&format!("{other}/{repo}"), "v1").unwrap();
+            assert!(reg.manifest_digest(&image).await.is_err());
+        }
+        let auths: Vec<_> = other_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.authorization.clone())
+            .collect();
+        assert_eq!(auths, [None, None, None], "requests to {other}");
+    }
+
     #[tokio::test]
     async fn a_missing_tag_behind_a_token_is_not_found() {
         let (host, _) = serve().await;
         let runner = Runner::new(false, None, None);
-        let reg = Registry::new(creds(), &runner).unwrap();
+        let reg = Registry::new(creds(&host), &runner).unwrap();
         let settings = [ImageSetting {
             key: "image.ref".into(),
             repository: format!("{host}/acme/x"),
@@ -261,18 +323,23 @@ mod auth_flow {
     async fn anonymous_token_refusal_says_to_set_credentials() {
         let (host, _) = serve().await;
         let runner = Runner::new(false, None, None);
-        let reg = Registry::new(None, &runner).unwrap();
+        let reg = Registry::new(HostCredentials::default(), &runner).unwrap();
         let image = ImageRef::parse(&format!("{host}/acme/x"), "v1").unwrap();
         let e = reg.manifest_digest(&image).await.unwrap_err().to_string();
         assert!(e.starts_with(&format!("failed to get a registry token for image {host}/acme/x:v1 from http://{host}/token: HTTP 401")), "{e}");
-        assert!(e.contains("registry_username/registry_password"), "{e}");
+        assert!(
+            e.ends_with(&format!(
+                "anonymous access refused; give credentials for {host} in registry_auth"
+            )),
+            "{e}"
+        );
     }
 
     #[tokio::test]
     async fn transient_failures_are_tried_again_up_to_the_limit() {
         let (host, seen) = serve().await;
         let (runner, out) = crate::runner::capture(false);
-        let reg = Registry::new(None, &runner).unwrap();
+        let reg = Registry::new(HostCredentials::default(), &runner).unwrap();
         let calls = |t: &str| {
             seen.lock()
                 .unwrap()
@@ -296,7 +363,7 @@ mod auth_flow {
             )
         );
         // A 404 is final: one request.
-        let creds = Registry::new(creds(), &runner).unwrap();
+        let creds = Registry::new(creds(&host), &runner).unwrap();
         let missing = ImageRef::parse(&format!("{host}/acme/x"), "v9").unwrap();
         assert!(
             creds
@@ -318,7 +385,7 @@ mod auth_flow {
     async fn a_429_waits_as_long_as_retry_after_asks() {
         let (host, seen) = serve().await;
         let runner = Runner::new(false, None, None);
-        let reg = Registry::new(None, &runner).unwrap();
+        let reg = Registry::new(HostCredentials::default(), &runner).unwrap();
         let image = ImageRef::parse(&format!("{host}/limited/app"), "v1").unwrap();
         let started = std::time::Instant::now();
         assert_eq!(reg.manifest_digest(&image).await.unwrap(), DIGEST);
@@ -338,7 +405,7 @@ mod auth_flow {
     async fn basic_challenge_uses_the_credentials() {
         let (host, seen) = serve().await;
         let runner = Runner::new(false, None, None);
-        let reg = Registry::new(creds(), &runner).unwrap();
+        let reg = Registry::new(creds(&host), &runner).unwrap();
         let settings = [ImageSetting {
             key: "image".into(),
             repository: format!("{host}/basic/app"),
@@ -355,7 +422,7 @@ mod auth_flow {
             .collect();
         assert_eq!(auths, [None, Some(BASIC.to_string())]);
         // Without credentials a Basic registry denies access, naming the image.
-        let anon = Registry::new(None, &runner).unwrap();
+        let anon = Registry::new(HostCredentials::default(), &runner).unwrap();
         let e = verify(&anon, &settings, "v1", false)
             .await
             .unwrap_err()

@@ -84,17 +84,57 @@ fn registry_credentials_come_in_pairs_and_the_password_is_masked() {
     ])
     .unwrap_err();
     assert_eq!(e.input, "registry_username");
+    // The pair is for one host, which must be named (issue #17).
+    let e = with(&[
+        ("registry_username", "bot"),
+        ("registry_password", "hunter2-token"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.input, "registry_host");
+    assert!(!e.to_string().contains("hunter2"));
     let c = with(&[
         ("registry_username", "bot"),
         ("registry_password", "hunter2-token"),
+        ("registry_host", "ghcr.io"),
         ("pin_digests", "true"),
     ])
     .unwrap();
-    assert_eq!(c.registry_username.as_deref(), Some("bot"));
+    assert_eq!(c.registry_credentials.hosts(), ["ghcr.io"]);
+    assert_eq!(
+        c.registry_credentials.get("ghcr.io").unwrap().username,
+        "bot"
+    );
     assert!(c.pin_digests);
     assert!(c.secrets().contains(&"hunter2-token".to_string()));
     let r = raw(&[("registry_password", "hunter2-token")]);
     assert!(r.secret_values().contains(&"hunter2-token".to_string()));
+    // registry_auth adds other hosts; the same host twice is refused.
+    let auth = r#"{"auths": {"quay.io": {"username": "q", "password": "quay-pw-canary"}}}"#;
+    let c = with(&[
+        ("registry_auth", auth),
+        ("registry_username", "bot"),
+        ("registry_password", "hunter2-token"),
+        ("registry_host", "ghcr.io"),
+    ])
+    .unwrap();
+    assert_eq!(c.registry_credentials.hosts(), ["ghcr.io", "quay.io"]);
+    assert!(c.secrets().contains(&"quay-pw-canary".to_string()));
+    assert!(
+        raw(&[("registry_auth", auth)])
+            .secret_values()
+            .contains(&"quay-pw-canary".to_string())
+    );
+    let e = with(&[
+        ("registry_auth", auth),
+        ("registry_username", "bot"),
+        ("registry_password", "hunter2-token"),
+        ("registry_host", "QUAY.io"),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "input `registry_host`: quay.io has credentials in registry_auth too: give them once"
+    );
     assert!(!with(&[]).unwrap().pin_digests);
     assert_eq!(
         with(&[("pin_digests", "yes")]).unwrap_err().input,

@@ -310,3 +310,63 @@ fn inherited_interval_and_request_timeout_shrink_to_a_short_budget() {
     assert_eq!(p.request_timeout, Duration::from_secs(1));
     assert_eq!(p.interval, Duration::from_secs(1));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// YAML-ish text built from the spec's own words, so that the parser gets past the YAML
+    /// reader into its own checks more often than random bytes would.
+    fn spec_like() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            Just("checks:".to_string()),
+            Just("  - name: ".to_string()),
+            Just("    url: ".to_string()),
+            Just("    service: ".to_string()),
+            Just("    port: ".to_string()),
+            Just("    path: ".to_string()),
+            Just("    expect: ".to_string()),
+            Just("{status: ".to_string()),
+            Just("defaults:".to_string()),
+            Just("  policy: {attempts: ".to_string()),
+            Just("${release}".to_string()),
+            Just("${nope}".to_string()),
+            Just("http://127.0.0.1:1/x".to_string()),
+            Just("\n".to_string()),
+            "[ -~]{0,8}",
+        ];
+        prop::collection::vec(word, 0..24).prop_map(|w| w.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any text: no panic; an error is one line that names the spec file.
+        #[test]
+        fn never_panics(text in prop_oneof![spec_like(), "\\PC{0,200}"]) {
+            if let Err(e) = Spec::parse(&text, Path::new("smoke.yaml"), &vars()) {
+                let e = e.to_string();
+                prop_assert!(e.starts_with("smoke test spec smoke.yaml: "), "{}", e);
+                prop_assert!(!e.contains('\n'), "{}", e);
+            }
+        }
+
+        /// A URL check with any status reads back with that status, or is refused naming it.
+        #[test]
+        fn status_round_trips(status in 0u32..1200) {
+            let text = format!(
+                "checks:\n  - name: c\n    url: http://127.0.0.1:1/x\n    expect: {{status: {status}}}\n"
+            );
+            match Spec::parse(&text, Path::new("s.yaml"), &vars()) {
+                Ok(spec) => {
+                    prop_assert!((100..=599).contains(&status));
+                    prop_assert_eq!(&spec.checks[0].expect.status, &vec![status as u16]);
+                }
+                Err(e) => {
+                    prop_assert!(!(100..=599).contains(&status), "{}", e);
+                    prop_assert!(e.to_string().contains(&status.to_string()), "{}", e);
+                }
+            }
+        }
+    }
+}
