@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BED_DIR ?= $(CURDIR)/target/testbed
 
-.PHONY: all build release static image container deps tools lint unit e2e test testbed-up testbed-down testbed-env demo bench soak clean
+.PHONY: all build release static image container arm64-static arm64 deps tools lint unit e2e test testbed-up testbed-down testbed-env demo bench soak clean
 
 all: build
 
@@ -33,6 +33,21 @@ image: static tools
 container: static
 	TD_STATIC_BIN=$(STATIC_BIN) $(CARGO) test --workspace --features container --test container
 
+# The arm64 proof: the binary cross-built for aarch64-unknown-linux-musl the Dockerfile's way
+# (clang compiles ring's C without a target sysroot, rust-lld links Rust's self-contained musl)
+# and run under qemu-user (tests/arm64.rs). Profile cross-check (Cargo.toml): release settings
+# without the optimisation and LTO, so that a cold build stays within CI's budget
+# (docs/benchmarks.md); the released images' binaries use the full release profile.
+ARM64_TARGET_DIR ?= $(STATIC_TARGET_DIR)-arm64
+ARM64_BIN := $(ARM64_TARGET_DIR)/aarch64-unknown-linux-musl/cross-check/trader-deploy
+arm64-static:
+	CARGO_TARGET_DIR=$(ARM64_TARGET_DIR) CC_aarch64_unknown_linux_musl=clang \
+	  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+	  $(CARGO) build --profile cross-check --locked --target aarch64-unknown-linux-musl --bin trader-deploy
+
+arm64: arm64-static
+	TD_ARM64_BIN=$(ARM64_BIN) $(CARGO) test --workspace --features container --test arm64
+
 # apt, npm, pip and rustup installs the tests need (idempotent).
 deps:
 	testbed/install-deps.sh
@@ -44,7 +59,7 @@ tools: deps
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --features bed -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features bed,soak,container -- -D warnings
 
 # Unit tests, and the cross-system tests that need no bed. Every cargo call here says
 # --workspace: the same feature resolution everywhere, so kube and hyper build once, not thrice.
@@ -56,7 +71,7 @@ unit:
 e2e: tools image
 	testbed/with-bed.sh $(CARGO) test --workspace --features bed --test 'bed_*' -- --test-threads=4
 
-test: deps lint unit container e2e
+test: deps lint unit container arm64 e2e
 
 testbed-up: tools
 	testbed/up.sh

@@ -33,7 +33,9 @@ pub(crate) fn command() -> Command {
              In a workflow (GITHUB_ACTIONS=true, no arguments) it reads the INPUT_* variables. \
              On the command line, each subcommand is a mode and each flag an action input.",
         )
-        .disable_version_flag(true)
+        // `trader-deploy --version` prints the crate's version; a subcommand's `--version` is the
+        // action input of that name (clap does not propagate this flag to subcommands).
+        .version(env!("CARGO_PKG_VERSION"))
         .subcommand_required(true)
         .arg_required_else_help(true);
     for mode in Mode::ALL {
@@ -186,6 +188,18 @@ mod tests {
             assert_eq!(flags, inputs, "mode {}", mode.as_str());
         }
         cmd.debug_assert();
+    }
+
+    #[test]
+    fn version_flag_prints_the_crate_version_and_stays_an_input_in_a_mode() {
+        let err = parse(["trader-deploy", "--version"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert_eq!(
+            err.to_string(),
+            format!("trader-deploy {}\n", env!("CARGO_PKG_VERSION"))
+        );
+        let raw = parse(["trader-deploy", "resolve", "--version", "v2.0.0"]).unwrap();
+        assert_eq!(raw.get("version"), Some("v2.0.0"));
     }
 
     #[test]

@@ -17,10 +17,14 @@ need_apt=()
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 command -v musl-gcc >/dev/null 2>&1 || need_apt+=(musl-tools)
-# The action's image, assembled and run without a Docker engine (make image, tests/image_*.rs):
+# The action's image, assembled and run without a Docker engine (make image, tests/bed_image.rs):
 # buildah builds it into the local containers storage, podman runs it as GitHub's runner would.
 command -v buildah >/dev/null 2>&1 || need_apt+=(buildah)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+# The arm64 proof (make arm64): clang compiles ring's C for aarch64 (rust-lld, shipped with rustc,
+# links), and qemu-user runs the result.
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+[ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -28,11 +32,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-# Rust: the musl target for the container's static binary, clippy and rustfmt for lint.
-if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
-  log "rustup target add x86_64-unknown-linux-musl"
-  rustup target add x86_64-unknown-linux-musl
-fi
+# Rust: the musl targets of the container's static binary and of the arm64 proof, clippy and
+# rustfmt for lint.
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  if ! rustup target list --installed | grep -qx "$target"; then
+    log "rustup target add $target"
+    rustup target add "$target"
+  fi
+done
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 

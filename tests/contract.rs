@@ -87,8 +87,77 @@ fn action_yml_code_and_readme_agree() {
     assert_eq!(action["runs"]["using"].as_str(), Some("docker"));
     let image = action["runs"]["image"].as_str().unwrap();
     assert!(
-        image.starts_with("docker://") && image.ends_with(":v1"),
+        image.starts_with("docker://") && (image.ends_with(":v1") || pinned(image)),
         "a prebuilt image, not a Dockerfile build on every run: {image}"
+    );
+}
+
+/// A release commit's image reference: `…@sha256:<64 hex>` (tests/release.rs checks the form).
+fn pinned(image: &str) -> bool {
+    image
+        .split_once("@sha256:")
+        .is_some_and(|(_, hex)| hex.len() == 64)
+}
+
+/// `uses: org/trader-deploy/helm4@v1`: the same interface as action.yml, its own image.
+#[test]
+fn helm4_action_has_the_same_inputs_and_outputs() {
+    let action = yaml(&repo().join("action.yml"));
+    let helm4 = yaml(&repo().join("helm4/action.yml"));
+    assert_eq!(
+        keys(&helm4),
+        keys(&action),
+        "helm4/action.yml top-level keys"
+    );
+    // Whole mappings: names, descriptions, required, defaults.
+    assert_eq!(helm4["inputs"], action["inputs"], "helm4/action.yml inputs");
+    assert_eq!(
+        helm4["outputs"], action["outputs"],
+        "helm4/action.yml outputs"
+    );
+    assert_eq!(helm4["branding"], action["branding"]);
+    assert_eq!(helm4["runs"]["using"], action["runs"]["using"]);
+    assert_eq!(keys(&helm4["runs"]), keys(&action["runs"]));
+    for key in ["name", "description"] {
+        let (a, h) = (action[key].as_str().unwrap(), helm4[key].as_str().unwrap());
+        assert!(h.starts_with(a) && h.contains("helm 4"), "{key}: {h:?}");
+    }
+    let (a, h) = (
+        action["runs"]["image"].as_str().unwrap(),
+        helm4["runs"]["image"].as_str().unwrap(),
+    );
+    if pinned(a) {
+        // A release commit: two different images of one repository.
+        assert!(pinned(h) && h != a, "{h}");
+        assert_eq!(a.split_once('@').unwrap().0, h.split_once('@').unwrap().0);
+    } else {
+        assert_eq!(h, format!("{a}-helm4"), "the helm 4 image of the same tag");
+    }
+}
+
+/// helm4/action.yml is generated from action.yml; an edit of one alone fails here.
+#[test]
+fn helm4_action_is_generated_from_action_yml() {
+    let action = yaml(&repo().join("action.yml"));
+    if pinned(action["runs"]["image"].as_str().unwrap()) {
+        // A release commit: the files were generated on the branch, then pinned.
+        return;
+    }
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/helm4-action.sh"))
+        .arg("-")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/helm4-action.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read_to_string(repo().join("helm4/action.yml")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "helm4/action.yml is not what action.yml generates: edit action.yml only, then run \
+         scripts/helm4-action.sh"
     );
 }
 
