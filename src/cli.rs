@@ -192,7 +192,10 @@ mod tests {
 
     #[test]
     fn version_flag_prints_the_crate_version_and_stays_an_input_in_a_mode() {
-        let err = parse(["trader-deploy", "--version"]).unwrap_err();
+        let err = match parse(["trader-deploy", "--version"]) {
+            Err(CliError::Usage(e)) => e,
+            other => panic!("not clap's version display: {other:?}"),
+        };
         assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
         assert_eq!(
             err.to_string(),
