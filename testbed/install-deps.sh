@@ -25,6 +25,8 @@ command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 # links), and qemu-user runs the result.
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 [ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
+# actionlint checks the workflows' run: scripts with shellcheck when it is on PATH: always, here.
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1437,6 +1437,7 @@ async fn a_secret_in_the_error_leaves_in_no_outbound_channel() {
         .var("INPUT_SMOKE_TESTS", "smoke.yaml")
         .var("INPUT_REGISTRY_USERNAME", "bot")
         .var("INPUT_REGISTRY_PASSWORD", CANARY)
+        .var("INPUT_REGISTRY_HOST", "registry.example")
         .var(
             "INPUT_SET",
             &format!("image.tag=v1.0.0\nscanner.image.tag=v1.0.0\ndbPassword={CANARY}"),
