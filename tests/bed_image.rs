@@ -232,7 +232,8 @@ async fn healthy_then_rolled_back(major: u8) {
     assert_eq!(broken.outputs["status"], "rolled_back", "{}", show(&broken));
     assert_eq!(broken.outputs["rolled_back"], "true");
     assert!(
-        broken.summary.contains("ImagePullBackOff"),
+        // ErrImagePull or ImagePullBackOff, whichever the watch saw first.
+        broken.summary.contains("ImagePull") && broken.summary.contains("broken-pull"),
         "{}",
         broken.summary
     );
