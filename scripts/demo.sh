@@ -226,11 +226,17 @@ expect "nothing was deployed to prod" 0 0
 scene "2. carol tags v1.2.0 → release.yml deploys it to prod, behind the production environment"
 note "GitHub held the job until alice (a required reviewer of production) approved run 2002;"
 note "the action checks that approval itself (not by carol, who pushed the tag) and records the deployment."
-note "(release.yml also sets pin_digests: true. Left out here: the bed's stand-in app tells its version"
-note " from the image tag, which a digest-pinned image does not have, so the version smoke check would fail.)"
+note "A protected environment deploys by digest (pin_digests is on by default there): prod runs the"
+note "image the registry named when the run was approved, even if the tag moves later."
+PIN=()
+if [ "$DEMO_NODE" = kwok ]; then
+  note "(Off in the kwok demo: kwok's stand-in app tells its version from the image tag, which a"
+  note " digest-pinned image does not have, so the version smoke check would fail.)"
+  PIN=(pin_digests=false)
+fi
 play tag-v1.2.0 2002 push refs/tags/v1.2.0 "$MAIN_SHA" "$NS_PROD" "$(push_payload refs/tags/v1.2.0 "$MAIN_SHA")" \
   environment=production "values_files=deploy/values/values-prod.yaml$EXTRA_VALUES" version=v1.2.0 \
-  require_distinct_approver=true timeout=10m
+  require_distinct_approver=true timeout=10m "${PIN[@]}"
 expect "prod runs v1.2.0" 0 success
 
 scene "3. someone dispatches deploy-manual.yml with a broken tag (broken-pull) for dev"
