@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::defs::Mode;
-use super::kubeconfig::{KubeconfigSource, resolve_context, resolve_kubeconfig};
+use super::kubeconfig_source::{KubeconfigSource, resolve_context, resolve_kubeconfig};
 use super::parse::*;
 use super::raw::RawInputs;
 use super::registry_auth::{parse_registry_auth, parse_registry_pair};

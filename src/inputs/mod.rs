@@ -1,12 +1,14 @@
 //! INPUT_* variables or CLI flags, plus the GITHUB_* context → one typed, validated [`Config`]:
 //! the input table (`defs`), the raw strings (`raw`), each input's parser (`parse`), helm's
-//! `--set` syntax (`strvals`), the kubeconfig and its source (`kubeconfig`), what a container
-//! action sees of the runner's disk (`mounts`), the registry credentials per host
-//! (`registry_auth`) and the resolution into a [`Config`] (`config`).
+//! `--set` syntax (`strvals`), the kubeconfig (`kubeconfig`) and where it comes from
+//! (`kubeconfig_source`), what a container action sees of the runner's disk (`mounts`), the
+//! registry credentials per host (`registry_auth`) and the resolution into a [`Config`]
+//! (`config`).
 
 mod config;
 mod defs;
 mod kubeconfig;
+mod kubeconfig_source;
 mod mounts;
 mod parse;
 mod raw;
@@ -16,7 +18,7 @@ mod strvals;
 pub use config::{Config, resolve};
 pub use defs::{INPUTS, InputSpec};
 pub(crate) use defs::{Mode, SECRET_INPUTS};
-pub(crate) use kubeconfig::KubeconfigSource;
+pub(crate) use kubeconfig_source::KubeconfigSource;
 pub use parse::ImageSetting;
 pub use raw::{RawInputs, input_var};
 
