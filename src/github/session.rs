@@ -2,8 +2,9 @@
 //! environment (fail-closed) and the deployment in_progress; at the end, its final status, the
 //! outputs deployment_id / environment_url and the count of API calls.
 
-use super::approval::{self, Approval, ApprovalError, ApprovalRequest, Refusal, TagRelease};
+use super::approval::{self, Approval, ApprovalError, ApprovalRequest, Refusal};
 use super::deployments::{self, Deployment, DeploymentRequest, Reuse};
+use super::provenance::TagRelease;
 use super::{GitHub, GitHubError, RetryPolicy};
 use crate::context::RunContext;
 use crate::inputs::Config;
