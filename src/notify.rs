@@ -165,7 +165,6 @@ pub(crate) async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn ctx() -> RunContext {
         RunContext {
@@ -224,41 +223,10 @@ mod tests {
         assert_eq!(m["error"], "boom");
     }
 
-    /// A one-shot HTTP receiver on 127.0.0.1 answering `status`; returns the request it got.
+    /// A one-shot webhook receiver answering `status`; returns the request it got.
     async fn receiver(status: u16) -> (String, tokio::task::JoinHandle<String>) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hooks/T000/B000", l.local_addr().unwrap());
-        let h = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = s.read(&mut chunk).await.unwrap();
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-            let reply =
-                format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-            s.write_all(reply.as_bytes()).await.unwrap();
-            String::from_utf8_lossy(&buf).to_string()
-        });
-        (url, h)
+        let (base, h) = crate::http::test_server::once(status, "ok").await;
+        (format!("{base}/hooks/T000/B000"), h)
     }
 
     #[tokio::test]

@@ -420,35 +420,7 @@ mod tests {
     /// error that quotes a secret reaches GitHub without the secret.
     #[tokio::test]
     async fn request_bodies_are_redacted_on_their_way_out() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let api = format!("http://{}", l.local_addr().unwrap());
-        let got = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = s.read(&mut chunk).await.unwrap();
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len || n == 0 {
-                        let reply = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
-                                     content-length: 8\r\nconnection: close\r\n\r\n{\"id\":1}";
-                        s.write_all(reply.as_bytes()).await.unwrap();
-                        return body.to_string();
-                    }
-                }
-            }
-        });
+        let (api, got) = crate::http::test_server::once(201, "{\"id\":1}").await;
         let redactor = Redactor::default();
         redactor.add("canary-9f3a-secret");
         let gh = GitHub::new(
@@ -471,7 +443,9 @@ mod tests {
         )
         .await
         .unwrap();
-        let sent: Value = serde_json::from_str(&got.await.unwrap()).unwrap();
+        let request = got.await.unwrap();
+        let (_, body) = request.split_once("\r\n\r\n").unwrap();
+        let sent: Value = serde_json::from_str(body).unwrap();
         assert_eq!(
             sent["description"],
             "Deploying v1 failed: password *** rejected"
