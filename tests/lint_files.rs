@@ -6,22 +6,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::tools::{actionlint, cache, require};
+use common::tools::{actionlint, cache, require, run};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 fn workflows(dir: &Path) -> Vec<PathBuf> {

@@ -3,9 +3,12 @@
 //! by digest and otherwise unchanged; bad digests are refused with the files untouched; and the
 //! workflow feeds that step the digests of the multi-arch images it built and pushed.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::tools::run;
 use trader_deploy::manifest::{Yaml, parse};
 
 fn repo() -> PathBuf {
@@ -41,18 +44,6 @@ fn checkout() -> tempfile::TempDir {
 fn action_files(dir: &Path) -> [(String, String); 2] {
     ["action.yml", "helm4/action.yml"]
         .map(|f| (f.to_string(), std::fs::read_to_string(dir.join(f)).unwrap()))
-}
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 fn pin(dir: &Path, image: &str, helm3: &str, helm4: &str) -> (bool, String) {

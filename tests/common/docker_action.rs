@@ -211,7 +211,7 @@ impl DockerAction<'_> {
     /// `docker run` as the runner builds it, run with podman; waits up to `deadline`.
     pub fn run(&self, deadline: std::time::Duration) -> StepResult {
         let d = self.disk;
-        let step = format!("{:08x}", rand_u32());
+        let step = format!("{:08x}", rand::random::<u32>());
         let env: BTreeMap<String, String> = self
             .environment(&step)
             .into_iter()
@@ -272,15 +272,6 @@ impl DockerAction<'_> {
             args,
         }
     }
-}
-
-fn rand_u32() -> u32 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    n ^ std::process::id().rotate_left(16)
 }
 
 /// The runner's `DockerInstanceLabel`: six hex digits derived from its root directory (the

@@ -49,3 +49,16 @@ pub fn actionlint() -> Option<PathBuf> {
         cache().join(format!("bin/actionlint-{version}")),
     )
 }
+
+/// Runs a tool to its end: whether it succeeded, and its stdout then stderr.
+pub fn run(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
