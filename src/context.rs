@@ -18,6 +18,8 @@ pub struct RunContext {
     pub(crate) default_branch: Option<String>,
     pub(crate) run_id: Option<u64>,
     pub(crate) run_attempt: u32,
+    /// `RUNNER_NAME`.
+    pub(crate) runner_name: Option<String>,
     pub(crate) actor: Option<String>,
     pub(crate) api_url: String,
     pub(crate) server_url: String,
@@ -108,6 +110,7 @@ impl RunContext {
             default_branch,
             run_id,
             run_attempt,
+            runner_name: string(vars::RUNNER_NAME),
             actor: string(vars::GITHUB_ACTOR),
             api_url: string(vars::GITHUB_API_URL)
                 .unwrap_or_else(|| "https://api.github.com".into())

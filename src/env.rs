@@ -19,6 +19,9 @@ pub(crate) mod vars {
     pub(crate) const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
     pub(crate) const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
     pub(crate) const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+    /// The runner this job runs on: tells the job apart from the run's others (one job at a time
+    /// per runner).
+    pub(crate) const RUNNER_NAME: &str = "RUNNER_NAME";
     /// The runner's directory for this repository (the workspace's parent), on the host.
     pub(crate) const RUNNER_WORKSPACE: &str = "RUNNER_WORKSPACE";
     /// Kubeconfig files, a path list, as kubectl and helm read it.

@@ -128,6 +128,45 @@ fn creates(log: &[Value]) -> usize {
         .count()
 }
 
+/// A call sequence with the approval's job check (issue #17, 5a: the attempt's jobs, the
+/// commit's deployments to the environment, the statuses of GitHub's deployment of the job)
+/// folded into one `(job check)` line, so that sequences stay readable whatever the ids.
+fn job_check(seq: Vec<String>) -> Vec<String> {
+    let mut out = vec![];
+    let mut calls = seq.into_iter().peekable();
+    while let Some(c) = calls.next() {
+        if !(c.contains("/attempts/") && c.contains("/jobs?")) {
+            out.push(c);
+            continue;
+        }
+        out.push("(job check)".to_string());
+        calls.next_if(|c| c.starts_with("GET /deployments?environment="));
+        while calls
+            .next_if(|c| {
+                c.starts_with("GET /deployments/") && c.ends_with("/statuses?per_page=30 -> 200")
+            })
+            .is_some()
+        {}
+    }
+    out
+}
+
+/// GitHub's own deployment of run `run`'s job (the fixture's, github_jobs.rs).
+async fn github_s_job_deployment(repo: &Repo, run: u64) -> u64 {
+    let url = format!("/actions/runs/{run}/job/{run}01");
+    repo.deployments()
+        .await
+        .iter()
+        .find(|d| {
+            d["statuses"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["log_url"].as_str().unwrap_or("").ends_with(&url))
+            })
+        })
+        .and_then(|d| d["id"].as_u64())
+        .unwrap_or_else(|| panic!("no GitHub deployment of run {run}'s job"))
+}
+
 /// A real webhook payload from @octokit/webhooks-examples.
 fn example_payload(event: &str, pick: impl Fn(&Value) -> bool) -> Value {
     let home = std::env::var_os("TRADER_DEPLOY_CACHE")
@@ -194,6 +233,8 @@ impl Action {
             ("GITHUB_RUN_ATTEMPT", "1"),
             ("GITHUB_ACTOR", "carol"),
             ("GITHUB_JOB", "deploy"),
+            // The runner run 1001's job "deploy" (with `environment: prod`) runs on, in the fixture.
+            ("RUNNER_NAME", "GitHub Actions 1"),
             ("GITHUB_REF", "refs/heads/main"),
             ("GITHUB_REF_NAME", "main"),
             ("GITHUB_SHA", MAIN_TIP),
@@ -297,12 +338,6 @@ async fn assert_refused(repo: &Repo, run: &Run, expect: &str) {
     assert!(
         log.iter().all(|e| e["method"] == "GET"),
         "a refused run changed GitHub: {:#?}",
-        calls(&log, &repo.full)
-    );
-    assert!(
-        !log.iter()
-            .any(|e| e["path"].as_str().unwrap().contains("/deployments")),
-        "a refused run looked at deployments: {:#?}",
         calls(&log, &repo.full)
     );
     // Nothing after the approval group: no GitHub deployment, no cluster step.
@@ -436,6 +471,68 @@ async fn a_run_without_approval_is_refused() {
     .await;
 }
 
+/// Issue #17, finding 5a: the run's approval is not enough; this job must be the one GitHub held
+/// for the review. Run 1006's approval went to its job "gate" (`environment: prod`, on runner
+/// "GitHub Actions 2"); the job "deploy" on "GitHub Actions 1" declares no environment.
+#[tokio::test]
+async fn an_approval_of_another_job_of_the_run_is_refused() {
+    let repo = add_repo("td-gatejob", |_| {}).await;
+    let run = Action::new(&repo).var("GITHUB_RUN_ID", "1006").run();
+    assert_refused(
+        &repo,
+        &run,
+        "this job has no deployment to prod that GitHub created when it passed the environment's \
+         review (job \"deploy\" (id 100602) has no deployment to prod): declare `environment: prod` \
+         on the job that runs trader-deploy",
+    )
+    .await;
+    assert_eq!(creates(&repo.log().await), 0);
+    // On the gate job's own runner the check passes: that job did wait for the review.
+    let gate = add_repo("td-gatejob2", |_| {}).await;
+    let run = Action::new(&gate)
+        .var("GITHUB_RUN_ID", "1006")
+        .var("RUNNER_NAME", "GitHub Actions 2")
+        .run();
+    assert!(
+        run.stdout.contains("GitHub's deployment") && run.stdout.contains("passed prod's review"),
+        "{}",
+        run.stdout
+    );
+    // Outside a runner's job (no RUNNER_NAME) the job cannot be told apart: refused.
+    let bare = add_repo("td-gatejob3", |_| {}).await;
+    let mut a = Action::new(&bare);
+    a.vars.remove("RUNNER_NAME");
+    assert_refused(&bare, &a.run(), "(RUNNER_NAME is not set,").await;
+}
+
+/// GitHub's deployment of the job must still be running: once GitHub has written the job's final
+/// status, the job is over and a later use of its approval is refused.
+#[tokio::test]
+async fn a_job_that_github_ended_is_refused() {
+    let repo = add_repo("td-jobended", |_| {}).await;
+    repo.control(
+        "POST",
+        "/_standin/jobs/finish",
+        Some(json!({"repository": repo.full, "run_id": 1001, "job": "deploy", "conclusion": "success"})),
+    )
+    .await;
+    let run = Action::new(&repo).run();
+    assert_refused(
+        &repo,
+        &run,
+        "(no running job of this attempt is on runner \"GitHub Actions 1\")",
+    )
+    .await;
+    assert_eq!(
+        calls(&repo.log().await, &repo.full),
+        vec![
+            "GET /environments/prod -> 200",
+            "GET /actions/runs/1001/approvals -> 200",
+            "GET /actions/runs/1001/attempts/1/jobs?per_page=100 -> 200"
+        ]
+    );
+}
+
 #[tokio::test]
 async fn self_approval_is_refused_when_configured() {
     let repo = add_repo("td-self", |_| {}).await;
@@ -463,7 +560,12 @@ async fn self_approval_is_refused_when_configured() {
         "{}",
         run.stdout
     );
-    assert_eq!(creates(&repo.log().await), 1);
+    assert!(
+        run.stdout.contains("passed prod's review"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(creates(&repo.log().await), 0);
 }
 
 #[tokio::test]
@@ -623,10 +725,11 @@ async fn a_tag_not_on_the_default_branch_is_refused() {
     )
     .await;
     assert_eq!(
-        calls(&repo.log().await, &repo.full),
+        job_check(calls(&repo.log().await, &repo.full)),
         vec![
             "GET /environments/prod -> 200",
             "GET /actions/runs/1001/approvals -> 200",
+            "(job check)",
             format!("GET /compare/main...{RC_SHA}?per_page=1 -> 200").as_str(),
         ]
     );
@@ -647,7 +750,10 @@ async fn a_tag_not_on_the_default_branch_is_refused() {
         run.stdout
     );
     assert_eq!(run.output("environment"), "prod");
-    assert_eq!(creates(&repo.log().await), 1);
+    // Recorded on GitHub's own deployment of the job, which the job check found.
+    let id = github_s_job_deployment(&repo, 1001).await;
+    assert_eq!(run.output("deployment_id"), id.to_string());
+    assert_eq!(creates(&repo.log().await), 0);
 }
 
 #[tokio::test]
@@ -694,33 +800,21 @@ async fn an_approved_prod_deploy_that_cannot_reach_a_cluster_ends_in_error() {
     );
     let id = run.output("deployment_id").to_string();
     assert!(!id.is_empty(), "no deployment_id output");
+    // The job's own deployment, which the job check found, is the one reported to: no new one.
+    let github_s = github_s_job_deployment(&repo, 1001).await;
+    assert_eq!(id, github_s.to_string());
     assert_eq!(
-        &seq[..5],
+        &job_check(seq.clone())[..5],
         &[
             "GET /environments/prod -> 200".to_string(),
             "GET /actions/runs/1001/approvals -> 200".to_string(),
+            "(job check)".to_string(),
             // A dispatch, not a tag push: the version's tag is checked on main all the same.
             "GET /compare/main...v1.1.0?per_page=1 -> 200".to_string(),
-            format!("GET /deployments?sha={MAIN_TIP}&environment=prod&per_page=20 -> 200"),
-            "POST /deployments -> 201".to_string(),
+            format!("POST /deployments/{id}/statuses -> 201"),
         ]
     );
-    let create = log
-        .iter()
-        .find(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/deployments"))
-        .unwrap();
-    let b = &create["body"];
-    assert_eq!(b["ref"], MAIN_TIP);
-    assert_eq!(b["environment"], "prod");
-    assert_eq!(b["auto_merge"], false);
-    assert_eq!(b["required_contexts"], json!([]));
-    assert_eq!(b["production_environment"], true);
-    assert_eq!(b["transient_environment"], false);
-    assert_eq!(b["payload"]["trader_deploy"]["version"], "v1.1.0");
-    assert_eq!(
-        b["payload"]["trader_deploy"]["images"]["image.repository"],
-        "127.0.0.1:45000/acme/testapp:v1.1.0"
-    );
+    assert_eq!(creates(&log), 0);
     // Every status links the run's log and the environment.
     let statuses: Vec<&Value> = log
         .iter()
@@ -769,19 +863,27 @@ async fn an_approved_prod_deploy_that_cannot_reach_a_cluster_ends_in_error() {
         "{}",
         run.summary
     );
-    assert!(run.summary.contains(&format!(
-        "| GitHub deployment | [{id}](https://github.com/{}/deployments/prod) (created) |",
-        repo.full
-    )));
+    assert!(
+        run.summary.contains(&format!(
+            "| GitHub deployment | [{id}](https://github.com/{}/deployments/prod) (GitHub's deployment for this job) |",
+            repo.full
+        )),
+        "{}",
+        run.summary
+    );
 }
 
 #[tokio::test]
 async fn a_rerun_makes_no_duplicate_deployment() {
+    // dev: a protected environment reports to GitHub's own deployment of the job instead.
     let repo = add_repo("td-rerun", |_| {}).await;
-    let first = Action::new(&repo).run();
+    let first = Action::new(&repo).var("INPUT_ENVIRONMENT", "dev").run();
     let id = first.output("deployment_id").to_string();
-    assert!(!id.is_empty());
-    let second = Action::new(&repo).var("GITHUB_RUN_ATTEMPT", "2").run();
+    assert!(!id.is_empty(), "{}", first.stdout);
+    let second = Action::new(&repo)
+        .var("INPUT_ENVIRONMENT", "dev")
+        .var("GITHUB_RUN_ATTEMPT", "2")
+        .run();
     assert_eq!(second.output("deployment_id"), id);
     assert!(
         second
@@ -790,7 +892,8 @@ async fn a_rerun_makes_no_duplicate_deployment() {
     );
     let log = repo.log().await;
     assert_eq!(creates(&log), 1, "{:#?}", calls(&log, &repo.full));
-    assert_eq!(repo.deployments().await.len(), 1);
+    let dev = repo.deployments().await;
+    assert_eq!(dev.iter().filter(|d| d["environment"] == "dev").count(), 1);
     // The second attempt's statuses point at its own log.
     let last = log
         .iter()
@@ -809,14 +912,13 @@ async fn a_rerun_makes_no_duplicate_deployment() {
 async fn githubs_own_deployment_for_the_job_is_reused() {
     let repo = add_repo("td-reuse", |fx| {
         let name = fx["repository"]["name"].as_str().unwrap().to_string();
+        // dev, unprotected: found by looking (a protected environment's comes from the job check).
         fx["deployments"] = json!([
             // An older deployment of another run: not reused.
-            {"ref": "main", "sha": MAIN_TIP, "environment": "prod", "creator": "github-actions[bot]",
-             "production_environment": true,
+            {"ref": "main", "sha": MAIN_TIP, "environment": "dev", "creator": "github-actions[bot]",
              "statuses": [{"state": "success", "log_url": format!("https://github.com/acme/{name}/actions/runs/990/job/1")}]},
-            // What GitHub creates for a job with `environment: prod` in run 1001.
-            {"ref": "main", "sha": MAIN_TIP, "environment": "prod", "creator": "github-actions[bot]",
-             "production_environment": true,
+            // What GitHub creates for a job with `environment: dev` in run 1001.
+            {"ref": "main", "sha": MAIN_TIP, "environment": "dev", "creator": "github-actions[bot]",
              "statuses": [{"state": "queued", "log_url": format!("https://github.com/acme/{name}/actions/runs/1001/job/7")}]}
         ]);
     })
@@ -825,10 +927,11 @@ async fn githubs_own_deployment_for_the_job_is_reused() {
         .deployments()
         .await
         .iter()
+        .filter(|d| d["environment"] == "dev")
         .map(|d| d["id"].as_u64().unwrap())
         .collect();
     assert_eq!(seeded.len(), 2);
-    let run = Action::new(&repo).run();
+    let run = Action::new(&repo).var("INPUT_ENVIRONMENT", "dev").run();
     assert_eq!(run.output("deployment_id"), seeded[1].to_string());
     assert!(run.stdout.contains("GitHub's deployment for this job"));
     let log = repo.log().await;
@@ -843,9 +946,10 @@ async fn a_502_then_success_is_retried() {
         "/actions/runs/1001/approvals",
     )
     .await;
+    // Prod reports to GitHub's deployment of the job: its first status meets the limit.
     repo.fault(
         json!({"kind": "secondary_rate_limit", "count": 1, "retry_after": 1, "method": "POST"}),
-        "/deployments",
+        "/deployments/",
     )
     .await;
     let run = Action::new(&repo).run();
@@ -860,16 +964,20 @@ async fn a_502_then_success_is_retried() {
         ],
         "{seq:#?}"
     );
+    let id = github_s_job_deployment(&repo, 1001).await;
     let posts: Vec<&String> = seq
         .iter()
-        .filter(|c| c.starts_with("POST /deployments "))
+        .filter(|c| c.starts_with("POST /deployments/"))
+        .take(2)
         .collect();
     assert_eq!(
         posts,
-        ["POST /deployments -> 403", "POST /deployments -> 201"]
+        [
+            &format!("POST /deployments/{id}/statuses -> 403"),
+            &format!("POST /deployments/{id}/statuses -> 201")
+        ]
     );
-    assert_eq!(creates(&log), 2);
-    assert_eq!(repo.deployments().await.len(), 1);
+    assert_eq!(creates(&log), 0);
     assert!(
         run.stdout
             .contains(&format!("GitHub API calls: {} (2 retries)", log.len())),
@@ -881,26 +989,28 @@ async fn a_502_then_success_is_retried() {
 
 #[tokio::test]
 async fn a_502_on_create_looks_for_the_deployment_before_creating_again() {
+    // dev: the action creates its deployment there (prod reports to GitHub's own).
     let repo = add_repo("td-502c", |_| {}).await;
     repo.fault(
         json!({"kind": "bad_gateway", "count": 1, "method": "POST"}),
         "/deployments",
     )
     .await;
-    let run = Action::new(&repo).run();
+    let run = Action::new(&repo).var("INPUT_ENVIRONMENT", "dev").run();
     let log = repo.log().await;
     let seq = calls(&log, &repo.full);
     assert_eq!(
-        &seq[3..7],
+        &seq[..4],
         &[
-            format!("GET /deployments?sha={MAIN_TIP}&environment=prod&per_page=20 -> 200"),
+            format!("GET /deployments?sha={MAIN_TIP}&environment=dev&per_page=20 -> 200"),
             "POST /deployments -> 502".to_string(),
-            format!("GET /deployments?environment=prod&per_page=20&sha={MAIN_TIP} -> 200"),
+            format!("GET /deployments?environment=dev&per_page=20&sha={MAIN_TIP} -> 200"),
             "POST /deployments -> 201".to_string(),
         ],
         "{seq:#?}"
     );
-    assert_eq!(repo.deployments().await.len(), 1);
+    let dev = repo.deployments().await;
+    assert_eq!(dev.iter().filter(|d| d["environment"] == "dev").count(), 1);
     assert!(!run.output("deployment_id").is_empty());
 }
 

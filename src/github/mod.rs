@@ -5,6 +5,7 @@ pub(crate) mod approval;
 mod client;
 pub(crate) mod deployments;
 mod error;
+pub(crate) mod job_deployment;
 pub(crate) mod provenance;
 mod retry;
 pub(crate) mod session;

@@ -146,6 +146,8 @@ impl Session {
             let req = ApprovalRequest {
                 environment: env.clone(),
                 run_id: ctx.run_id,
+                attempt: ctx.run_attempt,
+                runner_name: ctx.runner_name.clone(),
                 actor: ctx.actor.clone(),
                 require_distinct_approver: config.require_distinct_approver,
                 tag: released_tag(config, git_ref.as_deref(), sha.as_deref(), ctx),
@@ -157,6 +159,9 @@ impl Session {
                 ctx.run_id.unwrap_or_default(),
                 approval.describe()
             ));
+            if let Some(j) = &approval.job {
+                runner.info(&format!("{} passed {env}'s review", j.describe()));
+            }
             if let Some(t) = &approval.tag_check {
                 runner.info(t);
             }
@@ -197,6 +202,11 @@ impl Session {
             run_attempt: ctx.run_attempt,
             log_url,
             environment_url: config.environment_url.clone(),
+            github_deployment: session
+                .approval
+                .as_ref()
+                .and_then(|a| a.job.as_ref())
+                .map(|j| j.deployment_id),
         };
         let dep = deployments::start(gh, &request)
             .await
