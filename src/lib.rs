@@ -27,3 +27,4 @@ pub mod smoke;
 
 pub mod summary;
 pub mod version;
+pub mod window;
