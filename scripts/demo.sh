@@ -65,7 +65,7 @@ target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | jq -r .
 BIN=$target_dir/debug/trader-deploy
 
 # The repository on the GitHub stand-in: the default fixture, with main's tip at MAIN_SHA (the
-# commit CI built as sha-0123abcd), the v1.2.0 tag on it, and the three workflow runs. Run 2002
+# commit CI built as sha-0123abcd), the v1.2.0 tag on it, and the demo's own workflow runs. Run 2002
 # (the tag) was approved for `production` by alice; carol pushed it. Run 2004 has no approval.
 jq --arg name "$REPO_NAME" --arg sha "$MAIN_SHA" --arg prev "$PREV_SHA" '
   .repository.name = $name
@@ -73,7 +73,7 @@ jq --arg name "$REPO_NAME" --arg sha "$MAIN_SHA" --arg prev "$PREV_SHA" '
                   parents: [$prev], statuses: {ci: "success"}}]
   | .branches.main = $sha
   | .tags["v1.2.0"] = $sha
-  | .runs += [
+  | .runs = [
       {id: 2001, actor: "carol", event: "push", head_branch: "main", head_sha: $sha},
       {id: 2002, actor: "carol", event: "push", head_branch: "v1.2.0", head_sha: $sha,
        approvals: [{environments: ["production"], state: "approved", user: "alice",
@@ -273,7 +273,7 @@ say "${B}GitHub deployments of $REPO (newest first)${R}"
 curl -fsS "$TD_GITHUB_STANDIN_URL/_standin/state" | jq -r --arg repo "$REPO" '
   (.repos[$repo].deployments // [])
   | sort_by(-.id)[]
-  | "  #\(.id) \(.environment): \(.description): " + ([.statuses[]? | .state] | join(" → "))'
+  | "  #\(.id) \(.environment): \(.description // "GitHub'"'"'s deployment of the job"): " + ([.statuses[]? | .state] | join(" → "))'
 
 if [ "$failures" -eq 0 ]; then
   printf '\n%s✓ The demo ran as expected.%s Logs and summaries: %s\n' "$GREEN$B" "$R" "$WORK"

@@ -75,6 +75,9 @@ pub struct Outputs {
     pub deployment_id: Option<u64>,
     pub environment_url: Option<String>,
     pub duration_seconds: f64,
+    /// The deploy window was overridden (`window_override`): not an output, said loudly in the
+    /// summary and the notification.
+    pub window_overridden: bool,
 }
 
 impl Outputs {

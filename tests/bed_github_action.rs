@@ -340,11 +340,13 @@ async fn assert_refused(repo: &Repo, run: &Run, expect: &str) {
         "a refused run changed GitHub: {:#?}",
         calls(&log, &repo.full)
     );
-    // Nothing after the approval group: no GitHub deployment, no cluster step.
+    // Nothing after the approval group: no GitHub deployment, no cluster step (a deploy
+    // window, when there is one, is checked before the approval).
     let groups: Vec<&str> = run
         .stdout
         .lines()
         .filter_map(|l| l.strip_prefix("::group::"))
+        .filter(|g| !g.starts_with("Check the deploy window of "))
         .collect();
     assert_eq!(groups.len(), 2, "groups: {groups:?}");
     assert_eq!(groups[0], "Resolve the plan");
@@ -1608,4 +1610,110 @@ async fn a_secret_in_the_error_leaves_in_no_outbound_channel() {
         run.outputs
     );
     cluster.done().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deploy windows (issue #18): decided before GitHub or the cluster, at a pinned instant.
+
+/// 10:00 New York on Monday 2026-11-30: XNYS is open.
+const MARKET_OPEN: &str = "2026-11-30T15:00:00Z";
+
+fn in_market_hours(repo: &Repo) -> Action {
+    Action::new(repo)
+        .var("INPUT_DEPLOY_WINDOW", "{calendar: XNYS, margin: 30m}")
+        .var("TRADER_DEPLOY_NOW", MARKET_OPEN)
+}
+
+#[tokio::test]
+async fn a_deploy_in_market_hours_is_refused_before_anything() {
+    let repo = add_repo("td-window", |_| {}).await;
+    let run = in_market_hours(&repo).run();
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(
+        error_annotation(&run),
+        "::error title=Outside the deploy window::prod is deployed only while XNYS is closed, 30m \
+         from any open or close, and at 2026-11-30T15:00:00Z XNYS is open (session of 2026-11-30, \
+         09:30-16:00 America/New_York); next allowed: 2026-11-30T21:30:00Z (2026-11-30 16:30 \
+         America/New_York) (for an emergency, window_override: true)"
+    );
+    assert_eq!(run.output("status"), "failed");
+    assert!(repo.log().await.is_empty(), "GitHub was asked");
+    // After the close and its margin the same deploy passes the window (then GitHub's checks).
+    let later = in_market_hours(&repo)
+        .var("TRADER_DEPLOY_NOW", "2026-11-30T21:31:00Z")
+        .run();
+    assert!(
+        later
+            .stdout
+            .contains("prod may be deployed at 2026-11-30T21:31:00Z"),
+        "{}",
+        later.stdout
+    );
+    // A rollback may run at any time by default.
+    let rb = in_market_hours(&repo)
+        .var("INPUT_MODE", "rollback")
+        .var("INPUT_VERSION", "")
+        .run();
+    assert!(
+        rb.stdout.contains("A rollback of prod may run at any time"),
+        "{}",
+        rb.stdout
+    );
+    // mode resolve shows the verdict.
+    let plan = in_market_hours(&repo).var("INPUT_MODE", "resolve").run();
+    assert!(
+        plan.stdout.contains(
+            "deploy window while XNYS is closed, 30m from any open or close: refused at \
+             2026-11-30T15:00:00Z"
+        ),
+        "{}",
+        plan.stdout
+    );
+}
+
+/// An override is loud, and on a protected environment needs an approver other than the actor.
+#[tokio::test]
+async fn a_window_override_is_loud_and_needs_another_approver() {
+    let repo = add_repo("td-override", |_| {}).await;
+    // Run 1003 was approved for prod by bob, who started it: not enough for an override.
+    let run = in_market_hours(&repo)
+        .var("INPUT_WINDOW_OVERRIDE", "true")
+        .var("GITHUB_RUN_ID", "1003")
+        .var("GITHUB_ACTOR", "bob")
+        .run();
+    assert_refused(
+        &repo,
+        &run,
+        "run 1003 was approved for environment prod only by bob, who started or re-ran it",
+    )
+    .await;
+    // Run 1001, approved by alice for carol's run: the override goes through, said everywhere.
+    let (hook, received) = webhook_receiver();
+    let run = in_market_hours(&repo)
+        .var("INPUT_WINDOW_OVERRIDE", "true")
+        .var("INPUT_NOTIFY_WEBHOOK", &hook)
+        .run();
+    assert!(
+        run.stdout.contains(
+            "::warning title=Deploy window overridden::window_override: deploying prod at \
+             2026-11-30T15:00:00Z although XNYS is open"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("run 1001 approved by alice"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.summary.contains("**Overridden.**"), "{}", run.summary);
+    let body: Value = serde_json::from_str(&received.join().unwrap()).unwrap();
+    assert_eq!(body["window_override"], true, "{body}");
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("outside its deploy window (window_override)"),
+        "{body}"
+    );
 }

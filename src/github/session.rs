@@ -109,6 +109,7 @@ impl Session {
         ctx: &RunContext,
         runner: &Runner,
         summary: &mut Summary,
+        force_distinct_approver: bool,
     ) -> Result<Session, SessionError> {
         summary.run_url = ctx.run_url();
         let gh = match (&config.github_token, &ctx.repository) {
@@ -149,7 +150,8 @@ impl Session {
                 attempt: ctx.run_attempt,
                 runner_name: ctx.runner_name.clone(),
                 actor: ctx.actor.clone(),
-                require_distinct_approver: config.require_distinct_approver,
+                require_distinct_approver: config.require_distinct_approver
+                    || force_distinct_approver,
                 tag: released_tag(config, git_ref.as_deref(), sha.as_deref(), ctx),
             };
             let approval = approval::check(gh, &req).await?;

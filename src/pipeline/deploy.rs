@@ -65,7 +65,9 @@ pub(super) async fn verify_images(run: &mut Run<'_>) -> Result<Vec<(String, Stri
 /// Step: approvals for protected environments (fail-closed), and the GitHub deployment
 /// in_progress. Nothing before this step touches the cluster.
 pub(super) async fn approve(run: &mut Run<'_>, ctx: &RunContext) -> Result<(), Failure> {
-    let session = Session::start(run.config, ctx, run.runner, &mut run.summary)
+    // An overridden deploy window needs an approver other than the run's actor.
+    let distinct = run.outputs.window_overridden;
+    let session = Session::start(run.config, ctx, run.runner, &mut run.summary, distinct)
         .await
         .map_err(|e| run.fail(Title::GitHub(e.title()), e.into()))?;
     run.github = Some(session);

@@ -12,6 +12,7 @@ mod recover;
 mod report;
 mod rollback;
 mod validate;
+mod window;
 
 use std::fmt;
 use std::time::Instant;
@@ -44,6 +45,7 @@ pub enum Title {
     RollbackFailed,
     PlanFailed,
     ValidationFailed,
+    DeployWindow,
 }
 
 impl Title {
@@ -63,6 +65,7 @@ impl Title {
             Title::RollbackFailed => "Rollback failed",
             Title::PlanFailed => "Plan failed",
             Title::ValidationFailed => "Validation failed",
+            Title::DeployWindow => "Outside the deploy window",
         }
     }
 }
@@ -184,6 +187,7 @@ async fn only_report(
 async fn deploy(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> {
     deploy::show_plan(&run, ctx);
     let mut result = async {
+        window::check(&mut run, ctx)?;
         let images = deploy::verify_images(&mut run).await?;
         deploy::approve(&mut run, ctx).await?;
         let target = cluster::connect(&run).await?;
@@ -207,6 +211,7 @@ async fn deploy(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> 
 /// mode: rollback — to `rollback_revision` or the previous good revision, verified.
 async fn rollback(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> {
     let mut result = async {
+        window::check(&mut run, ctx)?;
         deploy::approve(&mut run, ctx).await?;
         let target = cluster::connect(&run).await?;
         let lock = cluster::lock(&target, &run, ctx).await?;

@@ -20,7 +20,7 @@ pub(super) fn resolve_only(
     runner.info(resolve::render_text(config, ctx).trim_end());
     let outputs = resolve::outputs(config);
     runner
-        .summary(&resolve::render_markdown(config))
+        .summary(&resolve::render_markdown(config, ctx))
         .map_err(|e| Failure {
             title: Title::JobSummary,
             error: e.into(),

@@ -4,6 +4,7 @@
 
 pub(crate) mod calendar;
 pub mod command;
+pub(crate) mod policy;
 
 use jiff::Timestamp;
 
