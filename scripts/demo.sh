@@ -171,6 +171,7 @@ play() {
     INPUT_KUBECONFIG="$(cat "$KUBECONFIG")"
     INPUT_GITHUB_TOKEN="$TOKEN"
     INPUT_HELM="$TD_HELM3"
+    "${PLAY_ENV[@]}"
   )
   local kv
   for kv in "$@"; do envs+=("INPUT_$(printf '%s' "${kv%%=*}" | tr '[:lower:]' '[:upper:]')=${kv#*=}"); done
@@ -200,6 +201,8 @@ push_payload() { # ref sha
       repository: {full_name: $repo, default_branch: "main"}, pusher: {name: "carol"}}'
 }
 
+# Extra variables for the next plays (e.g. the pinned clock of the deploy window).
+PLAY_ENV=()
 failures=0
 expect() { # what expected_code expected_status
   if [ "$LAST_CODE" = "$2" ] && [ "$LAST_STATUS" = "$3" ]; then
@@ -225,7 +228,22 @@ expect "the unapproved run was refused" 1 failed
 LAST_CODE=0 LAST_STATUS=$(kubectl -n "$NS_PROD" get deployments -o name | wc -l | tr -d ' ')
 expect "nothing was deployed to prod" 0 0
 
+# Production's deploy window: only while the New York market is closed, 30 minutes clear of the
+# open and the close. The demo's clock is pinned to Monday 2026-11-30, 10:00 in New York.
+WINDOW='{calendar: XNYS, margin: 30m}'
+PLAY_ENV=(TRADER_DEPLOY_NOW=2026-11-30T15:00:00Z)
+
+scene "2b. alice approved run 2002, but it is 10:00 in New York and the market is open"
+note "Production's deploy window ($WINDOW) refuses before anything is touched, and says when"
+note "the next deploy may run."
+play tag-in-market-hours 2002 push refs/tags/v1.2.0 "$MAIN_SHA" "$NS_PROD" "$(push_payload refs/tags/v1.2.0 "$MAIN_SHA")" \
+  environment=production "values_files=deploy/values/values-prod.yaml$EXTRA_VALUES" version=v1.2.0 \
+  require_distinct_approver=true timeout=10m "deploy_window=$WINDOW"
+expect "the deploy in market hours was refused" 1 failed
+
 scene "2. carol tags v1.2.0 → release.yml deploys it to prod, behind the production environment"
+note "It cannot wait for the close: the run is re-run with window_override: true. The override is"
+note "loud (a warning, the summary, the notification) and needs an approver other than the actor:"
 note "GitHub held the job until alice (a required reviewer of production) approved run 2002;"
 note "the action checks that approval itself (not by carol, who pushed the tag) and records the deployment."
 note "A protected environment deploys by digest (pin_digests is on by default there): prod runs the"
@@ -238,8 +256,9 @@ if [ "$DEMO_NODE" = kwok ]; then
 fi
 play tag-v1.2.0 2002 push refs/tags/v1.2.0 "$MAIN_SHA" "$NS_PROD" "$(push_payload refs/tags/v1.2.0 "$MAIN_SHA")" \
   environment=production "values_files=deploy/values/values-prod.yaml$EXTRA_VALUES" version=v1.2.0 \
-  require_distinct_approver=true timeout=10m "${PIN[@]}"
-expect "prod runs v1.2.0" 0 success
+  require_distinct_approver=true timeout=10m "${PIN[@]}" "deploy_window=$WINDOW" window_override=true
+expect "prod runs v1.2.0 (deploy window overridden)" 0 success
+PLAY_ENV=()
 
 scene "3. someone dispatches deploy-manual.yml with a broken tag (broken-pull) for dev"
 note "The image's tag exists in the registry, but its pods cannot pull it (the registry lost a layer:"

@@ -627,6 +627,37 @@ fn bad_input_cases() -> Vec<BadInput> {
             "registry_host",
             "ghcr.io has credentials in registry_auth too: give them once",
         ),
+        // Deploy windows (issue #18).
+        (
+            s(&[("deploy_window", "{calendar: XPAR}")]),
+            "deploy_window",
+            "unknown exchange calendar \"XPAR\": supported are XNYS, XNAS, XLON, XETR, XTKS, XHKG, 24/7",
+        ),
+        (
+            s(&[("deploy_window", "{calendar: 24/7}")]),
+            "deploy_window",
+            "calendar 24/7 never closes, so it allows no deploy",
+        ),
+        (
+            s(&[("deploy_window", "{calendar: XNYS, margin: 13h}")]),
+            "deploy_window",
+            "margin 13h is longer than 12h",
+        ),
+        (
+            s(&[("deploy_window", "{windows: ['Sat 25:00-26:00']}")]),
+            "deploy_window",
+            "window \"Sat 25:00-26:00\" is not `DAYS HH:MM-HH:MM`",
+        ),
+        (
+            s(&[("deploy_window", "[XNYS]")]),
+            "deploy_window",
+            "deploy_window is not a deploy window (keys: calendar, margin, windows, timezone, rollback)",
+        ),
+        (
+            s(&[("window_override", "sure")]),
+            "window_override",
+            "\"sure\" is not true or false",
+        ),
     ]
 }
 
