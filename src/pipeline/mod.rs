@@ -7,6 +7,7 @@
 mod cluster;
 mod decide;
 mod deploy;
+mod drain;
 mod plan;
 mod recover;
 mod report;
@@ -46,6 +47,8 @@ pub enum Title {
     PlanFailed,
     ValidationFailed,
     DeployWindow,
+    PreflightFailed,
+    HookFailed,
 }
 
 impl Title {
@@ -66,6 +69,8 @@ impl Title {
             Title::PlanFailed => "Plan failed",
             Title::ValidationFailed => "Validation failed",
             Title::DeployWindow => "Outside the deploy window",
+            Title::PreflightFailed => "Preflight failed",
+            Title::HookFailed => "Hook failed",
         }
     }
 }
@@ -194,10 +199,17 @@ async fn deploy(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> 
         let lock = cluster::lock(&target, &run, ctx).await?;
         let result = async {
             let before = recover::recover(&mut run, &target, &lock).await?;
+            drain::preflight(&mut run, &target, &before).await?;
             deploy::stop_if_cancelled(&run)?;
-            let release = deploy::upgrade(&mut run, &target, &before, images).await?;
-            deploy::watch(&mut run, &target, &release).await?;
-            deploy::smoke(&mut run, &target, &release).await
+            let paused = drain::before_upgrade(&mut run, &target, &before).await?;
+            let result = async {
+                let release = deploy::upgrade(&mut run, &target, &before, images).await?;
+                deploy::watch(&mut run, &target, &release).await?;
+                deploy::smoke(&mut run, &target, &release).await
+            }
+            .await;
+            drain::after(&mut run, &target, paused).await;
+            result
         }
         .await;
         cluster::unlock(lock, run.runner).await;

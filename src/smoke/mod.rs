@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use report::attempts;
 pub(crate) use report::{CheckResult, Report};
-pub(crate) use spec::Spec;
+pub(crate) use spec::{Check, Spec};
 pub(crate) use vars::Vars;
 
 use crate::runner::Runner;
@@ -40,8 +40,10 @@ pub(crate) enum SmokeError {
     Client(#[source] reqwest::Error),
     #[error("smoke tests need a Kubernetes client for check {check:?} (service {service:?})")]
     NoCluster { check: String, service: String },
-    #[error("{}", failed_message(.failed, .total))]
+    #[error("{}", failed_message(.what, .failed, .total))]
     Failed {
+        /// `smoke` or `preflight`.
+        what: &'static str,
         /// The results of the failing checks.
         failed: Vec<CheckResult>,
         total: usize,
@@ -50,8 +52,8 @@ pub(crate) enum SmokeError {
     },
 }
 
-fn failed_message(failed: &[CheckResult], total: &usize) -> String {
-    let mut s = format!("{} of {total} smoke checks failed:", failed.len());
+fn failed_message(what: &str, failed: &[CheckResult], total: &usize) -> String {
+    let mut s = format!("{} of {total} {what} checks failed:", failed.len());
     for r in failed {
         let _ = write!(
             s,
@@ -73,17 +75,18 @@ fn one_line(e: &impl std::fmt::Display) -> String {
 }
 
 /// Runs every check (concurrently) and returns the report; a failing check is in the report,
-/// not an error here.
-pub(crate) async fn run_spec(
-    spec: &Spec,
+/// not an error here. `what` names them in the log (`smoke`, `preflight`, `hook`).
+pub(crate) async fn run_checks(
+    checks: &[Check],
+    what: &str,
     transport: &Transport,
     clock: &dyn Clock,
     runner: &Runner,
 ) -> Report {
-    let futures = spec.checks.iter().map(|check| async move {
+    let futures = checks.iter().map(|check| async move {
         let log = |attempt: u32, why: &str| {
             runner.info(&format!(
-                "smoke check {:?} attempt {attempt} failed: {why}",
+                "{what} check {:?} attempt {attempt} failed: {why}",
                 check.name
             ));
         };
@@ -93,7 +96,7 @@ pub(crate) async fn run_spec(
         })
         .await;
         runner.info(&format!(
-            "smoke check {:?} ({}): {} after {}: {}",
+            "{what} check {:?} ({}): {} after {}: {}",
             check.name,
             check.describe(),
             if outcome.passed { "passed" } else { "FAILED" },
@@ -128,16 +131,47 @@ pub(crate) async fn run_step(
     }
 }
 
-/// Runs a loaded spec against `namespace`; `Failed` (with the whole report) when a check fails.
+/// Runs a loaded spec's checks against `namespace`; `Failed` (with the whole report) when a
+/// check fails.
 pub(crate) async fn run(
     spec: &Spec,
     namespace: &str,
     kube: Option<&kube::Client>,
     runner: &Runner,
 ) -> Result<Report, SmokeError> {
+    run_list(&spec.checks, "smoke", namespace, kube, runner).await
+}
+
+/// The preflight checks on the live release (each retried within `preflight.wait`); `Failed`
+/// when one has not passed by then.
+pub(crate) async fn preflight(
+    spec: &Spec,
+    namespace: &str,
+    kube: Option<&kube::Client>,
+    runner: &Runner,
+) -> Result<Report, SmokeError> {
+    run_list(&spec.preflight, "preflight", namespace, kube, runner).await
+}
+
+/// One hook's request; `Failed` when its answer is not what it expects.
+pub(crate) async fn hook(
+    check: &Check,
+    namespace: &str,
+    kube: Option<&kube::Client>,
+    runner: &Runner,
+) -> Result<Report, SmokeError> {
+    run_list(std::slice::from_ref(check), "hook", namespace, kube, runner).await
+}
+
+async fn run_list(
+    checks: &[Check],
+    what: &'static str,
+    namespace: &str,
+    kube: Option<&kube::Client>,
+    runner: &Runner,
+) -> Result<Report, SmokeError> {
     if kube.is_none()
-        && let Some(c) = spec
-            .checks
+        && let Some(c) = checks
             .iter()
             .find(|c| matches!(c.target, Target::Service { .. }))
     {
@@ -148,11 +182,12 @@ pub(crate) async fn run(
     }
     let transport = Transport::new(kube.cloned(), namespace)?;
     let clock = TokioClock::default();
-    let report = run_spec(spec, &transport, &clock, runner).await;
+    let report = run_checks(checks, what, &transport, &clock, runner).await;
     if report.passed() {
         Ok(report)
     } else {
         Err(SmokeError::Failed {
+            what,
             failed: report
                 .results
                 .iter()
@@ -193,6 +228,7 @@ mod tests {
             ],
         };
         let e = SmokeError::Failed {
+            what: "smoke",
             failed: vec![report.results[1].clone()],
             total: 2,
             report,

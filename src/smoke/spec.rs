@@ -1,6 +1,8 @@
 //! The smoke spec: the YAML file as written (docs/smoke-tests.md, JSON Schema in
 //! schema/smoke-tests.schema.json) and the checks it compiles to, validated, with the variables
-//! substituted and each check's retry policy resolved against the defaults.
+//! substituted and each check's retry policy resolved against the defaults: the checks after the
+//! upgrade, the `preflight` checks on the live release before it (retried within `wait`), and the
+//! paired `hooks` around it (`before_upgrade`, and `after`, which runs whatever the outcome).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -91,10 +93,30 @@ struct CheckFile {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PreflightFile {
+    /// The budget within which every preflight check must pass (retried until then).
+    wait: Option<String>,
+    #[serde(default)]
+    checks: Vec<CheckFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HooksFile {
+    before_upgrade: Option<CheckFile>,
+    after: Option<CheckFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SpecFile {
     #[serde(default)]
     defaults: DefaultsFile,
+    #[serde(default)]
     checks: Vec<CheckFile>,
+    preflight: Option<PreflightFile>,
+    #[serde(default)]
+    hooks: HooksFile,
 }
 
 /// Where a check sends its request.
@@ -143,7 +165,20 @@ impl Check {
 /// A validated smoke spec.
 #[derive(Debug, Clone)]
 pub(crate) struct Spec {
+    /// After the upgrade.
     pub(crate) checks: Vec<Check>,
+    /// On the live release before the upgrade, each retried within `preflight.wait`.
+    pub(crate) preflight: Vec<Check>,
+    /// The paired hooks: both or neither.
+    pub(crate) hooks: Option<Hooks>,
+}
+
+/// `before_upgrade` (e.g. pause new orders) and `after` (resume), one attempt each unless the
+/// hook says `retries`.
+#[derive(Debug, Clone)]
+pub(crate) struct Hooks {
+    pub(crate) before_upgrade: Check,
+    pub(crate) after: Check,
 }
 
 impl Spec {
@@ -163,27 +198,77 @@ impl Spec {
             message,
         };
         let file: SpecFile = crate::manifest::parse(text).map_err(|e| err(one_line(&e)))?;
-        if file.checks.is_empty() {
+        let hooks_given = file.hooks.before_upgrade.is_some() || file.hooks.after.is_some();
+        if file.checks.is_empty() && file.preflight.is_none() && !hooks_given {
             return Err(err("`checks` is empty".into()));
         }
         let defaults_policy = policy(&file.defaults.policy, Policy::default())
             .map_err(|m| err(format!("defaults: {m}")))?;
         let mut names = BTreeSet::new();
-        let mut checks = Vec::new();
-        for (n, c) in file.checks.iter().enumerate() {
-            let label = if c.name.is_empty() {
-                format!("check {}", n + 1)
-            } else {
-                format!("check {:?}", c.name)
-            };
-            let check = compile(c, &file.defaults, defaults_policy, vars)
-                .map_err(|m| err(format!("{label}: {m}")))?;
-            if !names.insert(check.name.clone()) {
-                return Err(err(format!("{label}: the name is used twice")));
+        let mut compile_all = |list: &[CheckFile], section: &str, base: Policy| {
+            let mut out = Vec::new();
+            for (n, c) in list.iter().enumerate() {
+                let label = if c.name.is_empty() {
+                    format!("{section} {}", n + 1)
+                } else {
+                    format!("{section} {:?}", c.name)
+                };
+                let check = compile(c, &file.defaults, base, vars)
+                    .map_err(|m| err(format!("{label}: {m}")))?;
+                if !names.insert(check.name.clone()) {
+                    return Err(err(format!("{label}: the name is used twice")));
+                }
+                out.push(check);
             }
-            checks.push(check);
-        }
-        Ok(Spec { checks })
+            Ok(out)
+        };
+        let checks = compile_all(&file.checks, "check", defaults_policy)?;
+        let preflight = match &file.preflight {
+            None => Vec::new(),
+            Some(p) => {
+                if p.checks.is_empty() {
+                    return Err(err("`preflight.checks` is empty".into()));
+                }
+                let mut base = defaults_policy;
+                if let Some(w) = &p.wait {
+                    base.timeout = duration("preflight.wait", w).map_err(err)?;
+                    base = policy(&PolicyFile::default(), base)
+                        .map_err(|m| err(format!("preflight.wait: {m}")))?;
+                }
+                compile_all(&p.checks, "preflight check", base)?
+            }
+        };
+        let hooks = match (&file.hooks.before_upgrade, &file.hooks.after) {
+            (None, None) => None,
+            (Some(b), Some(a)) => {
+                // One attempt each unless the hook asks for retries: a pause is not repeated
+                // blindly.
+                let base = Policy {
+                    max_attempts: Some(1),
+                    successes: 1,
+                    ..defaults_policy
+                };
+                let mut both = compile_all(&[b.clone(), a.clone()], "hook", base)?;
+                let after = both.pop().expect("two hooks");
+                let before_upgrade = both.pop().expect("two hooks");
+                Some(Hooks {
+                    before_upgrade,
+                    after,
+                })
+            }
+            _ => {
+                return Err(err(
+                    "`hooks.before_upgrade` and `hooks.after` go together (a pause needs its \
+                     resume)"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Spec {
+            checks,
+            preflight,
+            hooks,
+        })
     }
 }
 

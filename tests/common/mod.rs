@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod case;
+pub mod cli_run;
 pub mod commands;
 pub mod docker_action;
 pub mod tools;

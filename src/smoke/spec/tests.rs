@@ -10,6 +10,16 @@ fn the_example_spec_parses() {
     let spec = Spec::load(&path, &vars()).unwrap();
     let names: Vec<_> = spec.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["healthz", "ready", "metrics", "api-status"]);
+    assert_eq!(spec.preflight[0].name, "no-open-orders");
+    assert_eq!(spec.preflight[0].policy.timeout, Duration::from_secs(600));
+    let hooks = spec.hooks.as_ref().expect("the example pauses and resumes");
+    assert_eq!(
+        (hooks.before_upgrade.describe(), hooks.after.describe()),
+        (
+            "POST service/traderadmin:http/admin/pause-new-orders".to_string(),
+            "POST service/traderadmin:http/admin/resume".to_string()
+        )
+    );
     let metrics = &spec.checks[2];
     assert_eq!(metrics.expect.metrics, ["http_requests_total"]);
     assert_eq!(
@@ -75,7 +85,20 @@ fn the_schema_and_the_parser_agree() {
     let default_props = props(&schema["properties"]["defaults"]);
     assert_eq!(
         props(&schema),
-        BTreeSet::from(["checks".into(), "defaults".into()])
+        BTreeSet::from([
+            "checks".into(),
+            "defaults".into(),
+            "hooks".into(),
+            "preflight".into()
+        ])
+    );
+    assert_eq!(
+        props(&schema["properties"]["preflight"]),
+        BTreeSet::from(["checks".into(), "wait".into()])
+    );
+    assert_eq!(
+        props(&schema["properties"]["hooks"]),
+        BTreeSet::from(["after".into(), "before_upgrade".into()])
     );
     assert_eq!(
         expect_props,
@@ -94,7 +117,12 @@ fn the_schema_and_the_parser_agree() {
     }
     let doc = serde_json::json!({
         "defaults": defaults,
-        "checks": [with_service, {"name": "b", "url": sample("url")}]
+        "checks": [with_service, {"name": "b", "url": sample("url")}],
+        "preflight": {"wait": "20s", "checks": [{"name": "c", "url": sample("url")}]},
+        "hooks": {
+            "before_upgrade": {"name": "d", "url": sample("url"), "method": "POST"},
+            "after": {"name": "e", "url": sample("url"), "method": "POST"}
+        }
     });
     parse(&serde_json::to_string(&doc).unwrap()).unwrap();
     // And an undeclared one is refused, at each level.
@@ -103,6 +131,8 @@ fn the_schema_and_the_parser_agree() {
         serde_json::json!({"checks": [{"name": "a", "url": "http://x/", "expect": {"extra": 1}}]}),
         serde_json::json!({"defaults": {"extra": 1}, "checks": [{"name": "a", "url": "http://x/"}]}),
         serde_json::json!({"extra": 1, "checks": [{"name": "a", "url": "http://x/"}]}),
+        serde_json::json!({"preflight": {"extra": 1, "checks": [{"name": "a", "url": "http://x/"}]}}),
+        serde_json::json!({"hooks": {"extra": 1}}),
     ] {
         let e = parse(&doc.to_string()).unwrap_err();
         assert!(e.contains("unknown field `extra`"), "{e}");
@@ -369,4 +399,65 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn preflight_and_hooks_compile_with_their_budgets() {
+    let spec = parse(
+        r#"
+defaults: {service: app, port: http, timeout: 30s, interval: 1s, successes: 2}
+checks:
+  - {name: ready, path: /ready}
+preflight:
+  wait: 10m
+  checks:
+    - name: no-open-orders
+      path: /api/v1/orders/open
+      expect: {status: 200, json: {/count: 0}}
+hooks:
+  before_upgrade: {name: pause, method: POST, path: /admin/pause-new-orders}
+  after: {name: resume, method: POST, path: /admin/resume}
+"#,
+    )
+    .unwrap();
+    let pre = &spec.preflight[0];
+    assert_eq!(
+        pre.policy.timeout,
+        Duration::from_secs(600),
+        "wait is the budget"
+    );
+    assert_eq!(pre.policy.successes, 2);
+    let hooks = spec.hooks.unwrap();
+    assert_eq!(hooks.before_upgrade.method, http::Method::POST);
+    assert_eq!(
+        (
+            hooks.after.policy.max_attempts,
+            hooks.after.policy.successes
+        ),
+        (Some(1), 1),
+        "a hook is one attempt unless it asks for retries"
+    );
+}
+
+#[test]
+fn preflight_and_hooks_errors_name_the_section() {
+    let e = parse("preflight: {checks: []}").unwrap_err();
+    assert!(e.contains("`preflight.checks` is empty"), "{e}");
+    let e = parse("hooks: {before_upgrade: {name: p, url: 'http://x/'}}").unwrap_err();
+    assert!(e.contains("go together"), "{e}");
+    let e = parse("preflight: {wait: soon, checks: [{name: a, url: 'http://x/'}]}").unwrap_err();
+    assert!(
+        e.contains("`preflight.wait` \"soon\" is not a duration"),
+        "{e}"
+    );
+    let e = parse(
+        "checks: [{name: a, url: 'http://x/'}]\npreflight: {checks: [{name: a, url: 'http://x/'}]}",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("preflight check \"a\": the name is used twice"),
+        "{e}"
+    );
+    // A spec of hooks alone is a spec.
+    parse("hooks: {before_upgrade: {name: p, url: 'http://x/', method: POST}, after: {name: r, url: 'http://x/', method: POST}}").unwrap();
 }

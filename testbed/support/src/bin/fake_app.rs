@@ -15,6 +15,11 @@
 //! 503, then the rule's codes: a cutover blip); `DELETE /control` clears all rules;
 //! `GET /requests?namespace=ns` lists the app requests served. Default behaviour without a rule:
 //! everything 200, except tag `unready-app` whose /ready answers 503.
+//!
+//! A trading desk's drain endpoints (issue #18): `GET /api/v1/orders/open` answers
+//! `{"count": N}`, N being the rule's `open_orders` (default 0; a later POST /control changes it,
+//! as a bot finishing its orders would); `POST /admin/pause-new-orders` and `POST /admin/resume`
+//! answer 200 `{"paused": …}`. Every one of them is in the request log, in order.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -52,6 +57,9 @@ struct Rule {
     /// The next N app requests (any endpoint but /metrics) answer 503, then the codes above.
     #[serde(default)]
     fail_next: u32,
+    /// What `GET /api/v1/orders/open` counts.
+    #[serde(default)]
+    open_orders: u32,
 }
 
 fn ok() -> u16 {
@@ -148,6 +156,7 @@ impl Shared {
                 health: 200,
                 ready: if key.1 == "unready-app" { 503 } else { 200 },
                 fail_next: 0,
+                open_orders: 0,
             })
     }
 
@@ -236,8 +245,30 @@ async fn app_metrics(State(s): State<RouteState>) -> Response {
         .into_response()
 }
 
+async fn app_open_orders(State(s): State<RouteState>) -> Response {
+    let st = s.shared.answer(&s.key, "/api/v1/orders/open");
+    let count = {
+        let inner = s.shared.inner.lock().unwrap();
+        Shared::rule_for(&inner, &s.key).open_orders
+    };
+    (code(st), Json(json!({"count": count}))).into_response()
+}
+
+async fn app_pause(State(s): State<RouteState>) -> Response {
+    let st = s.shared.answer(&s.key, "/admin/pause-new-orders");
+    (code(st), Json(json!({"paused": true}))).into_response()
+}
+
+async fn app_resume(State(s): State<RouteState>) -> Response {
+    let st = s.shared.answer(&s.key, "/admin/resume");
+    (code(st), Json(json!({"paused": false}))).into_response()
+}
+
 fn app_router(state: RouteState) -> Router {
     Router::new()
+        .route("/api/v1/orders/open", get(app_open_orders))
+        .route("/admin/pause-new-orders", axum::routing::post(app_pause))
+        .route("/admin/resume", axum::routing::post(app_resume))
         .route("/health", get(app_health))
         .route("/healthz", get(app_health))
         .route("/ready", get(app_ready))

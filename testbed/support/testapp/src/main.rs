@@ -11,6 +11,10 @@
 //! - `slow-start`: `/ready` and `/readyz` answer 503 for `APP_START_DELAY` seconds (default 10);
 //! - `pause`: serves nothing and sleeps until a signal (the node's sandbox image).
 //!
+//! A trading desk's drain endpoints (issue #18): `GET /api/v1/orders/open` answers
+//! `{"count": N}` with N from `APP_OPEN_ORDERS` (default 0); `POST /admin/pause-new-orders` and
+//! `POST /admin/resume` answer 200 with `{"paused": true|false}` and are logged like every request.
+//!
 //! `APP_VERSION` is the version `/api/v1/status` and `app_info` report, `APP_PORT` (else
 //! `HTTP_PORT`) the port (default 8080), `POD_NAMESPACE` the namespace reported. SIGTERM and
 //! SIGINT end it at once with exit code 0 (as PID 1 in a container a signal without a handler
@@ -69,6 +73,8 @@ struct App {
     namespace: String,
     started: Instant,
     start_delay: Duration,
+    open_orders: u64,
+    paused: Mutex<bool>,
     counters: Mutex<BTreeMap<(String, u16), u64>>,
 }
 
@@ -77,10 +83,42 @@ impl App {
         self.mode == Mode::SlowStart && self.started.elapsed() < self.start_delay
     }
 
+    /// (status, content type, body) of one POST.
+    fn post(&self, path: &str) -> (u16, &'static str, String) {
+        let paused = match path {
+            "/admin/pause-new-orders" => true,
+            "/admin/resume" => false,
+            _ => {
+                return (
+                    405,
+                    "text/plain; charset=utf-8",
+                    "method not allowed\n".into(),
+                );
+            }
+        };
+        *self.paused.lock().unwrap() = paused;
+        *self
+            .counters
+            .lock()
+            .unwrap()
+            .entry((path.to_string(), 200))
+            .or_insert(0) += 1;
+        (200, "application/json", format!("{{\"paused\":{paused}}}"))
+    }
+
     /// (status, content type, body) of one request.
     fn answer(&self, path: &str) -> (u16, &'static str, String) {
         const TEXT: &str = "text/plain; charset=utf-8";
         let (status, ctype, body) = match path {
+            "/api/v1/orders/open" => (
+                200,
+                "application/json",
+                format!(
+                    "{{\"count\":{},\"paused\":{}}}",
+                    self.open_orders,
+                    *self.paused.lock().unwrap()
+                ),
+            ),
             "/health" | "/healthz" => (200, TEXT, "ok\n".to_string()),
             "/ready" | "/readyz" => {
                 let ready = match self.mode {
@@ -172,6 +210,8 @@ fn serve(app: &App, stream: TcpStream) {
     let path = target.split('?').next().unwrap_or("/");
     let (status, ctype, body) = if method == "GET" || method == "HEAD" {
         app.answer(path)
+    } else if method == "POST" {
+        app.post(path)
     } else {
         (
             405,
@@ -244,6 +284,8 @@ fn main() {
         namespace: env("POD_NAMESPACE"),
         started: Instant::now(),
         start_delay: Duration::from_secs(env("APP_START_DELAY").parse().unwrap_or(10)),
+        open_orders: env("APP_OPEN_ORDERS").parse().unwrap_or(0),
+        paused: Mutex::new(false),
         counters: Mutex::new(BTreeMap::new()),
     });
     let listener = match TcpListener::bind(("0.0.0.0", port)) {
@@ -271,8 +313,29 @@ mod tests {
             namespace: "ns".into(),
             started: Instant::now(),
             start_delay: Duration::from_secs(delay),
+            open_orders: 2,
+            paused: Mutex::new(false),
             counters: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    #[test]
+    fn open_orders_and_pause_resume() {
+        let a = app(Mode::Healthy, 0);
+        assert_eq!(
+            a.answer("/api/v1/orders/open").2,
+            r#"{"count":2,"paused":false}"#
+        );
+        assert_eq!(
+            a.post("/admin/pause-new-orders"),
+            (200, "application/json", r#"{"paused":true}"#.into())
+        );
+        assert_eq!(
+            a.answer("/api/v1/orders/open").2,
+            r#"{"count":2,"paused":true}"#
+        );
+        assert_eq!(a.post("/admin/resume").2, r#"{"paused":false}"#);
+        assert_eq!(a.post("/health").0, 405);
     }
 
     #[test]
