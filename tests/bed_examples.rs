@@ -877,6 +877,24 @@ async fn action_deploys_the_example(major: u8) {
     let run = run_action_in(&bed, major, &ns, &admin, "crashloop", "staging");
     assert_eq!(run.code, Some(1), "{}", run.log);
     assert_eq!(run.outputs["status"], "rolled_back", "{}", run.log);
+    // The example spec drained the live v1.1.0 first, and resumed after the rollback.
+    for (what, name) in [
+        ("preflight", "no-open-orders"),
+        ("hook", "pause-new-orders"),
+        ("hook", "resume"),
+    ] {
+        assert!(
+            run.log
+                .lines()
+                .any(|l| l.contains(&format!("{what} check \"{name}\" ("))
+                    && l.contains("passed after")),
+            "{what} {name} did not pass:\n{}",
+            run.log
+        );
+    }
+    let pause = run.log.find("hook check \"pause-new-orders\" (").unwrap();
+    let resume = run.log.find("hook check \"resume\" (").unwrap();
+    assert!(pause < resume, "pause before resume:\n{}", run.log);
     assert_eq!(release_state(&bed, major, &ns), (3, "deployed".to_string()));
     wait_deployment_ready(&client, &ns, "traderadmin-python-orch", 1).await;
     wait_deployment_ready(&client, &ns, "traderadmin-go-scanner", 2).await;
