@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::io::BufRead as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::cli_run::{
-    action_command, action_run, deploy_flags, helm_history, run_action, workspace,
+    action_command, action_run, deploy_flags, helm_history, run_action, run_with_sigterm_on,
+    workspace,
 };
 use common::{Bed, create_namespace, delete_namespace};
 use serde_json::{Value, json};
@@ -241,55 +241,16 @@ async fn resume_follows_a_cancelled_deploy() {
     let (ws, chart) = workspace(&spec("30s", "120s"));
     let first = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.2.0"));
     assert!(first.success, "{}", first.all());
-    let mut child = action_command(
-        &bed,
-        ws.path(),
-        &deploy_flags(&bed, &chart, &ns, "unready-app"),
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut s);
-        s
-    });
     // SIGTERM (the runner's cancel) once the smoke check has failed once: after the pause.
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut signalled = false;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.unwrap_or_default();
-            if !signalled && line.contains("smoke check \"ready\" attempt 1 failed") {
-                assert!(
-                    Command::new("kill")
-                        .args(["-TERM", &pid.to_string()])
-                        .status()
-                        .unwrap()
-                        .success()
-                );
-                signalled = true;
-            }
-            lines.push(line);
-        }
-        (signalled, lines.join("\n"))
-    });
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    let (signalled, out) = reader.join().unwrap();
-    let err = err_reader.join().unwrap();
-    assert!(signalled, "never saw the smoke failure:\n{out}\n{err}");
-    let run = action_run(std::process::Output {
-        status,
-        stdout: out.into_bytes(),
-        stderr: err.into_bytes(),
-    });
+    let (signalled, run) = run_with_sigterm_on(
+        &mut action_command(
+            &bed,
+            ws.path(),
+            &deploy_flags(&bed, &chart, &ns, "unready-app"),
+        ),
+        "smoke check \"ready\" attempt 1 failed",
+    );
+    assert!(signalled, "never saw the smoke failure:\n{}", run.all());
     assert!(run.all().contains("cancelled by SIGTERM"), "{}", run.all());
     let reqs = drain_requests(&bed, &ns).await;
     assert_eq!(

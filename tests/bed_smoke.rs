@@ -5,12 +5,9 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
-
 use common::cli_run::{
-    action_command, action_run, app_requests, deploy_flags, helm_history, orch_image, run_action,
-    set_spec, workspace,
+    action_command, app_requests, deploy_flags, helm_history, orch_image, run_action,
+    run_with_sigterm_on, set_spec, workspace,
 };
 use common::{Bed, create_namespace, delete_namespace, smoke_spec};
 
@@ -217,7 +214,6 @@ checks:
 
 #[tokio::test]
 async fn sigterm_during_the_smoke_tests_rolls_back() {
-    use std::io::{BufRead as _, BufReader};
     let bed = Bed::load();
     let client = bed.client().await;
     let ns = create_namespace(&client, "smoke-term").await;
@@ -236,66 +232,20 @@ checks:
     let first = run_action(&bed, ws.path(), &deploy_flags(&bed, &chart, &ns, "v1.2.0"));
     assert!(first.success, "{}", first.all());
 
-    let mut cmd = action_command(
-        &bed,
-        ws.path(),
-        &deploy_flags(&bed, &chart, &ns, "unready-app"),
+    // Once the first smoke attempt has failed, SIGTERM (as the runner does on cancel).
+    let (signalled, run) = run_with_sigterm_on(
+        &mut action_command(
+            &bed,
+            ws.path(),
+            &deploy_flags(&bed, &chart, &ns, "unready-app"),
+        ),
+        "smoke check \"ready\" attempt 1 failed",
     );
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
-        s
-    });
-    // Once the first smoke attempt has failed, send SIGTERM (as the runner does on cancel).
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut signalled = false;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap_or_default();
-            if !signalled && line.contains("smoke check \"ready\" attempt 1 failed") {
-                let ok = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status()
-                    .unwrap()
-                    .success();
-                assert!(ok, "kill -TERM {pid}");
-                signalled = true;
-            }
-            lines.push(line);
-        }
-        (signalled, lines.join("\n"))
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the action did not stop within 90 s of the signal");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (signalled, out) = reader.join().unwrap();
-    let err = err_reader.join().unwrap();
     assert!(
         signalled,
-        "never saw the first smoke failure:\n{out}\n{err}"
+        "never saw the first smoke failure:\n{}",
+        run.all()
     );
-    let run = action_run(std::process::Output {
-        status,
-        stdout: out.into_bytes(),
-        stderr: err.into_bytes(),
-    });
     assert!(!run.success, "{}", run.all());
     assert_eq!(run.outputs["status"], "rolled_back", "{}", run.all());
     assert!(

@@ -164,3 +164,62 @@ pub async fn app_requests(bed: &Bed, ns: &str) -> Vec<(String, u16)> {
         })
         .collect()
 }
+
+/// Runs `cmd` and sends it SIGTERM (as the runner does on a cancel) once a stdout line contains
+/// `trigger`; waits up to 90 s for it to end. Returns whether the line was seen, and the run.
+pub fn run_with_sigterm_on(cmd: &mut Command, trigger: &str) -> (bool, ActionRun) {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut s);
+        s
+    });
+    let trigger = trigger.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut signalled = false;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            if !signalled && line.contains(&trigger) {
+                let ok = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "kill -TERM {pid}");
+                signalled = true;
+            }
+            lines.push(line);
+        }
+        (signalled, lines.join("\n"))
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the action did not stop within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (signalled, out) = reader.join().unwrap();
+    let err = err_reader.join().unwrap();
+    let run = action_run(std::process::Output {
+        status,
+        stdout: out.into_bytes(),
+        stderr: err.into_bytes(),
+    });
+    (signalled, run)
+}
