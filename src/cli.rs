@@ -74,6 +74,9 @@ fn mode_about(mode: Mode) -> &'static str {
         Mode::Plan => "Render the chart with the new values and diff it against the live release",
         Mode::Validate => "helm lint and template for every environment's values",
         Mode::Resolve => "Print the resolved plan without touching the network",
+        Mode::Uninstall => {
+            "Uninstall the release (same lock and approval), wait until its workloads are gone, mark the environment's GitHub deployments inactive"
+        }
     }
 }
 

@@ -682,30 +682,33 @@ async fn a_dispatch_from_a_branch_is_held_to_the_tag_rule_too() {
 
 /// mode rollback on a protected environment needs the same approval as a deploy.
 #[tokio::test]
-async fn a_rollback_of_prod_without_approval_is_refused() {
-    let repo = add_repo("td-rbnoappr", |_| {}).await;
-    let run = Action::new(&repo)
-        .var("GITHUB_RUN_ID", "1002")
-        .var("INPUT_MODE", "rollback")
-        .var("INPUT_VERSION", "")
-        .run();
-    assert_eq!(run.code, 1, "{}", run.stdout);
-    let err = error_annotation(&run);
-    assert!(
-        err.starts_with(
-            "::error title=Deployment refused::deployment to protected environment refused: run \
-             1002 has no approval for environment prod"
-        ),
-        "{err}"
-    );
-    // Nothing after the approval: no GitHub deployment, no cluster step.
-    let groups: Vec<&str> = run
-        .stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("::group::"))
-        .collect();
-    assert_eq!(groups, ["Check the approval for prod"]);
-    assert!(repo.log().await.iter().all(|e| e["method"] == "GET"));
+async fn a_rollback_or_uninstall_of_prod_without_approval_is_refused() {
+    // mode uninstall needs the same approval as a rollback (issue #16).
+    for mode in ["rollback", "uninstall"] {
+        let repo = add_repo(&format!("td-{mode}-noappr"), |_| {}).await;
+        let run = Action::new(&repo)
+            .var("GITHUB_RUN_ID", "1002")
+            .var("INPUT_MODE", mode)
+            .var("INPUT_VERSION", "")
+            .run();
+        assert_eq!(run.code, 1, "{}", run.stdout);
+        let err = error_annotation(&run);
+        assert!(
+            err.starts_with(
+                "::error title=Deployment refused::deployment to protected environment refused: \
+                 run 1002 has no approval for environment prod"
+            ),
+            "{mode}: {err}"
+        );
+        // Nothing after the approval: no GitHub deployment, no cluster step.
+        let groups: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("::group::"))
+            .collect();
+        assert_eq!(groups, ["Check the approval for prod"], "{mode}");
+        assert!(repo.log().await.iter().all(|e| e["method"] == "GET"));
+    }
 }
 
 #[tokio::test]

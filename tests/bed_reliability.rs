@@ -191,7 +191,7 @@ fn bad_input_cases() -> Vec<BadInput> {
         (
             s(&[("mode", "deploy2")]),
             "mode",
-            "\"deploy2\" is not a mode (deploy, rollback, plan, validate, resolve)",
+            "\"deploy2\" is not a mode (deploy, rollback, plan, validate, resolve, uninstall)",
         ),
         (s(&[("mode", "DEPLOY!")]), "mode", "is not a mode"),
         (
@@ -1221,4 +1221,89 @@ async fn helm_gets_none_of_the_inputs() {
         );
         delete_namespace(&client, &ns).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mode uninstall (issue #16): a preview environment's whole life.
+
+/// A `pr-*` environment deployed twice, then uninstalled: the release and its pods are gone, and
+/// every GitHub deployment of the environment ends `inactive` (GitHub shows a transient one as
+/// destroyed). A second uninstall finds nothing and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preview_environment_is_deployed_then_uninstalled_with_its_deployments_inactive() {
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ws = Workspace::new();
+    let repo = add_repo(&bed, "td-preview", |_| {}).await;
+    let ns = create_namespace(&client, "rel-preview").await;
+    let kubeconfig = std::fs::read_to_string(&bed.kubeconfig).unwrap();
+    let vars = |tag: &str, mode: &str| {
+        let mut v = deploy_vars(&bed, ws.path(), &ns, tag, &kubeconfig);
+        v.extend(repo_vars(&repo, ws.path(), "ghs_bed_full"));
+        v.insert("INPUT_ENVIRONMENT".into(), "pr-42".into());
+        v.insert("INPUT_MODE".into(), mode.into());
+        if mode == "uninstall" {
+            v.insert("INPUT_VERSION".into(), String::new());
+        }
+        v
+    };
+    // Two runs (two pushes to the pull request), two GitHub deployments.
+    for (tag, run_id) in [("v1.0.0", "1001"), ("v1.1.0", "1002")] {
+        let mut v = vars(tag, "deploy");
+        v.insert("GITHUB_RUN_ID".into(), run_id.into());
+        let run = run_action(ws.path(), &v);
+        assert_eq!(run.out("status"), "success", "{}", run.stdout);
+    }
+    let run = run_action(ws.path(), &vars("", "uninstall"));
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.out("status"), "success");
+    assert!(
+        run.stdout
+            .contains("release \"app\" uninstalled; its workloads and pods are gone"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("2 deployment(s) of pr-42 marked inactive"),
+        "{}",
+        run.stdout
+    );
+    assert!(history(&bed, &ns).is_none(), "the release is gone");
+    let pods = kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(pods.items.is_empty(), "pods left: {:?}", pods.items.len());
+    let state = repo.control("GET", "/_standin/state", None).await;
+    let deps = state["repos"][&repo.full.to_ascii_lowercase()]["deployments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let preview: Vec<&Value> = deps
+        .iter()
+        .filter(|d| d["environment"] == "pr-42")
+        .collect();
+    assert_eq!(preview.len(), 2, "{deps:#?}");
+    for d in &preview {
+        assert_eq!(d["transient"], true, "{d}");
+        let last = d["statuses"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["state"], "inactive", "{d}");
+    }
+    // Again: nothing installed, nothing to mark.
+    let again = run_action(ws.path(), &vars("", "uninstall"));
+    assert_eq!(again.out("status"), "success", "{}", again.stdout);
+    assert!(
+        again.stdout.contains("is not installed"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again
+            .stdout
+            .contains("0 deployment(s) of pr-42 marked inactive"),
+        "{}",
+        again.stdout
+    );
+    delete_namespace(&client, &ns).await;
 }

@@ -499,7 +499,7 @@ fn bad_inputs_give_one_line_errors() {
         (
             &[("mode", "deploy2")],
             "mode",
-            "\"deploy2\" is not a mode (deploy, rollback, plan, validate, resolve)",
+            "\"deploy2\" is not a mode (deploy, rollback, plan, validate, resolve, uninstall)",
         ),
         (
             &[("environment", "a/b")],

@@ -420,6 +420,61 @@ pub(crate) async fn finish(
     Ok(made_inactive)
 }
 
+/// mode uninstall: every deployment of the environment whose latest status is not `inactive`
+/// is marked `inactive` (GitHub shows a transient environment's as destroyed), the newest 100.
+/// Returns their ids.
+pub(crate) async fn retire(
+    gh: &GitHub,
+    environment: &str,
+    log_url: &str,
+    description: &str,
+) -> Result<Vec<u64>, GitHubError> {
+    let list = gh
+        .get(
+            "/deployments",
+            &[
+                ("environment", environment.to_string()),
+                ("per_page", "100".into()),
+            ],
+            &format!("list the deployments of {environment}"),
+            "deployments: read",
+        )
+        .await?
+        .body;
+    let ids: Vec<u64> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("id").and_then(Value::as_u64))
+        .collect();
+    let mut retired = Vec::new();
+    for id in ids {
+        let latest = gh
+            .get(
+                &format!("/deployments/{id}/statuses"),
+                &[("per_page", "1".into())],
+                &format!("read the latest status of deployment {id}"),
+                "deployments: read",
+            )
+            .await?
+            .body;
+        if latest.pointer("/0/state").and_then(Value::as_str) == Some("inactive") {
+            continue;
+        }
+        let mut body = status_body("inactive", description, log_url, None, environment);
+        body["auto_inactive"] = Value::Bool(false);
+        gh.post(
+            &format!("/deployments/{id}/statuses"),
+            &body,
+            &format!("set deployment {id} to inactive"),
+            "deployments: write",
+        )
+        .await?;
+        retired.push(id);
+    }
+    Ok(retired)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,44 @@ fn deployment_ref(git_ref: Option<&str>, sha: Option<&str>) -> Option<String> {
 }
 
 impl Session {
+    /// mode uninstall: marks the environment's deployments inactive; the ids marked. Nothing to
+    /// do outside a workflow run with a token.
+    pub(crate) async fn retire(
+        &self,
+        config: &Config,
+        ctx: &RunContext,
+        runner: &Runner,
+    ) -> Result<Vec<u64>, GitHubError> {
+        let (Some(gh), Some(log_url)) = (self.gh.as_ref(), ctx.run_url()) else {
+            return Ok(Vec::new());
+        };
+        let env = &config.environment;
+        let _g = runner.group(&format!("Mark the GitHub deployments of {env} inactive"));
+        let ids = deployments::retire(
+            gh,
+            env,
+            &log_url,
+            &format!("Release {} uninstalled", config.release),
+        )
+        .await?;
+        runner.info(&format!(
+            "{} deployment(s) of {env} marked inactive{}",
+            ids.len(),
+            if ids.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {}",
+                    ids.iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ));
+        Ok(ids)
+    }
+
     /// Approval (protected environments) then the deployment, in_progress. Nothing here touches
     /// the cluster; any error stops the run before it does.
     pub(crate) async fn start(
@@ -171,6 +209,10 @@ impl Session {
             session.approval = Some(approval);
         }
 
+        // An uninstall records no deployment of its own: it retires the environment's (`retire`).
+        if config.mode == crate::inputs::Mode::Uninstall {
+            return Ok(session);
+        }
         let (Some(gh), Some(run_id), Some(log_url), Some(deploy_ref)) = (
             session.gh.as_ref(),
             ctx.run_id,

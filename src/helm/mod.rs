@@ -256,7 +256,8 @@ impl Helm {
         args
     }
 
-    /// `helm uninstall`: only for a release that never reached `deployed` (a killed install).
+    /// `helm uninstall`: a release that never reached `deployed` (a killed install), and mode
+    /// uninstall.
     pub async fn uninstall(
         &self,
         release: &str,

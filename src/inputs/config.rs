@@ -93,7 +93,9 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         Some(m) => Mode::parse(m.trim()).ok_or_else(|| {
             bad(
                 "mode",
-                format!("{m:?} is not a mode (deploy, rollback, plan, validate, resolve)"),
+                format!(
+                    "{m:?} is not a mode (deploy, rollback, plan, validate, resolve, uninstall)"
+                ),
             )
         })?,
     };
@@ -108,7 +110,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
     }
     if ctx.event_name.as_deref() == Some("push")
         && ctx.event.get("deleted").and_then(|d| d.as_bool()) == Some(true)
-        && mode != Mode::Rollback
+        && !matches!(mode, Mode::Rollback | Mode::Uninstall)
     {
         return Err(bad(
             "ref",
@@ -134,7 +136,10 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
     // A rollback deploys no new image: with no version given and none to infer, it needs none.
     let (version, version_source) =
         match version::resolve_version(raw.get("version").map(str::trim), &trigger) {
-            Err(_) if mode == Mode::Rollback && raw.get("version").is_none() => {
+            Err(_)
+                if matches!(mode, Mode::Rollback | Mode::Uninstall)
+                    && raw.get("version").is_none() =>
+            {
                 (String::new(), version::Source::NotNeeded)
             }
             r => r?,
@@ -215,7 +220,10 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
     let kubeconfig = resolve_kubeconfig(
         raw,
         ctx,
-        matches!(mode, Mode::Deploy | Mode::Rollback | Mode::Plan),
+        matches!(
+            mode,
+            Mode::Deploy | Mode::Rollback | Mode::Plan | Mode::Uninstall
+        ),
     )?;
     let kube_context = resolve_context(raw, &kubeconfig)?;
     let github_token = raw.get("github_token").map(|t| Secret::new(t.trim()));

@@ -129,7 +129,7 @@ pub const INPUTS: &[InputSpec] = &[
     ),
     input(
         "mode",
-        "deploy, rollback, plan, validate or resolve.",
+        "deploy, rollback, plan, validate, resolve or uninstall.",
         "deploy",
         false,
     ),
@@ -249,15 +249,17 @@ pub(crate) enum Mode {
     Plan,
     Validate,
     Resolve,
+    Uninstall,
 }
 
 impl Mode {
-    pub(crate) const ALL: [Mode; 5] = [
+    pub(crate) const ALL: [Mode; 6] = [
         Mode::Deploy,
         Mode::Rollback,
         Mode::Plan,
         Mode::Validate,
         Mode::Resolve,
+        Mode::Uninstall,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -267,6 +269,7 @@ impl Mode {
             Mode::Plan => "plan",
             Mode::Validate => "validate",
             Mode::Resolve => "resolve",
+            Mode::Uninstall => "uninstall",
         }
     }
 

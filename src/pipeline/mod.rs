@@ -12,6 +12,7 @@ mod plan;
 mod recover;
 mod report;
 mod rollback;
+mod uninstall;
 mod validate;
 mod window;
 
@@ -49,6 +50,7 @@ pub enum Title {
     DeployWindow,
     PreflightFailed,
     HookFailed,
+    UninstallFailed,
 }
 
 impl Title {
@@ -71,6 +73,7 @@ impl Title {
             Title::DeployWindow => "Outside the deploy window",
             Title::PreflightFailed => "Preflight failed",
             Title::HookFailed => "Hook failed",
+            Title::UninstallFailed => "Uninstall failed",
         }
     }
 }
@@ -143,6 +146,7 @@ pub async fn run(config: &Config, ctx: &RunContext, runner: &Runner) -> Result<O
     let mut result = match config.mode {
         Mode::Deploy => deploy(Run::new(config, runner, &Cancel::on_signals()), ctx).await,
         Mode::Rollback => rollback(Run::new(config, runner, &Cancel::on_signals()), ctx).await,
+        Mode::Uninstall => uninstall(Run::new(config, runner, &Cancel::on_signals()), ctx).await,
         Mode::Resolve => {
             only_report(
                 Run::new(config, runner, &never),
@@ -212,6 +216,23 @@ async fn deploy(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> 
             result
         }
         .await;
+        cluster::unlock(lock, run.runner).await;
+        result
+    }
+    .await;
+    report::report(&mut run, ctx, &mut result).await;
+    result.map(|()| run.outputs)
+}
+
+/// mode: uninstall — the release removed under the same lock and approval, its workloads and
+/// pods gone, the environment's GitHub deployments inactive.
+async fn uninstall(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> {
+    let mut result = async {
+        window::check(&mut run, ctx)?;
+        deploy::approve(&mut run, ctx).await?;
+        let target = cluster::connect(&run).await?;
+        let lock = cluster::lock(&target, &run, ctx).await?;
+        let result = uninstall::uninstall(&mut run, &target, ctx).await;
         cluster::unlock(lock, run.runner).await;
         result
     }
