@@ -73,8 +73,19 @@ pub(crate) fn render_text(config: &Config, ctx: &RunContext) -> String {
         let label = if n == 0 { "images" } else { "" };
         let _ = writeln!(s, "  {label:<13} {} = {}", i.key, i.reference);
     }
+    if let Some(v) = &config.inline_values {
+        let names: Vec<String> = v
+            .files
+            .iter()
+            .filter_map(|f| f.file_stem().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        let _ = writeln!(s, "  inline values {} (after the files)", names.join(", "));
+    }
     for (k, v) in &config.set {
         let _ = writeln!(s, "  set           {k}={v}");
+    }
+    for (k, v) in &config.set_string {
+        let _ = writeln!(s, "  set-string    {k}={v}");
     }
     let _ = writeln!(
         s,

@@ -627,6 +627,22 @@ fn bad_input_cases() -> Vec<BadInput> {
             "registry_host",
             "ghcr.io has credentials in registry_auth too: give them once",
         ),
+        // Values from the workflow (issue #16).
+        (
+            s(&[("values", "- replicas\n- 2")]),
+            "values",
+            "is not a YAML mapping (key: value lines, as in a values file)",
+        ),
+        (
+            s(&[("secret_values", "apiKey: [canary-unclosed-31")]),
+            "secret_values",
+            "is not valid YAML",
+        ),
+        (
+            s(&[("set_string", "replicas")]),
+            "set_string",
+            "entry 1 \"replicas\" is not key=value",
+        ),
         // Deploy windows (issue #18).
         (
             s(&[("deploy_window", "{calendar: XPAR}")]),
@@ -1304,6 +1320,92 @@ async fn a_preview_environment_is_deployed_then_uninstalled_with_its_deployments
             .contains("0 deployment(s) of pr-42 marked inactive"),
         "{}",
         again.stdout
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values from the workflow (issue #16, part 4).
+
+/// `values` comes after the values files (replicas 2 over the file's 1), `set_string` keeps a
+/// string a string (a ConfigMap's port), and `secret_values` reaches the chart but never any
+/// channel: not stdout, stderr, the summary or the outputs, of a plan (whose diff holds the new
+/// ConfigMap) or of the deploy.
+#[tokio::test(flavor = "multi_thread")]
+async fn inline_values_follow_the_files_and_secret_values_never_show() {
+    const CANARY: &str = "canary-sv-9f3e71";
+    let bed = Bed::load();
+    let client = bed.client().await;
+    let ws = Workspace::new();
+    let ns = create_namespace(&client, "rel-values").await;
+    let kubeconfig = std::fs::read_to_string(&bed.kubeconfig).unwrap();
+    let mut v = deploy_vars(&bed, ws.path(), &ns, "v1.0.0", &kubeconfig);
+    let first = run_action(ws.path(), &v);
+    assert_eq!(first.out("status"), "success", "{}", first.stdout);
+    v.insert(
+        "INPUT_VALUES".into(),
+        "replicas: 2\nconfig:\n  mode: paper\n".into(),
+    );
+    v.insert(
+        "INPUT_SECRET_VALUES".into(),
+        format!("config:\n  apiKey: {CANARY}\n"),
+    );
+    v.insert("INPUT_SET_STRING".into(), "config.port=7497".into());
+    // The runner never shows what `::add-mask::` registers: those lines are the masking itself.
+    let leaks = |run: &Run| {
+        let outputs: Vec<&String> = run.outputs.values().collect();
+        run.stdout
+            .lines()
+            .any(|l| !l.starts_with("::add-mask::") && l.contains(CANARY))
+            || run.stderr.contains(CANARY)
+            || run.summary.contains(CANARY)
+            || outputs.iter().any(|o| o.contains(CANARY))
+    };
+    v.insert("INPUT_MODE".into(), "plan".into());
+    let plan = run_action(ws.path(), &v);
+    assert_eq!(plan.code, Some(0), "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("app-config"),
+        "the plan shows the new ConfigMap: {}",
+        plan.stdout
+    );
+    assert!(
+        !leaks(&plan),
+        "the secret leaked from the plan:\n{}\n{}",
+        plan.stdout,
+        plan.summary
+    );
+    v.insert("INPUT_MODE".into(), "deploy".into());
+    let run = run_action(ws.path(), &v);
+    assert_eq!(
+        run.out("status"),
+        "success",
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        !leaks(&run),
+        "the secret leaked from the deploy:\n{}\n{}",
+        run.stdout,
+        run.summary
+    );
+    let cm = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &ns)
+        .get("app-config")
+        .await
+        .unwrap();
+    let data = cm.data.unwrap();
+    assert_eq!(data["apiKey"], CANARY, "the chart got the secret value");
+    assert_eq!(data["port"], "7497");
+    assert_eq!(data["mode"], "paper");
+    let dep = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), &ns)
+        .get("app-orch")
+        .await
+        .unwrap();
+    assert_eq!(
+        dep.spec.unwrap().replicas,
+        Some(2),
+        "values over the values file"
     );
     delete_namespace(&client, &ns).await;
 }

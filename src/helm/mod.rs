@@ -34,6 +34,8 @@ pub struct UpgradeSpec {
     pub images: Vec<(String, String)>,
     /// The `set` input, each passed with `--set`.
     pub set: Vec<(String, String)>,
+    /// The `set_string` input, each passed with `--set-string`.
+    pub set_string: Vec<(String, String)>,
     pub history_max: u32,
     pub timeout: Duration,
 }
@@ -132,6 +134,10 @@ impl Helm {
         }
         for (key, value) in &spec.set {
             args.push(os("--set"));
+            args.push(os(format!("{key}={value}")));
+        }
+        for (key, value) in &spec.set_string {
+            args.push(os("--set-string"));
             args.push(os(format!("{key}={value}")));
         }
         args
@@ -415,6 +421,7 @@ mod tests {
                 "ghcr.io/acme/python-orch:v1.2.0".into(),
             )],
             set: vec![("replicas".into(), "3".into())],
+            set_string: vec![],
             history_max: 10,
             timeout: Duration::from_secs(300),
         }

@@ -38,6 +38,10 @@ pub struct Config {
     pub(crate) protected: bool,
     /// Refuse approvals given only by the run's actor.
     pub(crate) require_distinct_approver: bool,
+    /// `set_string`: passed with `--set-string`, after the images.
+    pub(crate) set_string: Vec<(String, String)>,
+    /// `values` and `secret_values`, written to private files, after the values files.
+    pub(crate) inline_values: Option<super::values::InlineValues>,
     /// When the environment may be deployed (input `deploy_window` or deploy/policy.yaml).
     pub(crate) deploy_window: Option<crate::window::policy::Policy>,
     pub(crate) window_override: bool,
@@ -217,6 +221,12 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         None => Vec::new(),
     };
     check_set_keeps_images(&set, &images)?;
+    let set_string = match raw.get("set_string") {
+        Some(list) => super::parse::parse_settings("set_string", list)?,
+        None => Vec::new(),
+    };
+    super::parse::check_keeps_images("set_string", &set_string, &images)?;
+    let inline_values = super::values::inline_values(raw.get("values"), raw.get("secret_values"))?;
     let kubeconfig = resolve_kubeconfig(
         raw,
         ctx,
@@ -359,6 +369,8 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         require_distinct_approver,
         deploy_window,
         window_override,
+        set_string,
+        inline_values,
         environment_url,
         timeout,
         rollback_on_failure,

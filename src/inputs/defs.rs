@@ -74,6 +74,24 @@ pub const INPUTS: &[InputSpec] = &[
         true,
     ),
     input(
+        "set_string",
+        "Newline list of key=value settings passed with --set-string (values stay strings).",
+        "none",
+        true,
+    ),
+    input(
+        "values",
+        "Inline YAML values, applied after the values files.",
+        "none",
+        false,
+    ),
+    input(
+        "secret_values",
+        "Inline YAML values that are secret: masked whole and scalar by scalar, written 0600, applied after values.",
+        "none",
+        false,
+    ),
+    input(
         "kubeconfig",
         "Kubeconfig content, raw YAML or base64 (pass it from a secret).",
         "kubeconfig_path, else the files KUBECONFIG names (under the workspace in a workflow)",
@@ -233,6 +251,7 @@ pub(crate) const SECRET_INPUTS: &[&str] = &[
     "notify_webhook",
     "registry_auth",
     "registry_password",
+    "secret_values",
 ];
 
 /// Looks an input up by name.

@@ -194,6 +194,14 @@ pub(super) fn parse_images(list: &str, version: &str) -> Result<Vec<ImageSetting
 }
 
 pub(super) fn parse_set(list: &str) -> Result<Vec<(String, String)>, InputError> {
+    parse_settings("set", list)
+}
+
+/// `set` or `set_string`: newline-separated `key=value` entries.
+pub(super) fn parse_settings(
+    input: &'static str,
+    list: &str,
+) -> Result<Vec<(String, String)>, InputError> {
     let mut out = Vec::new();
     for (n, line) in list_lines(list).enumerate() {
         match line.split_once('=') {
@@ -202,7 +210,7 @@ pub(super) fn parse_set(list: &str) -> Result<Vec<(String, String)>, InputError>
             }
             _ => {
                 return Err(bad(
-                    "set",
+                    input,
                     format!(
                         "entry {} {line:?} is not key=value (e.g. replicaCount=2)",
                         n + 1
@@ -221,6 +229,15 @@ pub(super) fn check_set_keeps_images(
     set: &[(String, String)],
     images: &[ImageSetting],
 ) -> Result<(), InputError> {
+    check_keeps_images("set", set, images)
+}
+
+/// The same rule for `set` and `set_string` (`--set-string` splits entries as `--set` does).
+pub(super) fn check_keeps_images(
+    input: &'static str,
+    set: &[(String, String)],
+    images: &[ImageSetting],
+) -> Result<(), InputError> {
     let image_paths: Vec<_> = images
         .iter()
         .map(|i| (i, strvals::key_path(&i.key)))
@@ -229,7 +246,7 @@ pub(super) fn check_set_keeps_images(
         let entry = format!("{key}={value}");
         let paths = strvals::set_paths(&entry).map_err(|why| {
             bad(
-                "set",
+                input,
                 format!(
                     "entry {} {entry:?} is not what helm --set reads: {why}",
                     n + 1
@@ -239,7 +256,7 @@ pub(super) fn check_set_keeps_images(
         for p in &paths {
             if let Some((image, _)) = image_paths.iter().find(|(_, ip)| p.overlaps(ip)) {
                 return Err(bad(
-                    "set",
+                    input,
                     format!(
                         "entry {} sets {:?}, which would override {:?} from `images` ({}, the \
                          image that is verified and deployed); set images through `images` only",

@@ -80,6 +80,7 @@ impl RawInputs {
                     Err(_) => out.extend(secret_fragments(v)),
                 },
                 ("registry_auth", Some(v)) => out.extend(registry_auth_masks(v)),
+                ("secret_values", Some(v)) => out.extend(super::values::secret_values_masks(v)),
                 (_, Some(v)) => out.extend(secret_fragments(v)),
             }
         }

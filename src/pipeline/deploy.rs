@@ -106,9 +106,16 @@ pub(super) fn upgrade_spec(config: &Config, images: Vec<(String, String)>) -> Up
         release: config.release.clone(),
         namespace: config.namespace.clone(),
         chart,
-        values_files: config.values_files.clone(),
+        // The inline `values` and `secret_values` come after the files, as their files.
+        values_files: config
+            .values_files
+            .iter()
+            .chain(config.inline_values.iter().flat_map(|v| v.files.iter()))
+            .cloned()
+            .collect(),
         images,
         set: config.set.clone(),
+        set_string: config.set_string.clone(),
         history_max: config.history_max,
         timeout: config.timeout,
     }
