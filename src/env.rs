@@ -28,6 +28,23 @@ pub(crate) mod vars {
     /// Prefix of the action inputs: `INPUT_<NAME>`, upper-cased.
     pub(crate) const INPUT_PREFIX: &str = "INPUT_";
 
+    // `kube-token` (src/kube_token/): what the exec credential plugins it stands in for read.
+    /// AWS credentials, as GitHub workflows (aws-actions/configure-aws-credentials) set them.
+    pub(crate) const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+    pub(crate) const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+    pub(crate) const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+    /// The region when `--region` is not given: AWS CLI v2 reads `AWS_REGION` first, v1 only
+    /// `AWS_DEFAULT_REGION`.
+    pub(crate) const AWS_REGION: &str = "AWS_REGION";
+    pub(crate) const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+    /// `legacy`: the regions STS once served globally sign for us-east-1 at sts.amazonaws.com.
+    pub(crate) const AWS_STS_REGIONAL_ENDPOINTS: &str = "AWS_STS_REGIONAL_ENDPOINTS";
+    /// Endpoint overrides (the SDKs' service-specific endpoint setting): STS's, then all services'.
+    pub(crate) const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
+    pub(crate) const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    /// What the Kubernetes client tells an exec plugin (its `apiVersion` picks the answer's).
+    pub(crate) const KUBERNETES_EXEC_INFO: &str = "KUBERNETES_EXEC_INFO";
+
     /// What helm gets of this process's environment (issue #17, finding 6): only these, never
     /// the `INPUT_*` (the token, kubeconfig and registry password) nor `GITHUB_*`. helm needs a
     /// PATH (exec credential plugins are found on it), a HOME (its default config, cache and
