@@ -138,6 +138,16 @@ impl Env {
         self.get(vars::GITHUB_ACTIONS) == Some("true")
     }
 
+    /// The cloud credentials in this environment that `kube-token` signs with (the AWS secret
+    /// key and session token): masked like the secret inputs, as a step's log could echo them.
+    pub fn cloud_secrets(&self) -> Vec<String> {
+        [vars::AWS_SECRET_ACCESS_KEY, vars::AWS_SESSION_TOKEN]
+            .iter()
+            .filter_map(|n| self.get(n))
+            .map(|v| v.trim().to_string())
+            .collect()
+    }
+
     /// The tracing filter, if set.
     pub fn log_filter(&self) -> Option<&str> {
         self.get(vars::TRADER_DEPLOY_LOG)

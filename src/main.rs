@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         ctx.summary_path.clone(),
     );
     // Secrets are masked before validation, so no message can echo one.
-    for s in raw.secret_values() {
+    for s in raw.secret_values().into_iter().chain(env.cloud_secrets()) {
         runner.mask(&s);
     }
     init_tracing(&env, &runner);
