@@ -71,6 +71,26 @@ if [ ! -x "$CACHE/bin/actionlint-$ACTIONLINT_VERSION" ]; then
   mv "$CACHE/go/tmpbin-actionlint/actionlint" "$CACHE/bin/actionlint-$ACTIONLINT_VERSION"
 fi
 
+# aws-iam-authenticator's token verifier (its pkg/token, the code its server runs on each token)
+# in a one-file program (testbed/eks-verifier), from the Go module proxy: tests/kube_token_aws.rs
+# checks kube-token's tokens with it.
+verifier=$CACHE/bin/eks-token-verifier-$AWS_IAM_AUTHENTICATOR_VERSION
+if [ ! -x "$verifier" ]; then
+  log "go build eks-token-verifier (aws-iam-authenticator $AWS_IAM_AUTHENTICATOR_VERSION)"
+  mod=$CACHE/go/eks-verifier
+  rm -rf "$mod" && mkdir -p "$mod" "$CACHE/bin"
+  cp "$here/eks-verifier/main.go" "$mod/"
+  (
+    cd "$mod"
+    export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build
+    go mod init trader-deploy.test/eks-verifier >/dev/null 2>&1
+    go get "sigs.k8s.io/aws-iam-authenticator@$AWS_IAM_AUTHENTICATOR_VERSION" >/dev/null 2>&1
+    go mod tidy >/dev/null 2>&1
+    go build -ldflags "-s -w" -o "$verifier.tmp" .
+  )
+  mv "$verifier.tmp" "$verifier"
+fi
+
 # npm: GitHub's OpenAPI description, the Prism validator, real webhook payloads.
 npmdir=$CACHE/npm
 stamp="$npmdir/.stamp-$PRISM_VERSION-$OCTOKIT_OPENAPI_VERSION-$WEBHOOKS_EXAMPLES_VERSION"

@@ -3,7 +3,8 @@
 //! reaches dynamically linked programs only) and must print the same ExecCredential byte for
 //! byte, for several regions and partitions, with and without a session token, and with
 //! `--role-arn`'s credentials assumed from a local STS stand-in that checks each AssumeRole's
-//! SigV4 signature as STS would.
+//! SigV4 signature as STS would. aws-iam-authenticator's own verifier (built from its Go module,
+//! whose clock libfaketime cannot reach) takes both plugins' tokens up to its STS call.
 
 mod common;
 
@@ -561,4 +562,182 @@ fn the_instants_agree() {
         let parsed: jiff::Timestamp = format!("{}Z", text.replace(' ', "T")).parse().unwrap();
         assert_eq!(parsed.as_second() as u64, *at);
     }
+}
+
+/// A proxy that takes one CONNECT at a time, records its target and refuses it: where
+/// aws-iam-authenticator's verifier would reach STS, it stops here, on loopback.
+fn refusing_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut line = String::new();
+            let _ = BufReader::new(stream.try_clone().unwrap()).read_line(&mut line);
+            record.lock().unwrap().push(line.trim_end().to_string());
+            let _ = stream.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    (url, seen)
+}
+
+/// How far aws-iam-authenticator's verifier got with `token`: its JSON verdict.
+fn verify(
+    verifier: &Path,
+    proxy: &str,
+    cluster: &str,
+    partition: &str,
+    region: &str,
+    token: &str,
+) -> serde_json::Value {
+    let mut child = Command::new(verifier)
+        .args([cluster, partition, region])
+        .env_clear()
+        .env("HTTPS_PROXY", proxy)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn token_of(answer: &str) -> String {
+    let doc: serde_json::Value = serde_json::from_str(answer).unwrap();
+    doc["status"]["token"].as_str().unwrap().to_string()
+}
+
+/// aws-iam-authenticator's own verifier (the code its server runs on each token) accepts the
+/// tokens of both `kube-token aws eks get-token` and `kube-token aws-iam-authenticator token` up
+/// to the point where it calls STS, at the STS host of the token's partition and region; it
+/// refuses one sent to another partition's verifier, and one minted 20 minutes ago.
+#[test]
+fn aws_iam_authenticators_verifier_takes_the_tokens_up_to_sts() {
+    let Some(verifier) = common::tools::eks_token_verifier() else {
+        return;
+    };
+    let (proxy, seen) = refusing_proxy();
+    let cases: &[(Option<&str>, &str, &str)] = &[
+        (Some("eu-west-1"), "aws", "sts.eu-west-1.amazonaws.com"),
+        (Some("us-east-1"), "aws", "sts.us-east-1.amazonaws.com"),
+        (
+            Some("ap-southeast-2"),
+            "aws",
+            "sts.ap-southeast-2.amazonaws.com",
+        ),
+        (
+            Some("cn-north-1"),
+            "aws-cn",
+            "sts.cn-north-1.amazonaws.com.cn",
+        ),
+        (
+            Some("us-gov-west-1"),
+            "aws-us-gov",
+            "sts.us-gov-west-1.amazonaws.com",
+        ),
+        (None, "aws", "sts.amazonaws.com"),
+    ];
+    let mut checked = 0;
+    for (region, partition, host) in cases {
+        for session in [None, Some(SESSION)] {
+            for plugin in [
+                &["aws", "eks", "get-token", "--cluster-name", "prod"][..],
+                &["aws-iam-authenticator", "token", "-i", "prod"][..],
+            ] {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
+                cmd.arg("kube-token").args(plugin).env_clear();
+                if let Some(r) = region {
+                    cmd.args(["--region", r]);
+                }
+                cmd.env("AWS_ACCESS_KEY_ID", KEY_ID)
+                    .env("AWS_SECRET_ACCESS_KEY", SECRET);
+                if let Some(s) = session {
+                    cmd.env("AWS_SESSION_TOKEN", s);
+                }
+                let out = cmd.output().unwrap();
+                assert!(out.status.success(), "{plugin:?}: {out:?}");
+                let token = token_of(&String::from_utf8(out.stdout).unwrap());
+                let before = seen.lock().unwrap().len();
+                let verdict = verify(
+                    &verifier,
+                    &proxy,
+                    "prod",
+                    partition,
+                    region.unwrap_or("us-east-1"),
+                    &token,
+                );
+                assert_eq!(verdict["stage"], "sts", "{plugin:?} {region:?}: {verdict}");
+                let seen = seen.lock().unwrap();
+                assert_eq!(
+                    seen[before..],
+                    [format!("CONNECT {host}:443 HTTP/1.1")],
+                    "{plugin:?} {region:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, cases.len() * 4);
+
+    // The verifier refuses: a token for another partition's hosts, and one 20 minutes old.
+    let mint = |faketime: Option<(&Path, &str)>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
+        cmd.args([
+            "kube-token",
+            "aws",
+            "eks",
+            "get-token",
+            "--cluster-name",
+            "prod",
+        ])
+        .args(["--region", "eu-west-1"])
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        if let Some((lib, at)) = faketime {
+            cmd.env("LD_PRELOAD", lib).env("FAKETIME", at);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        token_of(&String::from_utf8(out.stdout).unwrap())
+    };
+    let before = seen.lock().unwrap().len();
+    let v = verify(
+        &verifier,
+        &proxy,
+        "prod",
+        "aws-cn",
+        "cn-north-1",
+        &mint(None),
+    );
+    assert_eq!(v["stage"], "format", "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("unexpected hostname"),
+        "{v}"
+    );
+    if let Some(lib) = libfaketime() {
+        let v = verify(
+            &verifier,
+            &proxy,
+            "prod",
+            "aws",
+            "eu-west-1",
+            &mint(Some((&lib, "-20m"))),
+        );
+        assert_eq!(v["stage"], "format", "{v}");
+        assert!(v["error"].as_str().unwrap().contains("expired"), "{v}");
+    }
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before,
+        "a refused token reached STS"
+    );
 }

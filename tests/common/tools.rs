@@ -83,3 +83,13 @@ pub fn libfaketime() -> Option<PathBuf> {
         }),
     )
 }
+
+/// aws-iam-authenticator's own token verifier in a one-file program (testbed/eks-verifier),
+/// built by `make deps` at the pinned version.
+pub fn eks_token_verifier() -> Option<PathBuf> {
+    let version = pinned("AWS_IAM_AUTHENTICATOR_VERSION");
+    require(
+        "eks-token-verifier (aws-iam-authenticator's verifier)",
+        cache().join(format!("bin/eks-token-verifier-{version}")),
+    )
+}
