@@ -101,7 +101,7 @@ impl Cluster {
         };
         let mut kubeconfig = select_context(kubeconfig, context)?;
         let rewritten = if answered_exec_plugins(&kubeconfig).next().is_some() {
-            let exe = std::env::current_exe().map_err(KubeClientError::OwnPath)?;
+            let exe = own_path().map_err(KubeClientError::OwnPath)?;
             answer_exec_plugins_with(&mut kubeconfig, &exe)
         } else {
             false
@@ -156,6 +156,22 @@ fn select_context(
         kubeconfig.current_context = Some(name.to_string());
     }
     Ok(kubeconfig)
+}
+
+/// Where the action's image puts this binary (Dockerfile).
+const IMAGE_PATH: &str = "/usr/local/bin/trader-deploy";
+
+/// This binary's path, for the exec entries that run its `kube-token`: the running executable,
+/// else the image's path when it is there (a container without /proc).
+fn own_path() -> std::io::Result<PathBuf> {
+    std::env::current_exe().or_else(|e| {
+        let image = Path::new(IMAGE_PATH);
+        if image.is_file() {
+            Ok(image.to_path_buf())
+        } else {
+            Err(e)
+        }
+    })
 }
 
 /// The exec entries of the kubeconfig's users that `kube-token` answers.
