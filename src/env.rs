@@ -77,8 +77,9 @@ pub(crate) mod vars {
         "HELM_REPOSITORY_CONFIG",
         // A kubeconfig's exec credential plugin runs as helm's child with helm's environment;
         // these are what the usual ones read (aws eks get-token, gke-gcloud-auth-plugin,
-        // kubelogin, and GitHub's OIDC token request for the future `kube-token`, issue #15).
-        // The same plugin, run by this program's kube client, sees them too.
+        // kubelogin, and GitHub's OIDC token request for federated sign-in), and what this
+        // binary's `kube-token` reads in their place (the `AWS_*` prefix below, issue #15). The
+        // same plugin, run by this program's kube client, sees them too.
         "GOOGLE_APPLICATION_CREDENTIALS",
         "USE_GKE_GCLOUD_AUTH_PLUGIN",
         "ACTIONS_ID_TOKEN_REQUEST_URL",
