@@ -35,7 +35,20 @@ pub(crate) enum KubeClientError {
     Client(#[source] kube::Error),
     #[error("failed to find this program's own path, which the kubeconfig's exec plugin runs")]
     OwnPath(#[source] std::io::Error),
+    #[error(
+        "the cluster refused the token `trader-deploy kube-token` made for the kubeconfig's \
+         `{plugin}` (401 Unauthorized): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and \
+         AWS_SESSION_TOKEN, and that their IAM principal has an access entry in the cluster"
+    )]
+    TokenRefused { plugin: &'static str },
+    #[error(
+        "`trader-deploy kube-token` could not make a token for the kubeconfig's `{plugin}`: {why}"
+    )]
+    TokenFailed { plugin: &'static str, why: String },
 }
+
+/// How long the first request with a `kube-token` credential may take.
+const TOKEN_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The cluster as this run reaches it: the kube client, and the kubeconfig file helm is given.
 pub struct Cluster {
@@ -100,7 +113,13 @@ impl Cluster {
             }
         };
         let mut kubeconfig = select_context(kubeconfig, context)?;
-        let rewritten = if answered_exec_plugins(&kubeconfig).next().is_some() {
+        let answered = answered_exec_plugins(&kubeconfig).next().and_then(|exec| {
+            crate::kube_token::recognise(
+                exec.command.as_deref().unwrap_or_default(),
+                exec.args.as_deref().unwrap_or_default(),
+            )
+        });
+        let rewritten = if answered.is_some() {
             let exe = own_path().map_err(KubeClientError::OwnPath)?;
             answer_exec_plugins_with(&mut kubeconfig, &exe)
         } else {
@@ -118,7 +137,13 @@ impl Cluster {
         let cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(KubeClientError::Load)?;
-        let client = kube::Client::try_from(cfg).map_err(KubeClientError::Client)?;
+        let client = kube::Client::try_from(cfg).map_err(|e| match answered {
+            Some(plugin) => token_failed(plugin.as_str(), e),
+            None => KubeClientError::Client(e),
+        })?;
+        if let Some(plugin) = answered {
+            probe_token(&client, plugin.as_str()).await?;
+        }
         Ok(Cluster {
             client,
             kubeconfig_path: Some(path),
@@ -129,6 +154,38 @@ impl Cluster {
     /// The kubeconfig file to pass to helm, if any.
     pub(crate) fn kubeconfig_path(&self) -> Option<&Path> {
         self.kubeconfig_path.as_deref()
+    }
+}
+
+/// One harmless request (GET /version) with the `kube-token` credential, so that a refused or
+/// unmade token is reported as what it is rather than by the first step that needed the cluster.
+/// Other failures (the network, a timeout) are left to the steps that need the cluster.
+async fn probe_token(client: &kube::Client, plugin: &'static str) -> Result<(), KubeClientError> {
+    match tokio::time::timeout(TOKEN_PROBE_TIMEOUT, client.apiserver_version()).await {
+        Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
+            Err(KubeClientError::TokenRefused { plugin })
+        }
+        Ok(Err(e @ kube::Error::Auth(_))) => Err(token_failed(plugin, e)),
+        _ => Ok(()),
+    }
+}
+
+/// A client error while `kube-token` runs as its exec plugin: what `kube-token` said (its one
+/// stderr line, which never holds a credential) rather than kube's whole command line; any
+/// other error as it is.
+fn token_failed(plugin: &'static str, e: kube::Error) -> KubeClientError {
+    match e {
+        kube::Error::Auth(kube::client::AuthError::AuthExecRun { out, .. }) => {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let why = said
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim().to_string())
+                .unwrap_or_else(|| format!("it exited with {}", out.status));
+            KubeClientError::TokenFailed { plugin, why }
+        }
+        other => KubeClientError::Client(other),
     }
 }
 

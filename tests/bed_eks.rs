@@ -53,15 +53,20 @@ async fn reviews(case: &Case) -> Vec<serde_json::Value> {
     all.into_iter().filter(|r| r["eks"] == true).collect()
 }
 
-fn run_with(case: &Case, tag: &str, secret: &str) -> common::case::Finished {
+fn run_with(case: &Case, tag: &str, secret: Option<&str>) -> common::case::Finished {
     let mut cmd = case.action(tag, &[("kubeconfig", &eks_kubeconfig(case))]);
-    cmd.env(
-        "AWS_ACCESS_KEY_ID",
-        &case.bed.vars["TD_BED_AWS_ACCESS_KEY_ID"],
-    )
-    .env("AWS_SECRET_ACCESS_KEY", secret)
-    .env_remove("AWS_SESSION_TOKEN")
-    .env_remove("AWS_PROFILE");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    if let Some(secret) = secret {
+        cmd.env(
+            "AWS_ACCESS_KEY_ID",
+            &case.bed.vars["TD_BED_AWS_ACCESS_KEY_ID"],
+        )
+        .env("AWS_SECRET_ACCESS_KEY", secret);
+    }
     Running::start(cmd, case.ws.path()).wait()
 }
 
@@ -70,7 +75,7 @@ async fn eks_deploy(major: u8) {
     grant(&case).await;
     let before = reviews(&case).await.len();
     let secret = case.bed.vars["TD_BED_AWS_SECRET_ACCESS_KEY"].clone();
-    let run = run_with(&case, "v1.1.0", &secret);
+    let run = run_with(&case, "v1.1.0", Some(&secret));
     assert_success(&run);
     assert_eq!(case.status(), ("deployed".to_string(), 1));
     assert_eq!(case.ready_orch_tag().await, "v1.1.0");
@@ -98,6 +103,7 @@ async fn eks_kubeconfigs_on_the_bed() {
     eks_deploy(3).await;
     eks_deploy(4).await;
     a_wrong_secret_is_refused_and_the_cluster_untouched().await;
+    no_credentials_is_one_line_naming_them().await;
     an_expired_token_is_refused().await;
 }
 
@@ -106,16 +112,21 @@ async fn a_wrong_secret_is_refused_and_the_cluster_untouched() {
     grant(&case).await;
     let before = reviews(&case).await.len();
     let wrong = "wrongSecret/Example+Key0123456789abcdefghij";
-    let run = run_with(&case, "v1.1.0", wrong);
+    let run = run_with(&case, "v1.1.0", Some(wrong));
     assert_eq!(run.code, Some(1), "{}", run.log());
     assert_eq!(run.out("status"), "failed");
     let log = run.log();
     let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("::error")).collect();
     assert_eq!(errors.len(), 1, "{log}");
     assert!(
-        errors[0].contains("Unauthorized") || errors[0].contains("provide credentials"),
+        errors[0].contains(
+            "the cluster refused the token `trader-deploy kube-token` made for the kubeconfig's \
+             `aws eks get-token` (401 Unauthorized): check AWS_ACCESS_KEY_ID"
+        ),
         "{log}"
     );
+    // Refused when connecting, before the lock: nothing was written.
+    assert!(!log.contains("::group::Lock the release"), "{log}");
     assert_eq!(
         log.matches(wrong).count(),
         1,
@@ -140,6 +151,25 @@ async fn a_wrong_secret_is_refused_and_the_cluster_untouched() {
         "a release exists: {out:?}"
     );
     assert!(case.lease_gone().await);
+    case.done().await;
+}
+
+async fn no_credentials_is_one_line_naming_them() {
+    let case = Case::new("eks-nocreds", 3).await;
+    let run = run_with(&case, "v1.1.0", None);
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    let log = run.log();
+    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("::error")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(
+        errors[0].contains(
+            "`trader-deploy kube-token` could not make a token for the kubeconfig's \
+             `aws eks get-token`"
+        ) && errors[0]
+            .contains("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+        "{log}"
+    );
+    assert!(!log.contains("::group::Lock the release"), "{log}");
     case.done().await;
 }
 
