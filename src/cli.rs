@@ -1,7 +1,8 @@
 //! The command line: one subcommand per mode, one flag per action input (`values_files` ↔
 //! `--values-files`), built from the input table so the two cannot drift apart. A secret flag
 //! takes `@path` (the file's content) or `-` (standard input), so the secret stays off argv,
-//! which every local user can read in /proc.
+//! which every local user can read in /proc. `kube-token <plugin command line>` is the exec
+//! credential plugin the action puts into kubeconfigs (src/kube_token/).
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -9,6 +10,18 @@ use std::io::Read;
 use clap::{Arg, ArgAction, Command};
 
 use crate::inputs::{INPUTS, InputError, Mode, RawInputs, SECRET_INPUTS, bad};
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// A mode with its inputs.
+    Run(RawInputs),
+    /// `kube-token <plugin command line>`: the plugin's command and arguments.
+    KubeToken(Vec<OsString>),
+}
+
+/// The subcommand that answers exec credential plugins.
+pub const KUBE_TOKEN: &str = "kube-token";
 
 /// Why the command line was not taken.
 #[derive(Debug)]
@@ -63,8 +76,24 @@ pub(crate) fn command() -> Command {
         }
         cmd = cmd.subcommand(sub);
     }
-    // Tools beside the modes (main.rs runs them before parsing inputs); listed for --help.
-    cmd.subcommand(crate::window::command::command())
+    // Tools beside the modes (main.rs runs `calendar` before parsing inputs); listed for --help.
+    cmd.subcommand(crate::window::command::command()).subcommand(
+        Command::new(KUBE_TOKEN)
+            .about(
+                "Answer a kubeconfig's exec credential plugin natively: `kube-token aws eks \
+                 get-token --cluster-name prod` prints the ExecCredential `aws` would",
+            )
+            .arg(
+                Arg::new("plugin")
+                    .value_name("PLUGIN COMMAND LINE")
+                    .help("The plugin's command and arguments, as the kubeconfig's exec entry has them")
+                    .num_args(1..)
+                    .required(true)
+                    .trailing_var_arg(true)
+                    .allow_hyphen_values(true)
+                    .value_parser(clap::value_parser!(OsString)),
+            ),
+    )
 }
 
 fn mode_about(mode: Mode) -> &'static str {
@@ -80,9 +109,9 @@ fn mode_about(mode: Mode) -> &'static str {
     }
 }
 
-/// Parses the command line into raw inputs (the subcommand is the `mode` input); a secret
-/// flag's `@path` or `-` is read here.
-pub fn parse<I, T>(args: I) -> Result<RawInputs, CliError>
+/// Parses the command line: a mode into raw inputs (the subcommand is the `mode` input; a secret
+/// flag's `@path` or `-` is read here), or `kube-token` with the plugin's command line.
+pub fn parse<I, T>(args: I) -> Result<Invocation, CliError>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -90,7 +119,7 @@ where
     parse_with(args, &mut std::io::stdin().lock())
 }
 
-fn parse_with<I, T>(args: I, stdin: &mut dyn Read) -> Result<RawInputs, CliError>
+fn parse_with<I, T>(args: I, stdin: &mut dyn Read) -> Result<Invocation, CliError>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -101,6 +130,15 @@ where
     let (mode, sub) = matches
         .subcommand()
         .expect("subcommand_required guarantees a subcommand");
+    if mode == KUBE_TOKEN {
+        let plugin = sub
+            .get_many::<OsString>("plugin")
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        return Ok(Invocation::KubeToken(plugin));
+    }
     let mut pairs: Vec<(&str, String)> = vec![("mode", mode.to_string())];
     let mut stdin_read_by: Option<&str> = None;
     for spec in INPUTS.iter().filter(|i| i.name != "mode") {
@@ -113,7 +151,7 @@ where
             pairs.push((spec.name, joined));
         }
     }
-    Ok(RawInputs::from_pairs(pairs))
+    Ok(Invocation::Run(RawInputs::from_pairs(pairs)))
 }
 
 /// A secret flag's value: the content of the file after `@`, standard input for `-` (once per
@@ -174,6 +212,49 @@ fn spec_name(input: &str) -> &'static str {
 mod tests {
     use super::*;
 
+    fn inputs(i: Result<Invocation, CliError>) -> RawInputs {
+        match i {
+            Ok(Invocation::Run(raw)) => raw,
+            other => panic!("not a mode: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kube_token_takes_the_plugins_command_line_verbatim() {
+        let got = parse([
+            "trader-deploy",
+            "kube-token",
+            "aws",
+            "--region",
+            "eu-west-1",
+            "eks",
+            "get-token",
+            "--cluster-name",
+            "prod",
+            "--help",
+        ]);
+        match got {
+            Ok(Invocation::KubeToken(args)) => assert_eq!(
+                args,
+                [
+                    "aws",
+                    "--region",
+                    "eu-west-1",
+                    "eks",
+                    "get-token",
+                    "--cluster-name",
+                    "prod",
+                    "--help"
+                ]
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(["trader-deploy", "kube-token"]),
+            Err(CliError::Usage(_))
+        ));
+    }
+
     #[test]
     fn flags_mirror_inputs_one_to_one() {
         let cmd = command();
@@ -205,13 +286,13 @@ mod tests {
             err.to_string(),
             format!("trader-deploy {}\n", env!("CARGO_PKG_VERSION"))
         );
-        let raw = parse(["trader-deploy", "resolve", "--version", "v2.0.0"]).unwrap();
+        let raw = inputs(parse(["trader-deploy", "resolve", "--version", "v2.0.0"]));
         assert_eq!(raw.get("version"), Some("v2.0.0"));
     }
 
     #[test]
     fn repeated_list_flags_join_lines() {
-        let raw = parse([
+        let raw = inputs(parse([
             "trader-deploy",
             "resolve",
             "--values-files",
@@ -220,8 +301,7 @@ mod tests {
             "b.yaml",
             "--version",
             "v1.0.0",
-        ])
-        .unwrap();
+        ]));
         assert_eq!(raw.get("mode"), Some("resolve"));
         assert_eq!(raw.get("values_files"), Some("a.yaml\nb.yaml"));
         assert_eq!(raw.get("version"), Some("v1.0.0"));
@@ -236,7 +316,7 @@ mod tests {
         std::fs::write(&token, "ghp_from_file\r\n").unwrap();
         let at = |p: &std::path::Path| format!("@{}", p.display());
         let mut stdin: &[u8] = b"https://hooks.example/T0/secret\n";
-        let raw = parse_with(
+        let raw = inputs(parse_with(
             [
                 "trader-deploy".to_string(),
                 "resolve".into(),
@@ -252,8 +332,7 @@ mod tests {
                 "@not-a-secret-input".into(),
             ],
             &mut stdin,
-        )
-        .unwrap();
+        ));
         assert_eq!(raw.get("kubeconfig"), Some("apiVersion: v1\nkind: Config"));
         assert_eq!(raw.get("github_token"), Some("ghp_from_file"));
         assert_eq!(

@@ -34,6 +34,23 @@ pub(crate) mod vars {
     /// Prefix of the action inputs: `INPUT_<NAME>`, upper-cased.
     pub(crate) const INPUT_PREFIX: &str = "INPUT_";
 
+    // `kube-token` (src/kube_token/): what the exec credential plugins it stands in for read.
+    /// AWS credentials, as GitHub workflows (aws-actions/configure-aws-credentials) set them.
+    pub(crate) const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+    pub(crate) const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+    pub(crate) const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+    /// The region when `--region` is not given: AWS CLI v2 reads `AWS_REGION` first, v1 only
+    /// `AWS_DEFAULT_REGION`.
+    pub(crate) const AWS_REGION: &str = "AWS_REGION";
+    pub(crate) const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+    /// `legacy`: the regions STS once served globally sign for us-east-1 at sts.amazonaws.com.
+    pub(crate) const AWS_STS_REGIONAL_ENDPOINTS: &str = "AWS_STS_REGIONAL_ENDPOINTS";
+    /// Endpoint overrides (the SDKs' service-specific endpoint setting): STS's, then all services'.
+    pub(crate) const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
+    pub(crate) const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    /// What the Kubernetes client tells an exec plugin (its `apiVersion` picks the answer's).
+    pub(crate) const KUBERNETES_EXEC_INFO: &str = "KUBERNETES_EXEC_INFO";
+
     /// What helm gets of this process's environment (issue #17, finding 6): only these, never
     /// the `INPUT_*` (the token, kubeconfig and registry password) nor `GITHUB_*`. helm needs a
     /// PATH (exec credential plugins are found on it), a HOME (its default config, cache and
@@ -66,8 +83,9 @@ pub(crate) mod vars {
         "HELM_REPOSITORY_CONFIG",
         // A kubeconfig's exec credential plugin runs as helm's child with helm's environment;
         // these are what the usual ones read (aws eks get-token, gke-gcloud-auth-plugin,
-        // kubelogin, and GitHub's OIDC token request for the future `kube-token`, issue #15).
-        // The same plugin, run by this program's kube client, sees them too.
+        // kubelogin, and GitHub's OIDC token request for federated sign-in), and what this
+        // binary's `kube-token` reads in their place (the `AWS_*` prefix below, issue #15). The
+        // same plugin, run by this program's kube client, sees them too.
         "GOOGLE_APPLICATION_CREDENTIALS",
         "USE_GKE_GCLOUD_AUTH_PLUGIN",
         "ACTIONS_ID_TOKEN_REQUEST_URL",
@@ -125,6 +143,16 @@ impl Env {
 
     pub fn in_actions(&self) -> bool {
         self.get(vars::GITHUB_ACTIONS) == Some("true")
+    }
+
+    /// The cloud credentials in this environment that `kube-token` signs with (the AWS secret
+    /// key and session token): masked like the secret inputs, as a step's log could echo them.
+    pub fn cloud_secrets(&self) -> Vec<String> {
+        [vars::AWS_SECRET_ACCESS_KEY, vars::AWS_SESSION_TOKEN]
+            .iter()
+            .filter_map(|n| self.get(n))
+            .map(|v| v.trim().to_string())
+            .collect()
     }
 
     /// The tracing filter, if set.

@@ -1,7 +1,9 @@
 //! The cluster connection: the run's kubeconfig (input content, or files merged as kubectl
 //! merges them) at its chosen context, written 0600 into a private temporary directory (removed
 //! when the run ends) for helm, and a kube client built from the same kubeconfig, its exec
-//! credential plugins given the environment helm gets, not this process's.
+//! credential plugins given the environment helm gets, not this process's. An exec plugin that
+//! `kube-token` answers (`aws eks get-token`, …) is replaced by this binary's `kube-token`, so
+//! helm and the watch both get fresh tokens with no cloud CLI in the image.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,7 +33,22 @@ pub(crate) enum KubeClientError {
     Serialize(#[source] serde_json::Error),
     #[error("failed to create a Kubernetes client")]
     Client(#[source] kube::Error),
+    #[error("failed to find this program's own path, which the kubeconfig's exec plugin runs")]
+    OwnPath(#[source] std::io::Error),
+    #[error(
+        "the cluster refused the token `trader-deploy kube-token` made for the kubeconfig's \
+         `{plugin}` (401 Unauthorized): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and \
+         AWS_SESSION_TOKEN, and that their IAM principal has an access entry in the cluster"
+    )]
+    TokenRefused { plugin: &'static str },
+    #[error(
+        "`trader-deploy kube-token` could not make a token for the kubeconfig's `{plugin}`: {why}"
+    )]
+    TokenFailed { plugin: &'static str, why: String },
 }
+
+/// How long the first request with a `kube-token` credential may take.
+const TOKEN_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The cluster as this run reaches it: the kube client, and the kubeconfig file helm is given.
 pub struct Cluster {
@@ -95,11 +112,23 @@ impl Cluster {
                 });
             }
         };
-        let kubeconfig = select_context(kubeconfig, context)?;
+        let mut kubeconfig = select_context(kubeconfig, context)?;
+        let answered = answered_exec_plugins(&kubeconfig).next().and_then(|exec| {
+            crate::kube_token::recognise(
+                exec.command.as_deref().unwrap_or_default(),
+                exec.args.as_deref().unwrap_or_default(),
+            )
+        });
+        let rewritten = if answered.is_some() {
+            let exe = own_path().map_err(KubeClientError::OwnPath)?;
+            answer_exec_plugins_with(&mut kubeconfig, &exe)
+        } else {
+            false
+        };
         let text = match text {
-            Some(t) => t,
+            Some(t) if !rewritten => t,
             // JSON is YAML, and kube's types keep every field they read.
-            None => serde_json::to_string(&kubeconfig).map_err(KubeClientError::Serialize)?,
+            _ => serde_json::to_string(&kubeconfig).map_err(KubeClientError::Serialize)?,
         };
         let (dir, path) = write_private(&text).map_err(KubeClientError::Write)?;
         // After helm's copy is written: `drop_env` is for this program's client only.
@@ -108,7 +137,13 @@ impl Cluster {
         let cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(KubeClientError::Load)?;
-        let client = kube::Client::try_from(cfg).map_err(KubeClientError::Client)?;
+        let client = kube::Client::try_from(cfg).map_err(|e| match answered {
+            Some(plugin) => token_failed(plugin.as_str(), e),
+            None => KubeClientError::Client(e),
+        })?;
+        if let Some(plugin) = answered {
+            probe_token(&client, plugin.as_str()).await?;
+        }
         Ok(Cluster {
             client,
             kubeconfig_path: Some(path),
@@ -119,6 +154,38 @@ impl Cluster {
     /// The kubeconfig file to pass to helm, if any.
     pub(crate) fn kubeconfig_path(&self) -> Option<&Path> {
         self.kubeconfig_path.as_deref()
+    }
+}
+
+/// One harmless request (GET /version) with the `kube-token` credential, so that a refused or
+/// unmade token is reported as what it is rather than by the first step that needed the cluster.
+/// Other failures (the network, a timeout) are left to the steps that need the cluster.
+async fn probe_token(client: &kube::Client, plugin: &'static str) -> Result<(), KubeClientError> {
+    match tokio::time::timeout(TOKEN_PROBE_TIMEOUT, client.apiserver_version()).await {
+        Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
+            Err(KubeClientError::TokenRefused { plugin })
+        }
+        Ok(Err(e @ kube::Error::Auth(_))) => Err(token_failed(plugin, e)),
+        _ => Ok(()),
+    }
+}
+
+/// A client error while `kube-token` runs as its exec plugin: what `kube-token` said (its one
+/// stderr line, which never holds a credential) rather than kube's whole command line; any
+/// other error as it is.
+fn token_failed(plugin: &'static str, e: kube::Error) -> KubeClientError {
+    match e {
+        kube::Error::Auth(kube::client::AuthError::AuthExecRun { out, .. }) => {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let why = said
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim().to_string())
+                .unwrap_or_else(|| format!("it exited with {}", out.status));
+            KubeClientError::TokenFailed { plugin, why }
+        }
+        other => KubeClientError::Client(other),
     }
 }
 
@@ -146,6 +213,62 @@ fn select_context(
         kubeconfig.current_context = Some(name.to_string());
     }
     Ok(kubeconfig)
+}
+
+/// Where the action's image puts this binary (Dockerfile).
+const IMAGE_PATH: &str = "/usr/local/bin/trader-deploy";
+
+/// This binary's path, for the exec entries that run its `kube-token`: the running executable,
+/// else the image's path when it is there (a container without /proc).
+fn own_path() -> std::io::Result<PathBuf> {
+    std::env::current_exe().or_else(|e| {
+        let image = Path::new(IMAGE_PATH);
+        if image.is_file() {
+            Ok(image.to_path_buf())
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// The exec entries of the kubeconfig's users that `kube-token` answers.
+fn answered_exec_plugins(
+    kubeconfig: &Kubeconfig,
+) -> impl Iterator<Item = &kube::config::ExecConfig> {
+    kubeconfig
+        .auth_infos
+        .iter()
+        .filter_map(|named| named.auth_info.as_ref()?.exec.as_ref())
+        .filter(|exec| {
+            let command = exec.command.as_deref().unwrap_or_default();
+            let args = exec.args.as_deref().unwrap_or_default();
+            crate::kube_token::recognise(command, args).is_some()
+        })
+}
+
+/// Points every exec plugin `kube-token` answers at `<exe> kube-token <command> <args…>`, its
+/// `env`, `apiVersion` and the rest kept: helm (client-go) and this program's client (kube-rs)
+/// run it through the standard exec machinery, for a fresh token whenever the last one expires.
+/// Any other exec plugin was refused with the inputs (`inputs::kubeconfig_exec`) when its user
+/// is the one the run connects as. True when an entry changed.
+fn answer_exec_plugins_with(kubeconfig: &mut Kubeconfig, exe: &Path) -> bool {
+    let mut changed = false;
+    for named in &mut kubeconfig.auth_infos {
+        let Some(exec) = named.auth_info.as_mut().and_then(|a| a.exec.as_mut()) else {
+            continue;
+        };
+        let command = exec.command.clone().unwrap_or_default();
+        let args = exec.args.clone().unwrap_or_default();
+        if crate::kube_token::recognise(&command, &args).is_none() {
+            continue;
+        }
+        let mut new_args = vec![crate::cli::KUBE_TOKEN.to_string(), command];
+        new_args.extend(args);
+        exec.command = Some(exe.to_string_lossy().into_owned());
+        exec.args = Some(new_args);
+        changed = true;
+    }
+    changed
 }
 
 /// An exec credential plugin this program's client runs gets what helm gets of the environment
@@ -214,6 +337,86 @@ mod tests {
         let root = dir.path().to_path_buf();
         drop(dir);
         assert!(!root.exists());
+    }
+
+    #[test]
+    fn supported_exec_plugins_run_this_binarys_kube_token_with_their_env() {
+        let mut kc = kube::config::Kubeconfig::from_yaml(
+            r#"apiVersion: v1
+clusters: []
+users:
+- name: eks
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: aws
+      args: [--region, eu-west-1, eks, get-token, --cluster-name, prod]
+      env:
+      - {name: AWS_PROFILE_HINT, value: x}
+      interactiveMode: Never
+- name: authenticator
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: /usr/bin/aws-iam-authenticator
+      args: [token, -i, prod]
+- name: other
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: gke-gcloud-auth-plugin
+- name: t
+  user: {token: x}
+"#,
+        )
+        .unwrap();
+        let exe = std::path::Path::new("/usr/local/bin/trader-deploy");
+        assert!(super::answer_exec_plugins_with(&mut kc, exe));
+        let exec = |i: usize| {
+            kc.auth_infos[i]
+                .auth_info
+                .as_ref()
+                .unwrap()
+                .exec
+                .clone()
+                .unwrap()
+        };
+        let eks = exec(0);
+        assert_eq!(eks.command.as_deref(), Some("/usr/local/bin/trader-deploy"));
+        assert_eq!(
+            eks.args.unwrap(),
+            [
+                "kube-token",
+                "aws",
+                "--region",
+                "eu-west-1",
+                "eks",
+                "get-token",
+                "--cluster-name",
+                "prod"
+            ]
+        );
+        assert_eq!(eks.env.unwrap()[0]["value"], "x");
+        assert_eq!(
+            eks.api_version.as_deref(),
+            Some("client.authentication.k8s.io/v1beta1")
+        );
+        assert_eq!(
+            exec(1).args.unwrap(),
+            [
+                "kube-token",
+                "/usr/bin/aws-iam-authenticator",
+                "token",
+                "-i",
+                "prod"
+            ]
+        );
+        // Not answered: left as it is (refused with the inputs when the run connects as it).
+        assert_eq!(exec(2).command.as_deref(), Some("gke-gcloud-auth-plugin"));
+        assert!(exec(2).args.is_none());
+        // Once pointed at kube-token, nothing more to do.
+        assert!(super::answered_exec_plugins(&kc).next().is_none());
+        assert!(!super::answer_exec_plugins_with(&mut kc, exe));
     }
 
     #[test]

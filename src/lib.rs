@@ -10,6 +10,7 @@ pub mod helm;
 mod http;
 pub mod inputs;
 pub mod kube_client;
+pub mod kube_token;
 pub mod lease;
 pub mod manifest;
 mod names;

@@ -6,7 +6,7 @@ use trader_deploy::context::RunContext;
 use trader_deploy::inputs::{self, Env, RawInputs};
 use trader_deploy::outputs::{Outputs, Status};
 use trader_deploy::runner::Runner;
-use trader_deploy::{cli, pipeline, window};
+use trader_deploy::{cli, kube_token, pipeline, window};
 
 fn main() -> ExitCode {
     let env = Env::from_process();
@@ -20,7 +20,9 @@ fn main() -> ExitCode {
         RawInputs::from_env(&env)
     } else {
         match cli::parse(&args) {
-            Ok(raw) => raw,
+            Ok(cli::Invocation::Run(raw)) => raw,
+            // An exec credential plugin's answer for a Kubernetes client, not a run.
+            Ok(cli::Invocation::KubeToken(plugin)) => return kube_token::main(&plugin, &env),
             Err(cli::CliError::Usage(e)) => {
                 let _ = e.print();
                 return if e.use_stderr() {
@@ -50,7 +52,7 @@ fn main() -> ExitCode {
         ctx.summary_path.clone(),
     );
     // Secrets are masked before validation, so no message can echo one.
-    for s in raw.secret_values() {
+    for s in raw.secret_values().into_iter().chain(env.cloud_secrets()) {
         runner.mask(&s);
     }
     init_tracing(&env, &runner);

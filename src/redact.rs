@@ -18,6 +18,18 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// Credentials minted during the run, in any text: an EKS token, a presigned URL's signature or
+/// security token (the part before the value is kept: `$1`).
+fn minted() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(
+            r"(k8s-aws-v1\.|X-Amz-(?:Signature|Security-Token|Credential)=)[A-Za-z0-9_%+/=.-]+",
+        )
+        .expect("a valid pattern")
+    })
+}
+
 /// Secrets shorter than this are not masked (GitHub's runner ignores them too; they would
 /// blank out ordinary words).
 const MIN_LEN: usize = 4;
@@ -39,7 +51,9 @@ impl Redactor {
         true
     }
 
-    /// `text` with every known secret replaced by `***`.
+    /// `text` with every known secret replaced by `***`, and every credential no one could
+    /// register beforehand: the short-lived tokens `kube-token` mints for helm and the watch
+    /// (`k8s-aws-v1.…`) and a presigned URL's signature and security token.
     pub(crate) fn text(&self, text: &str) -> String {
         let masks = self.masks.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = text.to_string();
@@ -47,6 +61,9 @@ impl Redactor {
             if out.contains(m.as_str()) {
                 out = out.replace(m.as_str(), "***");
             }
+        }
+        if out.contains("k8s-aws-v1.") || out.contains("X-Amz-") {
+            out = minted().replace_all(&out, "$1***").into_owned();
         }
         out
     }
@@ -89,6 +106,20 @@ mod tests {
         assert_eq!(out["error"], "helm: password *** rejected");
         assert_eq!(out["n"], 3);
         assert_eq!(out["list"][1]["***"], "***");
+    }
+
+    #[test]
+    fn minted_tokens_and_presigned_urls_are_redacted_unregistered() {
+        let r = Redactor::default();
+        assert_eq!(
+            r.text("Authorization: Bearer k8s-aws-v1.aHR0cHM6Ly9zdHMu_-x and more"),
+            "Authorization: Bearer k8s-aws-v1.*** and more"
+        );
+        assert_eq!(
+            r.text("https://sts.amazonaws.com/?X-Amz-Credential=AKID%2F2026&X-Amz-Security-Token=Fwo%2B%3D&X-Amz-Signature=ab12"),
+            "https://sts.amazonaws.com/?X-Amz-Credential=***&X-Amz-Security-Token=***&X-Amz-Signature=***"
+        );
+        assert_eq!(r.text("no token here"), "no token here");
     }
 
     #[test]

@@ -2,17 +2,18 @@
 # Tears the test bed down: the GitHub stand-in, the fake app, the real node (testbed/node/down.sh:
 # no process, mount, netns, veth, bridge or cgroup of it is left), the registry and the kwok
 # cluster (everything up.sh started). The registry's storage and the build caches are kept.
-# usage: testbed/down.sh [github] [app] [node] [registry] [cluster]   (default: all of them)
+# usage: testbed/down.sh [github] [app] [webhook] [node] [registry] [cluster]   (default: all of them)
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
-parts=" ${*:-github app node registry cluster} "
+parts=" ${*:-github app webhook node registry cluster} "
 want() { [[ $parts == *" $1 "* ]]; }
 status=0
 if want github && [ -x "$BED_REPO/testbed/github/down.sh" ]; then
   TD_BED_DIR=$TD_BED_DIR "$BED_REPO/testbed/github/down.sh" || { bed_log "testbed/github/down.sh failed"; status=1; }
 fi
 want app && pid_stop fake_app fake_app
+want webhook && pid_stop token_webhook token_webhook
 if want node; then
   "$BED_REPO/testbed/node/down.sh" || { bed_log "testbed/node/down.sh failed"; status=1; }
 fi

@@ -27,6 +27,9 @@ command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 [ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
 # actionlint checks the workflows' run: scripts with shellcheck when it is on PATH: always, here.
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+# kube-token's proof (tests/kube_token_aws.rs): libfaketime freezes the clock of the AWS CLI and of
+# the action's glibc test build at one instant.
+compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || need_apt+=(libfaketime)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -63,12 +66,38 @@ if [ ! -f "$calvenv/.stamp-$EXCHANGE_CALENDARS_VERSION" ]; then
   "$calvenv/bin/pip" install -q "exchange-calendars==$EXCHANGE_CALENDARS_VERSION"
   touch "$calvenv/.stamp-$EXCHANGE_CALENDARS_VERSION"
 fi
+# The AWS CLI (v1 from PyPI; v2 is not on PyPI), the reference kube-token's EKS token is compared
+# with (tests/kube_token_aws.rs).
+if ! "$venv/bin/aws" --version 2>/dev/null | grep -q "^aws-cli/$AWSCLI_VERSION "; then
+  log "pip install awscli $AWSCLI_VERSION"
+  "$venv/bin/pip" install -q "awscli==$AWSCLI_VERSION"
+fi
 if [ ! -x "$CACHE/bin/actionlint-$ACTIONLINT_VERSION" ]; then
   log "go install actionlint $ACTIONLINT_VERSION"
   mkdir -p "$CACHE/bin"
   GOTOOLCHAIN=local CGO_ENABLED=0 GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build \
     GOBIN=$CACHE/go/tmpbin-actionlint go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
   mv "$CACHE/go/tmpbin-actionlint/actionlint" "$CACHE/bin/actionlint-$ACTIONLINT_VERSION"
+fi
+
+# aws-iam-authenticator's token verifier (its pkg/token, the code its server runs on each token)
+# in a one-file program (testbed/eks-verifier), from the Go module proxy: tests/kube_token_aws.rs
+# checks kube-token's tokens with it.
+verifier=$CACHE/bin/eks-token-verifier-$AWS_IAM_AUTHENTICATOR_VERSION
+if [ ! -x "$verifier" ]; then
+  log "go build eks-token-verifier (aws-iam-authenticator $AWS_IAM_AUTHENTICATOR_VERSION)"
+  mod=$CACHE/go/eks-verifier
+  rm -rf "$mod" && mkdir -p "$mod" "$CACHE/bin"
+  cp "$here/eks-verifier/main.go" "$mod/"
+  (
+    cd "$mod"
+    export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build
+    go mod init trader-deploy.test/eks-verifier >/dev/null 2>&1
+    go get "sigs.k8s.io/aws-iam-authenticator@$AWS_IAM_AUTHENTICATOR_VERSION" >/dev/null 2>&1
+    go mod tidy >/dev/null 2>&1
+    go build -ldflags "-s -w" -o "$verifier.tmp" .
+  )
+  mv "$verifier.tmp" "$verifier"
 fi
 
 # npm: GitHub's OpenAPI description, the Prism validator, real webhook payloads.

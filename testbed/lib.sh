@@ -14,6 +14,12 @@ BED_REGISTRY=127.0.0.1:${TD_BED_REGISTRY_PORT:-45000}
 BED_APP_CONTROL=127.0.0.1:${TD_BED_APP_PORT:-45020}
 BED_APP_FALLBACK=127.0.0.1:${TD_BED_APP_FALLBACK_PORT:-45021}
 BED_APP_POOL=${TD_BED_APP_POOL:-45030-45079}
+# The EKS token authenticator (token_webhook): its port (chosen by the OS on first start, kept in
+# this file so the apiserver's webhook config stays right) and the AWS key it knows, test only.
+BED_TOKEN_WEBHOOK_PORT_FILE=$TD_BED_DIR/token-webhook.port
+BED_AWS_ACCESS_KEY_ID=AKIABEDEXAMPLE000001
+BED_AWS_SECRET_ACCESS_KEY=bedSecret/Example+Key0123456789abcdefghij
+BED_AWS_USER=arn:aws:iam::111122223333:user/bed-deployer
 export KWOK_WORKDIR=$TD_BED_DIR/kwok
 BED_KUBECONFIG=$TD_BED_DIR/kubeconfig
 KWOKCTL=$BED_BIN/kwokctl-$KWOK_VERSION
@@ -56,6 +62,10 @@ cluster_ok() {
 }
 registry_ok() { http_ok "http://$BED_REGISTRY/v2/"; }
 app_ok() { http_ok "http://$BED_APP_CONTROL/healthz"; }
+token_webhook_ok() {
+  [ -f "$BED_TOKEN_WEBHOOK_PORT_FILE" ] \
+    && http_ok "http://127.0.0.1:$(cat "$BED_TOKEN_WEBHOOK_PORT_FILE")/healthz"
+}
 
 # node_ok: the real node's kubelet answers and the node is Ready (or the bed runs without it,
 # TD_BED_REAL_NODE=0).
@@ -67,7 +77,7 @@ node_ok() {
 }
 
 # bed_ok: the parts this repo's scripts start are all up and answering.
-bed_ok() { [ -f "$TD_BED_DIR/env" ] && cluster_ok && registry_ok && app_ok && node_ok; }
+bed_ok() { [ -f "$TD_BED_DIR/env" ] && cluster_ok && registry_ok && app_ok && token_webhook_ok && node_ok; }
 
 # wait_for DESC SECONDS CMD...: polls CMD every 0.5 s until it succeeds or the deadline passes.
 wait_for() {

@@ -36,6 +36,7 @@ bed_log "  built (${SECONDS}s)"
 target_dir=$(cd "$BED_REPO" && cargo metadata --format-version 1 --no-deps \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 FAKE_APP=${target_dir:-$BED_REPO/target}/debug/fake_app
+TOKEN_WEBHOOK=${target_dir:-$BED_REPO/target}/debug/token_webhook
 TESTAPP=${target_dir:-$BED_REPO/target}/x86_64-unknown-linux-musl/release/testapp
 
 # 2. Registry.
@@ -61,6 +62,44 @@ if [ "$(cat "$TD_BED_DIR/registry/pushed" 2>/dev/null)" != "$stamp" ] \
   echo "$stamp" >"$TD_BED_DIR/registry/pushed"
 fi
 
+# 2b. The EKS token authenticator, before the cluster: kube-apiserver asks it about the bearer
+# tokens it does not know itself (--authentication-token-webhook-config-file), on the port it got
+# on its first start.
+if ! token_webhook_ok; then
+  pid_stop token_webhook token_webhook
+  port=$(cat "$BED_TOKEN_WEBHOOK_PORT_FILE" 2>/dev/null || echo 0)
+  bed_log "starting the token webhook (port $port; 0: any)"
+  setsid "$TOKEN_WEBHOOK" --listen "127.0.0.1:$port" --port-file "$BED_TOKEN_WEBHOOK_PORT_FILE" \
+    --cluster-id "$BED_CLUSTER" \
+    --key "$BED_AWS_ACCESS_KEY_ID=$BED_AWS_SECRET_ACCESS_KEY=$BED_AWS_USER" \
+    >>"$LOGS/token_webhook.log" 2>&1 </dev/null &
+  echo $! >"$TD_BED_DIR/token_webhook.pid"
+  wait_for "token webhook" 20 token_webhook_ok
+fi
+cat >"$TD_BED_DIR/token-webhook.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: token-webhook
+  cluster: {server: "http://127.0.0.1:$(cat "$BED_TOKEN_WEBHOOK_PORT_FILE")/authenticate"}
+users:
+- name: kube-apiserver
+  user: {}
+contexts:
+- name: token-webhook
+  context: {cluster: token-webhook, user: kube-apiserver}
+current-context: token-webhook
+EOF
+# kwokctl.yaml with the apiserver's webhook flags (no cache: every review is asked afresh).
+awk -v cfg="$TD_BED_DIR/token-webhook.kubeconfig" '
+  { print }
+  /value: Hostname/ {
+    print "  - key: authentication-token-webhook-config-file"
+    print "    value: " cfg
+    print "  - key: authentication-token-webhook-cache-ttl"
+    print "    value: 0s"
+  }' "$BED_REPO/testbed/kwok/kwokctl.yaml" >"$TD_BED_DIR/kwokctl.yaml"
+
 # 3. Cluster. One made before the real node (its kwok managing every node, and so fighting the
 # kubelet) is made again.
 if cluster_ok && grep -q -- '--manage-all-nodes=true' "$KWOK_WORKDIR/clusters/$BED_CLUSTER/kwok.yaml" 2>/dev/null; then
@@ -85,7 +124,7 @@ if ! cluster_ok; then
     --kube-scheduler-binary "$BED_BIN/kube-scheduler-$K8S_VERSION" \
     --kwok-controller-binary "$BED_BIN/kwok-$KWOK_VERSION" \
     --enable-crds PortForward \
-    -c "$BED_REPO/testbed/kwok/kwokctl.yaml" \
+    -c "$TD_BED_DIR/kwokctl.yaml" \
     -c "$BED_REPO/testbed/kwok/default-stages.yaml" \
     -c "$BED_REPO/testbed/kwok/failure-stages.yaml" \
     -c "$TD_BED_DIR/kwok-port-forward.yaml" \
@@ -142,6 +181,10 @@ fi
   echo "export TD_APP_URL=http://$BED_APP_CONTROL"
   echo "export TD_BED_DIR=$TD_BED_DIR"
   echo "export TD_BED_CLUSTER=$BED_CLUSTER"
+  echo "export TD_TOKEN_WEBHOOK_URL=http://127.0.0.1:$(cat "$BED_TOKEN_WEBHOOK_PORT_FILE")"
+  echo "export TD_BED_AWS_ACCESS_KEY_ID=$BED_AWS_ACCESS_KEY_ID"
+  echo "export TD_BED_AWS_SECRET_ACCESS_KEY=$BED_AWS_SECRET_ACCESS_KEY"
+  echo "export TD_BED_AWS_USER=$BED_AWS_USER"
   [ "${TD_BED_REAL_NODE:-1}" = 0 ] || echo "export TD_REAL_NODE=$BED_NODE_NAME"
   grep '^export ' "$LOGS/github-env" || true
 } >"$TD_BED_DIR/env.tmp"

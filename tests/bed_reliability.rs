@@ -674,6 +674,20 @@ fn bad_input_cases() -> Vec<BadInput> {
             "window_override",
             "\"sure\" is not true or false",
         ),
+        (
+            s(&[(
+                "kubeconfig",
+                "apiVersion: v1\nkind: Config\ncurrent-context: gke\nclusters:\n- name: gke\n  \
+                 cluster: {server: \"https://127.0.0.1:1\"}\ncontexts:\n- name: gke\n  context: \
+                 {cluster: gke, user: gke}\nusers:\n- name: gke\n  user:\n    exec:\n      \
+                 apiVersion: client.authentication.k8s.io/v1beta1\n      command: \
+                 gke-gcloud-auth-plugin\n",
+            )]),
+            "kubeconfig",
+            "the exec credential plugin `gke-gcloud-auth-plugin` is not supported (supported: \
+             `aws eks get-token`, `aws-iam-authenticator token`); give a kubeconfig with a token \
+             instead",
+        ),
     ]
 }
 
@@ -1134,7 +1148,12 @@ fn exec_kubeconfig(bed: &Bed, dir: &Path) -> (String, std::path::PathBuf) {
     std::fs::create_dir_all(&dumps).unwrap();
     let cred = dir.join("credential.json");
     std::fs::write(&cred, exec_credential(bed).to_string()).unwrap();
-    let plugin = dir.join("record-env-plugin");
+    // Named and called as the action's own plugin (`trader-deploy kube-token aws eks get-token`):
+    // the action refuses any exec plugin `kube-token` does not answer (issue #15), and leaves this
+    // one as it is. It records its environment and prints the bed's credential.
+    let plugin_dir = dir.join("plugin");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    let plugin = plugin_dir.join("trader-deploy");
     std::fs::write(
         &plugin,
         format!(
@@ -1155,6 +1174,7 @@ fn exec_kubeconfig(bed: &Bed, dir: &Path) -> (String, std::path::PathBuf) {
         "user": {"exec": {
             "apiVersion": "client.authentication.k8s.io/v1",
             "command": plugin.display().to_string(),
+            "args": ["kube-token", "aws", "eks", "get-token", "--cluster-name", "recorded"],
             "interactiveMode": "Never",
         }},
     }]);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::defs::Mode;
+use super::kubeconfig_exec::check_exec_plugin;
 use super::kubeconfig_source::{KubeconfigSource, resolve_context, resolve_kubeconfig};
 use super::parse::*;
 use super::raw::RawInputs;
@@ -227,15 +228,20 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
     };
     super::parse::check_keeps_images("set_string", &set_string, &images)?;
     let inline_values = super::values::inline_values(raw.get("values"), raw.get("secret_values"))?;
-    let kubeconfig = resolve_kubeconfig(
-        raw,
-        ctx,
-        matches!(
-            mode,
-            Mode::Deploy | Mode::Rollback | Mode::Plan | Mode::Uninstall
-        ),
-    )?;
+    let reaches_cluster = matches!(
+        mode,
+        Mode::Deploy | Mode::Rollback | Mode::Plan | Mode::Uninstall
+    );
+    let kubeconfig = resolve_kubeconfig(raw, ctx, reaches_cluster)?;
     let kube_context = resolve_context(raw, &kubeconfig)?;
+    if reaches_cluster {
+        let input = if raw.get("kubeconfig_path").is_some() {
+            "kubeconfig_path"
+        } else {
+            "kubeconfig"
+        };
+        check_exec_plugin(&kubeconfig, kube_context.as_deref(), input)?;
+    }
     let github_token = raw.get("github_token").map(|t| Secret::new(t.trim()));
     let timeout = parse_timeout(raw.get("timeout").unwrap_or("5m"))?;
     let rollback_on_failure =

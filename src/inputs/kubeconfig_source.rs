@@ -33,20 +33,27 @@ impl KubeconfigSource {
         }
     }
 
-    /// The context names the kubeconfigs define, in order, and the current-context (the first
-    /// one set wins, as kubectl merges), when the source is known before connecting.
-    fn contexts(&self) -> Option<(Vec<String>, Option<String>)> {
+    /// The kubeconfig documents, in merge order (none for `Default`: read when connecting).
+    pub(super) fn documents(&self) -> Vec<Yaml> {
         let docs: Vec<&Kubeconfig> = match self {
             KubeconfigSource::Inline(k) => vec![k],
             KubeconfigSource::Files(files) => files.iter().map(|(_, k)| k).collect(),
-            KubeconfigSource::Default => return None,
+            KubeconfigSource::Default => Vec::new(),
         };
+        docs.into_iter()
+            .filter_map(|k| crate::manifest::parse::<Yaml>(k.yaml.expose()).ok())
+            .collect()
+    }
+
+    /// The context names the kubeconfigs define, in order, and the current-context (the first
+    /// one set wins, as kubectl merges), when the source is known before connecting.
+    fn contexts(&self) -> Option<(Vec<String>, Option<String>)> {
+        if matches!(self, KubeconfigSource::Default) {
+            return None;
+        }
         let mut names = Vec::new();
         let mut current = None;
-        for k in docs {
-            let Ok(doc) = crate::manifest::parse::<Yaml>(k.yaml.expose()) else {
-                continue;
-            };
+        for doc in self.documents() {
             if let Some(list) = doc.get("contexts").and_then(|c| c.as_sequence()) {
                 for c in list {
                     if let Some(n) = c.get("name").and_then(|n| n.as_str())

@@ -1,13 +1,14 @@
 //! INPUT_* variables or CLI flags, plus the GITHUB_* context → one typed, validated [`Config`]:
 //! the input table (`defs`), the raw strings (`raw`), each input's parser (`parse`), helm's
 //! `--set` syntax (`strvals`), the kubeconfig (`kubeconfig`) and where it comes from
-//! (`kubeconfig_source`), what a container action sees of the runner's disk (`mounts`), the
+//! (`kubeconfig_source`), its user's exec credential plugin (`kubeconfig_exec`), what a container action sees of the runner's disk (`mounts`), the
 //! registry credentials per host (`registry_auth`) and the resolution into a [`Config`]
 //! (`config`).
 
 mod config;
 mod defs;
 mod kubeconfig;
+mod kubeconfig_exec;
 mod kubeconfig_source;
 mod mounts;
 mod parse;

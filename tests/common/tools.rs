@@ -62,3 +62,34 @@ pub fn run(cmd: &mut std::process::Command) -> (bool, String) {
         ),
     )
 }
+
+/// The AWS CLI (v1, from PyPI, in `make deps`' virtualenv): the reference for `kube-token aws`.
+pub fn aws_cli() -> Option<PathBuf> {
+    require("the AWS CLI (awscli)", cache().join("venv/bin/aws"))
+}
+
+/// Debian's libfaketime, preloaded to freeze a dynamically linked program's clock.
+pub fn libfaketime() -> Option<PathBuf> {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists());
+    require(
+        "libfaketime",
+        found.unwrap_or_else(|| {
+            PathBuf::from("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+        }),
+    )
+}
+
+/// aws-iam-authenticator's own token verifier in a one-file program (testbed/eks-verifier),
+/// built by `make deps` at the pinned version.
+pub fn eks_token_verifier() -> Option<PathBuf> {
+    let version = pinned("AWS_IAM_AUTHENTICATOR_VERSION");
+    require(
+        "eks-token-verifier (aws-iam-authenticator's verifier)",
+        cache().join(format!("bin/eks-token-verifier-{version}")),
+    )
+}
