@@ -26,4 +26,5 @@ pub mod secret;
 pub mod smoke;
 
 pub mod summary;
+mod timeline;
 pub mod version;

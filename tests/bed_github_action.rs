@@ -401,6 +401,8 @@ async fn a_run_without_approval_is_refused() {
         "run 1002 has no approval for environment prod: declare `environment: prod`",
     )
     .await;
+    // The summary's timeline, as Mermaid reads it: the plan resolved, then the approval refused.
+    common::mermaid::assert_timeline(&run.summary, &["resolve", "approve"], &["approve"]);
     // The refusal is an outcome too: one `failed` document.
     let body: Value = serde_json::from_str(&received.join().unwrap()).unwrap();
     assert_eq!(body["status"], "failed");

@@ -5,6 +5,7 @@
 pub mod case;
 pub mod commands;
 pub mod docker_action;
+pub mod mermaid;
 pub mod tools;
 
 use std::collections::BTreeMap;
