@@ -161,38 +161,6 @@ pub(crate) fn render_text(d: &ManifestDiff) -> String {
     s
 }
 
-/// The diff as a job-summary section.
-pub(crate) fn render_markdown(d: &ManifestDiff, release: &str, namespace: &str) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "### Plan for release `{release}` in `{namespace}`\n");
-    if d.is_empty() {
-        let _ = writeln!(s, "No changes ({} objects unchanged).", d.unchanged);
-        return s;
-    }
-    let _ = writeln!(
-        s,
-        "{} changed, {} added, {} removed, {} unchanged.\n",
-        d.changed.len(),
-        d.added.len(),
-        d.removed.len(),
-        d.unchanged
-    );
-    for k in &d.added {
-        let _ = writeln!(s, "- added `{k}`");
-    }
-    for k in &d.removed {
-        let _ = writeln!(s, "- removed `{k}`");
-    }
-    for (k, text) in &d.changed {
-        let _ = writeln!(
-            s,
-            "\n<details open><summary><code>{k}</code></summary>\n\n```diff\n{}```\n</details>",
-            text
-        );
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,7 +243,7 @@ metadata:
             "{secret}"
         );
         assert!(!secret.contains("aHVudGVyMg") && !secret.contains("c2VjcmV0Mw"));
-        let all = render_text(&d) + &render_markdown(&d, "app", "trader");
+        let all = render_text(&d);
         assert!(
             !all.contains("aHVudGVyMg") && !all.contains("c2VjcmV0Mw") && !all.contains("YWRtaW4")
         );

@@ -23,6 +23,8 @@ const KEEP = {
   "/repos/{owner}/{repo}/deployments": ["get", "post"],
   "/repos/{owner}/{repo}/deployments/{deployment_id}": ["get"],
   "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses": ["get", "post"],
+  "/repos/{owner}/{repo}/issues/{issue_number}/comments": ["get", "post"],
+  "/repos/{owner}/{repo}/issues/comments/{comment_id}": ["patch"],
 };
 
 const keepHash = crypto.createHash("sha256").update(JSON.stringify(KEEP)).digest("hex").slice(0, 8);

@@ -1,0 +1,249 @@
+//! `mode: plan` as a reviewer meets it, on the bed: on a `pull_request` event the plan is one
+//! comment on the pull request, created by the first run and updated by the next (through the
+//! GitHub stand-in behind Prism, which checks every request and answer against GitHub's OpenAPI
+//! description), with the `plan_changes` and `plan_markdown_path` outputs; no secret reaches
+//! the comment; a token without the permission gets one warning and the summary still has the
+//! plan. Needs a running bed with the GitHub stand-in (`make testbed-up`).
+
+mod common;
+
+use std::path::Path;
+
+use common::case::{Case, Finished, Running, assert_success};
+use serde_json::{Value, json};
+
+/// A secret input's value (`registry_password`) and a chart Secret's value: neither may reach
+/// GitHub, the summary or the plan file.
+const CANARY_INPUT: &str = "canary-input-7f3a9c";
+const CANARY_SECRET: &str = "canary-secret-2b8e41";
+const PR: u64 = 7;
+
+/// GitHub's own `pull_request` webhook payload (@octokit/webhooks-examples), made about PR 7.
+fn pull_request_event(dir: &Path) -> Option<std::path::PathBuf> {
+    let path = common::tools::require(
+        "@octokit/webhooks-examples (npm)",
+        common::tools::cache()
+            .join("npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json"),
+    )?;
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut event = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "pull_request")
+        .flat_map(|e| e["examples"].as_array().unwrap().iter())
+        .find(|x| x["action"] == "opened" || x["action"] == "synchronize")
+        .cloned()
+        .expect("a pull_request example");
+    event["number"] = json!(PR);
+    event["pull_request"]["number"] = json!(PR);
+    let file = dir.join("event.json");
+    std::fs::write(&file, event.to_string()).unwrap();
+    Some(file)
+}
+
+/// The plan of `tag` run as a `pull_request` workflow of `repo` with `token`.
+fn plan_on_pr(
+    case: &Case,
+    repo: &common::StandinRepo,
+    event: &Path,
+    token: &str,
+    tag: &str,
+) -> Finished {
+    let set = format!("image.tag={tag}\nscanner.image.tag={tag}\ndbPassword={CANARY_SECRET}");
+    let mut cmd = case.action(
+        tag,
+        &[
+            ("mode", "plan"),
+            ("set", &set),
+            ("github_token", token),
+            ("registry_host", "127.0.0.1:1"),
+            ("registry_username", "bot"),
+            ("registry_password", CANARY_INPUT),
+        ],
+    );
+    cmd.env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", event)
+        .env("GITHUB_REPOSITORY", &repo.full)
+        .env("GITHUB_API_URL", &repo.api)
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_RUN_ID", "1001")
+        .env("GITHUB_RUN_ATTEMPT", "1");
+    Running::start(cmd, case.ws.path()).wait()
+}
+
+/// The comments the stand-in holds for `repo`.
+async fn comments(repo: &common::StandinRepo) -> Vec<Value> {
+    let state = repo.control("GET", "/_standin/state", None).await;
+    state["repos"][repo.full.to_ascii_lowercase()]["comments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `METHOD path-after-repo -> status` of each comment call.
+async fn comment_calls(repo: &common::StandinRepo) -> Vec<String> {
+    let prefix = format!("/repos/{}", repo.full);
+    repo.log()
+        .await
+        .iter()
+        .filter(|e| e["path"].as_str().unwrap().contains("/issues/"))
+        .map(|e| {
+            format!(
+                "{} {} -> {}",
+                e["method"].as_str().unwrap(),
+                e["path"].as_str().unwrap().strip_prefix(&prefix).unwrap(),
+                e["status"]
+            )
+        })
+        .collect()
+}
+
+fn assert_no_canary(what: &str, text: &str) {
+    assert!(
+        !text.contains(CANARY_INPUT) && !text.contains(CANARY_SECRET),
+        "a secret reached {what}:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plan_is_one_comment_on_the_pull_request_created_then_updated() {
+    let case = Case::new("plan-pr", 3).await;
+    let bed = &case.bed;
+    let (Some(api), Some(standin)) = (bed.github_api_url.clone(), bed.github_standin_url.clone())
+    else {
+        panic!("the bed has no GitHub stand-in (TD_BED_GITHUB=0?)");
+    };
+    let repo = common::StandinRepo::add(api, standin, "td-plan-pr", |_| {}).await;
+    let Some(event) = pull_request_event(case.ws.path()) else {
+        return;
+    };
+    let set = "image.tag=v1.0.0\nscanner.image.tag=v1.0.0\ndbPassword=old-password";
+    assert_success(&case.run("v1.0.0", &[("set", set)]));
+
+    // First run: the comment is created.
+    let first = plan_on_pr(&case, &repo, &event, "ghs_bed_pr", "v1.2.0");
+    assert_eq!(first.code, Some(0), "{}", first.log());
+    // The orch Deployment, the scanner StatefulSet (image and version annotation) and the Secret.
+    assert_eq!(first.out("plan_changes"), "3");
+    let rel = first.out("plan_markdown_path");
+    assert!(!rel.starts_with('/'), "relative to the workspace: {rel}");
+    let file = std::fs::read_to_string(case.ws.path().join(rel)).expect("the plan's markdown");
+    assert!(
+        file.starts_with("### trader-deploy plan: 3 changed, 0 added, 0 removed in dev\n"),
+        "{file}"
+    );
+    assert!(
+        first.log().contains("Created the plan comment"),
+        "{}",
+        first.log()
+    );
+    assert_eq!(
+        comment_calls(&repo).await,
+        [
+            format!("GET /issues/{PR}/comments -> 200"),
+            format!("POST /issues/{PR}/comments -> 201"),
+        ]
+    );
+    let posted = comments(&repo).await;
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    let body = posted[0]["body"].as_str().unwrap();
+    assert!(
+        body.starts_with(&format!(
+            "<!-- trader-deploy plan: release={} namespace={} environment=dev -->\n\
+             ### trader-deploy plan: 3 changed, 0 added, 0 removed in dev\n",
+            case.release, case.ns
+        )),
+        "{body}"
+    );
+    // Folded per object, with the change itself inside.
+    let orch = format!(
+        "<summary>changed <code>Deployment {}/{}-orch</code></summary>",
+        case.ns, case.release
+    );
+    assert!(body.contains(&orch), "{body}");
+    assert!(
+        body.contains("+        image: 127.0.0.1:45000/acme/python-orch:v1.2.0"),
+        "{body}"
+    );
+    assert!(body.contains("| Version | `v1.2.0` |"), "{body}");
+    assert!(body.contains("| Approval | not needed |"), "{body}");
+    assert!(body.contains("password: (redacted"), "{body}");
+    for (what, text) in [
+        ("the comment", body),
+        ("the plan file", &file),
+        ("the summary", &first.summary),
+    ] {
+        assert_no_canary(what, text);
+    }
+
+    // Second run (another push to the pull request): the same comment is updated.
+    let second = plan_on_pr(&case, &repo, &event, "ghs_bed_pr", "v1.1.0");
+    assert_eq!(second.code, Some(0), "{}", second.log());
+    assert!(
+        second.log().contains("Updated the plan comment"),
+        "{}",
+        second.log()
+    );
+    let id = posted[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        comment_calls(&repo).await[2..],
+        [
+            format!("GET /issues/{PR}/comments -> 200"),
+            format!("PATCH /issues/comments/{id} -> 200"),
+        ]
+    );
+    let now = comments(&repo).await;
+    assert_eq!(now.len(), 1, "never a second comment: {now:?}");
+    let body = now[0]["body"].as_str().unwrap();
+    assert!(body.contains("| Version | `v1.1.0` |"), "{body}");
+    assert_no_canary("the updated comment", body);
+    // What went to GitHub at all: no request body carried a secret.
+    for e in repo.log().await {
+        assert_no_canary("a GitHub request", &e["body"].to_string());
+    }
+
+    // Nothing was deployed by either plan.
+    assert_eq!(case.history().len(), 1);
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_permission_one_line_says_so_and_the_summary_keeps_the_plan() {
+    let case = Case::new("plan-noperm", 3).await;
+    let bed = &case.bed;
+    let (Some(api), Some(standin)) = (bed.github_api_url.clone(), bed.github_standin_url.clone())
+    else {
+        panic!("the bed has no GitHub stand-in (TD_BED_GITHUB=0?)");
+    };
+    let repo = common::StandinRepo::add(api, standin, "td-plan-noperm", |_| {}).await;
+    let Some(event) = pull_request_event(case.ws.path()) else {
+        return;
+    };
+    assert_success(&case.run("v1.0.0", &[]));
+    let f = plan_on_pr(&case, &repo, &event, "ghs_bed_readonly", "v1.2.0");
+    assert_eq!(f.code, Some(0), "{}", f.log());
+    let warnings: Vec<&str> = f
+        .lines
+        .iter()
+        .map(|l| l.1.as_str())
+        .filter(|l| l.starts_with("::warning title=Plan comment::"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", f.log());
+    assert!(
+        warnings[0].contains("pull-requests: write"),
+        "names the permission: {}",
+        warnings[0]
+    );
+    assert!(
+        f.summary.contains("### trader-deploy plan: "),
+        "{}",
+        f.summary
+    );
+    assert_eq!(
+        comment_calls(&repo).await,
+        [format!("GET /issues/{PR}/comments -> 403")]
+    );
+    assert!(comments(&repo).await.is_empty());
+    case.done().await;
+}
