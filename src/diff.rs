@@ -1,4 +1,4 @@
-//! `mode: plan`'s diff: the live release manifest against the newly rendered one, object by
+//! `mode: plan`'s diff: the live objects against what the upgrade would make of them, object by
 //! object, with Secret data redacted.
 
 use std::collections::BTreeMap;
@@ -17,6 +17,9 @@ pub(crate) struct ManifestDiff {
     /// Object key and its unified diff.
     pub(crate) changed: Vec<(String, String)>,
     pub(crate) unchanged: usize,
+    /// Object key and the fields edited by hand on the live object (not by helm or the
+    /// cluster's controllers).
+    pub(crate) drift: Vec<(String, Vec<String>)>,
 }
 
 impl ManifestDiff {

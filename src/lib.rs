@@ -16,6 +16,7 @@ mod names;
 pub mod notify;
 pub mod outputs;
 pub mod pipeline;
+mod plan_live;
 mod plan_report;
 pub mod portforward;
 pub mod redact;

@@ -35,10 +35,15 @@ pub(crate) fn changes(d: &ManifestDiff) -> usize {
     d.changed.len() + d.added.len() + d.removed.len()
 }
 
-/// `3 changed, 1 added, 0 removed in prod`.
+/// `3 changed, 1 added, 0 removed in prod` (`; 1 object edited by hand` when there is drift).
 pub(crate) fn headline(d: &ManifestDiff, environment: &str) -> String {
+    let drift = match d.drift.len() {
+        0 => String::new(),
+        1 => "; 1 object edited by hand".to_string(),
+        n => format!("; {n} objects edited by hand"),
+    };
     format!(
-        "{} changed, {} added, {} removed in {environment}",
+        "{} changed, {} added, {} removed in {environment}{drift}",
         d.changed.len(),
         d.added.len(),
         d.removed.len()
@@ -106,6 +111,12 @@ pub(crate) fn markdown(plan: &Resolved, d: &ManifestDiff, limit: usize) -> Strin
     row("Unchanged objects", d.unchanged.to_string());
     if let Some(u) = &plan.run_url {
         row("Run", format!("[log]({u})"));
+    }
+    if !d.drift.is_empty() {
+        s.push_str("\n**Drift**: edited by hand on the live objects, outside the release (a change below on the same field is the deploy putting it back):\n\n");
+        for (k, fields) in &d.drift {
+            let _ = writeln!(s, "- `{}`: {}", cell(k), cell(&fields.join(", ")));
+        }
     }
     if d.is_empty() {
         s.push_str("\nNo changes: what would be applied matches the live objects.\n");
@@ -196,6 +207,10 @@ mod tests {
                 ("Deployment trader/b".into(), "```\n-x\n+y\n".into()),
             ],
             unchanged: 9,
+            drift: vec![(
+                "Deployment trader/a".into(),
+                vec!["metadata.annotations.team by kubectl-annotate".into()],
+            )],
         }
     }
 
@@ -205,11 +220,15 @@ mod tests {
         assert_eq!(changes(&d), 3);
         assert_eq!(
             headline(&d, "prod"),
-            "2 changed, 1 added, 0 removed in prod"
+            "2 changed, 1 added, 0 removed in prod; 1 object edited by hand"
         );
         let md = markdown(&plan(), &d, usize::MAX);
         assert!(
-            md.starts_with("### trader-deploy plan: 2 changed, 1 added, 0 removed in prod\n"),
+            md.contains("- `Deployment trader/a`: metadata.annotations.team by kubectl-annotate\n"),
+            "{md}"
+        );
+        assert!(
+            md.starts_with("### trader-deploy plan: 2 changed, 1 added, 0 removed in prod; 1 object edited by hand\n"),
             "{md}"
         );
         assert!(

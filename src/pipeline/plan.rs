@@ -6,6 +6,7 @@ use crate::github::comment;
 use crate::helm;
 use crate::inputs::Config;
 use crate::outputs::{Outputs, Status};
+use crate::plan_live;
 use crate::plan_report;
 use crate::resolve;
 use crate::runner::Runner;
@@ -52,9 +53,11 @@ pub(super) async fn plan(
         .collect();
     let spec = upgrade_spec(config, pairs);
     let _g = runner.group("Diff against the live release");
+    // Rendered against the cluster: its API versions and `lookup` (the live HPA-chosen replica
+    // count, a CRD's presence) are what the deploy will see.
     let planned = target
         .helm
-        .template(&spec)
+        .dry_run(&spec)
         .await
         .map_err(|e| fail(e.into()))?;
     let history = target
@@ -63,7 +66,7 @@ pub(super) async fn plan(
         .await
         .map_err(|e| fail(e.into()))?;
     let live_revision = helm::last_deployed(&history).map(|r| r.revision);
-    let live = match live_revision {
+    let stored = match live_revision {
         Some(r) => {
             runner.info(&format!(
                 "Live: revision {r} of release {:?}",
@@ -83,7 +86,11 @@ pub(super) async fn plan(
             String::new()
         }
     };
-    let d = crate::diff::diff(&live, &planned, &config.namespace);
+    let compared = plan_live::compare(&target.cluster.client, &planned, &stored, &config.namespace)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let mut d = crate::diff::diff(&compared.live, &compared.after, &config.namespace);
+    d.drift = compared.drift.into_iter().collect();
     // The diff quotes the live and rendered objects: an untrusted block.
     runner.untrusted(&crate::diff::render_text(&d));
     let resolved = plan_report::Resolved {
