@@ -3,11 +3,15 @@
 //! GitHub stand-in behind Prism, which checks every request and answer against GitHub's OpenAPI
 //! description), with the `plan_changes` and `plan_markdown_path` outputs; no secret reaches
 //! the comment; a token without the permission gets one warning and the summary still has the
-//! plan. Needs a running bed with the GitHub stand-in (`make testbed-up`).
+//! plan. And the plan tells the truth: with the traderadmin chart on a cluster serving the
+//! ServiceMonitor CRD, an unchanged release plans to zero changes (helm 3 and 4), the HPA's
+//! replica count is no change, hand edits are drift, a new version changes exactly the two
+//! Deployments. Needs a running bed with the GitHub stand-in (`make testbed-up`).
 
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::case::{Case, Finished, Running, assert_success};
 use serde_json::{Value, json};
@@ -246,4 +250,268 @@ async fn without_the_permission_one_line_says_so_and_the_summary_keeps_the_plan(
     );
     assert!(comments(&repo).await.is_empty());
     case.done().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The truthful plan: the traderadmin chart with prod's values (HPAs, ServiceMonitor) on a
+// cluster that serves the ServiceMonitor CRD.
+
+/// Serves monitoring.coreos.com/v1 ServiceMonitor (idempotent: applied, then awaited until
+/// Established). Left in place: tests running beside this one may plan against it too.
+async fn install_servicemonitor_crd(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, Patch, PatchParams};
+    let path = common::repo_root().join("tests/fixtures/crds/servicemonitor.yaml");
+    let crd: CustomResourceDefinition =
+        serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = "servicemonitors.monitoring.coreos.com";
+    api.patch(
+        name,
+        &PatchParams::apply("trader-deploy-tests"),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    common::wait_for(
+        "the ServiceMonitor CRD Established",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let c = api.get(name).await.map_err(|e| e.to_string())?;
+                let ok = c
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if ok { Ok(()) } else { Err("not yet".into()) }
+            }
+        },
+    )
+    .await;
+}
+
+/// A workspace with the traderadmin chart and prod's values as `preprod`'s (an environment
+/// that is not protected, so the bed needs no approval).
+struct Traderadmin {
+    bed: common::Bed,
+    client: kube::Client,
+    ws: tempfile::TempDir,
+    ns: String,
+    major: u8,
+}
+
+impl Traderadmin {
+    async fn new(major: u8) -> Traderadmin {
+        let bed = common::Bed::load();
+        let client = bed.client().await;
+        install_servicemonitor_crd(&client).await;
+        let ns = common::create_namespace(&client, &format!("plan-truth-h{major}")).await;
+        let ws = tempfile::tempdir().unwrap();
+        let root = common::repo_root();
+        common::case::copy_dir(
+            &root.join("examples/charts/traderadmin"),
+            &ws.path().join("chart"),
+        );
+        std::fs::create_dir_all(ws.path().join("deploy/values")).unwrap();
+        std::fs::copy(
+            root.join("deploy/values/values-prod.yaml"),
+            ws.path().join("deploy/values/values-preprod.yaml"),
+        )
+        .unwrap();
+        Traderadmin {
+            bed,
+            client,
+            ws,
+            ns,
+            major,
+        }
+    }
+
+    fn run(&self, version: &str, mode: &str) -> Finished {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("INPUT_") || k.starts_with("GITHUB_") || k == "KUBECONFIG" {
+                cmd.env_remove(k);
+            }
+        }
+        let images = "image.pythonOrch=127.0.0.1:45000/acme/python-orch\n\
+                      image.goScanner=127.0.0.1:45000/acme/go-scanner";
+        let kubeconfig = std::fs::read_to_string(&self.bed.kubeconfig).unwrap();
+        let helm = self.bed.helm_path(self.major).display().to_string();
+        for (k, v) in [
+            ("chart", "chart"),
+            ("namespace", self.ns.as_str()),
+            ("environment", "preprod"),
+            ("version", version),
+            ("images", images),
+            ("verify_images", "false"),
+            ("mode", mode),
+            ("kubeconfig", &kubeconfig),
+            ("timeout", "150s"),
+            ("helm", &helm),
+        ] {
+            cmd.env(format!("INPUT_{}", k.to_uppercase()), v);
+        }
+        let home = self.ws.path().join("helm");
+        cmd.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_WORKSPACE", self.ws.path())
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_DATA_HOME", home.join("data"));
+        Running::start(cmd, self.ws.path()).wait()
+    }
+
+    fn plan(&self, version: &str) -> Finished {
+        let f = self.run(version, "plan");
+        assert_eq!(f.code, Some(0), "{}", f.log());
+        f
+    }
+
+    fn kubectl(&self, args: &[&str]) {
+        let mut cmd = std::process::Command::new("kubectl");
+        cmd.env("KUBECONFIG", &self.bed.kubeconfig)
+            .args(["-n", &self.ns])
+            .args(args);
+        let out = common::run_with_deadline(&mut cmd, Duration::from_secs(30));
+        assert!(out.status.success(), "kubectl {args:?}: {out:?}");
+    }
+
+    async fn replicas(&self, name: &str) -> i32 {
+        let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+            kube::Api::namespaced(self.client.clone(), &self.ns);
+        api.get(name).await.unwrap().spec.unwrap().replicas.unwrap()
+    }
+}
+
+/// The changed objects a plan's summary names (`changed <code>KEY</code>`).
+fn changed_objects(summary: &str) -> Vec<String> {
+    summary
+        .split("<summary>changed <code>")
+        .skip(1)
+        .map(|s| s.split("</code>").next().unwrap().to_string())
+        .collect()
+}
+
+async fn truthful_plan(major: u8) {
+    let t = Traderadmin::new(major).await;
+    let (orch, scanner) = ("traderadmin-python-orch", "traderadmin-go-scanner");
+    assert_success(&t.run("v1.0.0", "deploy"));
+    let monitors = kube::Api::<kube::api::DynamicObject>::namespaced_with(
+        t.client.clone(),
+        &t.ns,
+        &kube::api::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "monitoring.coreos.com",
+            "v1",
+            "ServiceMonitor",
+        )),
+    );
+    assert_eq!(
+        monitors
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1,
+        "the deploy made the ServiceMonitor (the cluster serves its CRD)"
+    );
+
+    // Unchanged: zero changes (the ServiceMonitor is not "removed", defaults are no change).
+    let same = t.plan("v1.0.0");
+    assert_eq!(same.out("plan_changes"), "0", "{}", same.summary);
+    assert!(
+        same.summary
+            .contains("0 changed, 0 added, 0 removed in preprod\n"),
+        "{}",
+        same.summary
+    );
+    assert!(same.summary.contains("No changes"), "{}", same.summary);
+
+    // The HPA's replica count: the real HPA controller brings a count above maxReplicas (4)
+    // back to 4; the chart keeps what the HPA chose, so that is no change (and no drift: the
+    // HPA is the cluster's own controller).
+    t.kubectl(&["scale", &format!("deployment/{orch}"), "--replicas=9"]);
+    common::wait_for(
+        "the HPA to scale orch to 4",
+        Duration::from_secs(90),
+        || async {
+            match t.replicas(orch).await {
+                4 => Ok(()),
+                n => Err(format!("{n} replicas")),
+            }
+        },
+    )
+    .await;
+    let hpa = t.plan("v1.0.0");
+    assert_eq!(hpa.out("plan_changes"), "0", "{}", hpa.summary);
+    assert!(!hpa.summary.contains("Drift"), "{}", hpa.summary);
+
+    // Hand edits: a scale within the HPA's range and an annotation are drift; neither is
+    // something the deploy changes.
+    t.kubectl(&["scale", &format!("deployment/{scanner}"), "--replicas=3"]);
+    t.kubectl(&["annotate", &format!("deployment/{orch}"), "team=risk"]);
+    let drift = t.plan("v1.0.0");
+    assert_eq!(drift.out("plan_changes"), "0", "{}", drift.summary);
+    assert!(
+        drift.summary.contains("; 2 objects edited by hand\n"),
+        "{}",
+        drift.summary
+    );
+    assert!(
+        drift.summary.contains(&format!(
+            "- `Deployment {}/{scanner}`: spec.replicas by kubectl\n",
+            t.ns
+        )),
+        "{}",
+        drift.summary
+    );
+    assert!(
+        drift.summary.contains(&format!(
+            "- `Deployment {}/{orch}`: metadata.annotations.team by kubectl-annotate\n",
+            t.ns
+        )),
+        "{}",
+        drift.summary
+    );
+
+    // A new version: exactly the two Deployments change, and only in their image and version.
+    let new = t.plan("v1.1.0");
+    assert_eq!(new.out("plan_changes"), "2", "{}", new.summary);
+    let mut changed = changed_objects(&new.summary);
+    changed.sort();
+    assert_eq!(
+        changed,
+        [
+            format!("Deployment {}/{scanner}", t.ns),
+            format!("Deployment {}/{orch}", t.ns)
+        ]
+    );
+    let diff_lines = new
+        .summary
+        .split("```diff\n")
+        .skip(1)
+        .flat_map(|block| block.split("```").next().unwrap().lines());
+    for line in diff_lines.filter(|l| {
+        (l.starts_with('-') || l.starts_with('+')) && !l.starts_with("---") && !l.starts_with("+++")
+    }) {
+        assert!(
+            line.contains("v1.0.0") || line.contains("v1.1.0"),
+            "only the version changes: {line}\n{}",
+            new.summary
+        );
+    }
+    common::delete_namespace(&t.client, &t.ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plan_tells_the_truth_helm3() {
+    truthful_plan(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plan_tells_the_truth_helm4() {
+    truthful_plan(4).await;
 }
