@@ -136,10 +136,13 @@ pub(crate) fn diff(live: &str, planned: &str, default_namespace: &str) -> Manife
 /// The diff as plain text for the log.
 pub(crate) fn render_text(d: &ManifestDiff) -> String {
     let mut s = String::new();
+    for (k, fields) in &d.drift {
+        let _ = writeln!(s, "drift: {k} edited by hand: {}", fields.join(", "));
+    }
     if d.is_empty() {
         let _ = writeln!(
             s,
-            "No changes: the rendered manifest matches the live release ({} objects).",
+            "No changes: what would be applied matches the live objects ({} objects).",
             d.unchanged
         );
         return s;
@@ -258,5 +261,15 @@ metadata:
         assert!(d.is_empty());
         assert_eq!(d.unchanged, 3);
         assert!(render_text(&d).starts_with("No changes"));
+        let drifted = ManifestDiff {
+            drift: vec![(
+                "Deployment t/a".into(),
+                vec!["spec.replicas by kubectl".into()],
+            )],
+            ..d
+        };
+        assert!(render_text(&drifted).starts_with(
+            "drift: Deployment t/a edited by hand: spec.replicas by kubectl\nNo changes"
+        ));
     }
 }
