@@ -3,7 +3,9 @@
 //! others own), compared with the live object, with the fields the server owns left out
 //! (status, managed fields, resource version, generation, uid, creation time); objects of the
 //! release that the plan drops; and drift: fields of live objects that someone other than helm
-//! and the cluster's controllers set by hand (kubectl scale, annotate, edit).
+//! and the cluster's controllers set by hand (kubectl scale, annotate, edit). What the deployed
+//! revision set and the new chart no longer sets is taken out of the dry run's result, as
+//! helm's three-way merge deletes it (the dry run's manager owns nothing to give up).
 
 use std::collections::BTreeMap;
 
@@ -67,6 +69,14 @@ pub(crate) async fn compare(
     let mut after_docs = Vec::new();
     let planned_docs = manifest::documents(planned);
     let mut planned_keys = Vec::new();
+    // What the deployed revision set, by object.
+    let mut before: BTreeMap<String, Value> = BTreeMap::new();
+    for (index, doc) in manifest::documents(stored).iter().enumerate() {
+        let object = to_json(doc);
+        if let Ok(id) = Identity::of(&object, index) {
+            before.insert(id.key(namespace), object);
+        }
+    }
     for (index, doc) in planned_docs.iter().enumerate() {
         let object = to_json(doc);
         let id = Identity::of(&object, index)?;
@@ -101,15 +111,16 @@ pub(crate) async fn compare(
                 what: format!("dry-run apply {} {}", id.kind, id.name),
                 source,
             })?;
+        let mut applied = serde_json::to_value(&applied).unwrap_or(Value::Null);
+        if let Some(was) = before.get(&id.key(namespace)) {
+            drop_removed(&mut applied, was, &object);
+        }
         live_docs.push(without_server_fields(live));
-        after_docs.push(without_server_fields(
-            serde_json::to_value(&applied).unwrap_or(Value::Null),
-        ));
+        after_docs.push(without_server_fields(applied));
     }
     // The release's objects the plan no longer renders: the upgrade deletes them.
-    for (index, doc) in manifest::documents(stored).iter().enumerate() {
-        let object = to_json(doc);
-        let Ok(id) = Identity::of(&object, index) else {
+    for (index, object) in before.values().enumerate() {
+        let Ok(id) = Identity::of(object, index) else {
             continue;
         };
         if planned_keys.contains(&id.key(namespace)) {
@@ -201,6 +212,59 @@ async fn resource(
 
 fn to_json(doc: &Yaml) -> Value {
     serde_json::to_value(doc).unwrap_or(Value::Null)
+}
+
+/// Keys that identify an element of a list of objects (containers and env by `name`, volume
+/// mounts by `mountPath`, ports by `containerPort`), as Kubernetes merges those lists.
+const MERGE_KEYS: &[&str] = &["name", "mountPath", "containerPort"];
+
+/// The merge key of a list element, when it has one.
+fn merge_key(v: &Value) -> Option<String> {
+    let o = v.as_object()?;
+    MERGE_KEYS
+        .iter()
+        .find_map(|k| o.get(*k))
+        .map(|k| k.as_str().map_or(k.to_string(), str::to_string))
+}
+
+/// Takes out of `after` what `before` (the deployed revision's object) set and `planned` no
+/// longer sets: map keys, and elements of keyed lists; other lists are the chart's as a whole.
+pub(crate) fn drop_removed(after: &mut Value, before: &Value, planned: &Value) {
+    match (after, before, planned) {
+        (Value::Object(after), Value::Object(before), Value::Object(planned)) => {
+            for (k, was) in before {
+                match planned.get(k) {
+                    None => {
+                        after.remove(k);
+                    }
+                    Some(now) => {
+                        if let Some(a) = after.get_mut(k) {
+                            drop_removed(a, was, now);
+                        }
+                    }
+                }
+            }
+        }
+        (Value::Array(after), Value::Array(before), Value::Array(planned)) => {
+            let keyed = |l: &[Value]| l.iter().all(|e| merge_key(e).is_some());
+            if before.is_empty() || !keyed(before) || !keyed(planned) {
+                return;
+            }
+            for was in before {
+                let key = merge_key(was);
+                let now = planned.iter().find(|p| merge_key(p) == key);
+                let at = after.iter().position(|a| merge_key(a) == key);
+                match (now, at) {
+                    (None, Some(i)) => {
+                        after.remove(i);
+                    }
+                    (Some(now), Some(i)) => drop_removed(&mut after[i], was, now),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The object without what the API server owns: status and server-side metadata.
@@ -328,6 +392,31 @@ mod tests {
             ]
         );
         assert!(hand_edits(&json!({"metadata": {}})).is_empty());
+    }
+
+    #[test]
+    fn what_the_chart_no_longer_sets_is_removed_as_helm_removes_it() {
+        let before = json!({"spec": {"nodeSelector": {"n": "real"}, "replicas": 2,
+            "template": {"spec": {"containers": [{"name": "app", "image": "a:1",
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}],
+                "tolerations": [{"key": "t", "operator": "Exists"}]}}}});
+        let planned = json!({"spec": {"replicas": 2,
+            "template": {"spec": {"containers": [{"name": "app", "image": "a:2",
+                "env": [{"name": "A", "value": "1"}]}]}}}});
+        // The dry run: the live object with the planned fields set, plus what others set.
+        let mut after = json!({"spec": {"nodeSelector": {"n": "real"}, "replicas": 5,
+            "strategy": {"type": "RollingUpdate"},
+            "template": {"spec": {"containers": [{"name": "app", "image": "a:2",
+                "imagePullPolicy": "IfNotPresent",
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}],
+                "tolerations": [{"key": "t", "operator": "Exists"}]}}}});
+        drop_removed(&mut after, &before, &planned);
+        assert_eq!(
+            after,
+            json!({"spec": {"replicas": 5, "strategy": {"type": "RollingUpdate"},
+                "template": {"spec": {"containers": [{"name": "app", "image": "a:2",
+                    "imagePullPolicy": "IfNotPresent", "env": [{"name": "A", "value": "1"}]}]}}}})
+        );
     }
 
     #[test]

@@ -386,6 +386,20 @@ impl Traderadmin {
     }
 }
 
+/// The removed (`-`) and added (`+`) lines of a plan summary's diffs, headers left out.
+fn diff_lines(summary: &str) -> Vec<&str> {
+    summary
+        .split("```diff\n")
+        .skip(1)
+        .flat_map(|block| block.split("```").next().unwrap().lines())
+        .filter(|l| {
+            (l.starts_with('-') || l.starts_with('+'))
+                && !l.starts_with("---")
+                && !l.starts_with("+++")
+        })
+        .collect()
+}
+
 /// The changed objects a plan's summary names (`changed <code>KEY</code>`).
 fn changed_objects(summary: &str) -> Vec<String> {
     summary
@@ -489,14 +503,7 @@ async fn truthful_plan(major: u8) {
             format!("Deployment {}/{orch}", t.ns)
         ]
     );
-    let diff_lines = new
-        .summary
-        .split("```diff\n")
-        .skip(1)
-        .flat_map(|block| block.split("```").next().unwrap().lines());
-    for line in diff_lines.filter(|l| {
-        (l.starts_with('-') || l.starts_with('+')) && !l.starts_with("---") && !l.starts_with("+++")
-    }) {
+    for line in diff_lines(&new.summary) {
         assert!(
             line.contains("v1.0.0") || line.contains("v1.1.0"),
             "only the version changes: {line}\n{}",
@@ -514,4 +521,50 @@ async fn the_plan_tells_the_truth_helm3() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_plan_tells_the_truth_helm4() {
     truthful_plan(4).await;
+}
+
+/// What the deployed revision set and the new values no longer set shows as removed (helm's
+/// three-way merge deletes it), although the dry run's own field manager owns nothing to give
+/// up: the test chart's `realNode` placement (nodeSelector, tolerations) dropped.
+async fn a_field_the_chart_drops_is_a_change(major: u8) {
+    let case = Case::new("plan-drop", major).await;
+    let chart = case.ws.path().join("chart");
+    let mut helm = case.bed.helm(major);
+    helm.args(["upgrade", "--install", &case.release])
+        .arg(&chart)
+        .args(["-n", &case.ns, "--set", "realNode=true"]);
+    case.bed.run(&mut helm, Duration::from_secs(60));
+    let f = case.run("v1.0.0", &[("mode", "plan")]);
+    assert_eq!(f.code, Some(0), "{}", f.log());
+    assert_eq!(f.out("plan_changes"), "2", "{}", f.summary);
+    let removed: Vec<&str> = diff_lines(&f.summary)
+        .into_iter()
+        .filter(|l| l.starts_with('-'))
+        .collect();
+    for field in ["nodeSelector:", "tolerations:"] {
+        assert_eq!(
+            removed
+                .iter()
+                .filter(|l| l.trim_start_matches('-').trim() == field)
+                .count(),
+            2,
+            "{field} removed from the Deployment and the StatefulSet: {removed:?}\n{}",
+            f.summary
+        );
+    }
+    assert!(
+        removed.iter().all(|l| !l.contains("image")),
+        "nothing else changes: {removed:?}"
+    );
+    case.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_the_chart_drops_is_a_change_helm3() {
+    a_field_the_chart_drops_is_a_change(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_the_chart_drops_is_a_change_helm4() {
+    a_field_the_chart_drops_is_a_change(4).await;
 }
