@@ -65,7 +65,7 @@ target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | jq -r .
 BIN=$target_dir/debug/trader-deploy
 
 # The repository on the GitHub stand-in: the default fixture, with main's tip at MAIN_SHA (the
-# commit CI built as sha-0123abcd), the v1.2.0 tag on it, and the three workflow runs. Run 2002
+# commit CI built as sha-0123abcd), the v1.2.0 tag on it, and the demo's own workflow runs. Run 2002
 # (the tag) was approved for `production` by alice; carol pushed it. Run 2004 has no approval.
 jq --arg name "$REPO_NAME" --arg sha "$MAIN_SHA" --arg prev "$PREV_SHA" '
   .repository.name = $name
@@ -73,13 +73,15 @@ jq --arg name "$REPO_NAME" --arg sha "$MAIN_SHA" --arg prev "$PREV_SHA" '
                   parents: [$prev], statuses: {ci: "success"}}]
   | .branches.main = $sha
   | .tags["v1.2.0"] = $sha
-  | .runs += [
+  | .runs = [
       {id: 2001, actor: "carol", event: "push", head_branch: "main", head_sha: $sha},
       {id: 2002, actor: "carol", event: "push", head_branch: "v1.2.0", head_sha: $sha,
        approvals: [{environments: ["production"], state: "approved", user: "alice",
-                    comment: "Market is closed: ship it"}]},
+                    comment: "Market is closed: ship it"}],
+       jobs: [{name: "deploy", environment: "production"}]},
       {id: 2003, actor: "carol", event: "workflow_dispatch", head_branch: "main", head_sha: $sha},
-      {id: 2004, actor: "carol", event: "push", head_branch: "v1.2.0", head_sha: $sha}]
+      {id: 2004, actor: "carol", event: "push", head_branch: "v1.2.0", head_sha: $sha,
+       jobs: [{name: "deploy", environment: "production"}]}]
 ' "$ROOT/tests/fixtures/github/default.json" >"$WORK/fixture.json"
 curl -fsS -X POST -H 'content-type: application/json' --data @"$WORK/fixture.json" \
   "$TD_GITHUB_STANDIN_URL/_standin/repos" >/dev/null
@@ -158,7 +160,7 @@ play() {
     PATH="$PATH" HOME="$HOME"
     GITHUB_ACTIONS=true GITHUB_EVENT_NAME="$event" GITHUB_EVENT_PATH="$dir/event.json"
     GITHUB_REF="$ref" GITHUB_REF_NAME="${ref#refs/*/}" GITHUB_SHA="$sha"
-    GITHUB_REPOSITORY="$REPO" GITHUB_RUN_ID="$run_id" GITHUB_RUN_ATTEMPT=1 GITHUB_ACTOR=carol
+    GITHUB_REPOSITORY="$REPO" GITHUB_RUN_ID="$run_id" GITHUB_RUN_ATTEMPT=1 GITHUB_ACTOR=carol RUNNER_NAME="GitHub Actions 1"
     GITHUB_JOB=deploy GITHUB_API_URL="$GITHUB_API_URL" GITHUB_SERVER_URL=https://github.com
     GITHUB_WORKSPACE="$ROOT" GITHUB_OUTPUT="$dir/output" GITHUB_STEP_SUMMARY="$dir/summary"
     HELM_CONFIG_HOME="$dir/helm/config" HELM_CACHE_HOME="$dir/helm/cache" HELM_DATA_HOME="$dir/helm/data"
@@ -271,7 +273,7 @@ say "${B}GitHub deployments of $REPO (newest first)${R}"
 curl -fsS "$TD_GITHUB_STANDIN_URL/_standin/state" | jq -r --arg repo "$REPO" '
   (.repos[$repo].deployments // [])
   | sort_by(-.id)[]
-  | "  #\(.id) \(.environment): \(.description): " + ([.statuses[]? | .state] | join(" → "))'
+  | "  #\(.id) \(.environment): \(.description // "GitHub'"'"'s deployment of the job"): " + ([.statuses[]? | .state] | join(" → "))'
 
 if [ "$failures" -eq 0 ]; then
   printf '\n%s✓ The demo ran as expected.%s Logs and summaries: %s\n' "$GREEN$B" "$R" "$WORK"

@@ -63,7 +63,8 @@ pub(crate) fn command() -> Command {
         }
         cmd = cmd.subcommand(sub);
     }
-    cmd
+    // Tools beside the modes (main.rs runs them before parsing inputs); listed for --help.
+    cmd.subcommand(crate::window::command::command())
 }
 
 fn mode_about(mode: Mode) -> &'static str {

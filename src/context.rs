@@ -18,6 +18,10 @@ pub struct RunContext {
     pub(crate) default_branch: Option<String>,
     pub(crate) run_id: Option<u64>,
     pub(crate) run_attempt: u32,
+    /// `RUNNER_NAME`.
+    pub(crate) runner_name: Option<String>,
+    /// `TRADER_DEPLOY_NOW`: the instant the deploy window is decided at (default: now).
+    pub(crate) now: Option<jiff::Timestamp>,
     pub(crate) actor: Option<String>,
     pub(crate) api_url: String,
     pub(crate) server_url: String,
@@ -78,6 +82,18 @@ impl RunContext {
                 .transpose()
         };
         let run_id = number(vars::GITHUB_RUN_ID)?;
+        let now = env
+            .get(vars::TRADER_DEPLOY_NOW)
+            .map(|v| {
+                v.trim()
+                    .parse::<jiff::Timestamp>()
+                    .map_err(|_| ContextError::Var {
+                        var: vars::TRADER_DEPLOY_NOW,
+                        value: v.to_string(),
+                        what: "RFC 3339 instant",
+                    })
+            })
+            .transpose()?;
         let run_attempt = number(vars::GITHUB_RUN_ATTEMPT)?.unwrap_or(1).max(1) as u32;
         let repository = env.get(vars::GITHUB_REPOSITORY).map(str::to_string);
         if let Some(r) = &repository
@@ -108,6 +124,8 @@ impl RunContext {
             default_branch,
             run_id,
             run_attempt,
+            runner_name: string(vars::RUNNER_NAME),
+            now,
             actor: string(vars::GITHUB_ACTOR),
             api_url: string(vars::GITHUB_API_URL)
                 .unwrap_or_else(|| "https://api.github.com".into())

@@ -19,6 +19,12 @@ pub(crate) mod vars {
     pub(crate) const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
     pub(crate) const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
     pub(crate) const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+    /// A pinned clock for the deploy window (RFC 3339), for demos and tests: the window is
+    /// decided as if it were that instant.
+    pub(crate) const TRADER_DEPLOY_NOW: &str = "TRADER_DEPLOY_NOW";
+    /// The runner this job runs on: tells the job apart from the run's others (one job at a time
+    /// per runner).
+    pub(crate) const RUNNER_NAME: &str = "RUNNER_NAME";
     /// The runner's directory for this repository (the workspace's parent), on the host.
     pub(crate) const RUNNER_WORKSPACE: &str = "RUNNER_WORKSPACE";
     /// Kubeconfig files, a path list, as kubectl and helm read it.

@@ -30,3 +30,4 @@ pub mod smoke;
 pub mod summary;
 mod timeline;
 pub mod version;
+pub mod window;

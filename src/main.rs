@@ -6,11 +6,14 @@ use trader_deploy::context::RunContext;
 use trader_deploy::inputs::{self, Env, RawInputs};
 use trader_deploy::outputs::{Outputs, Status};
 use trader_deploy::runner::Runner;
-use trader_deploy::{cli, pipeline};
+use trader_deploy::{cli, pipeline, window};
 
 fn main() -> ExitCode {
     let env = Env::from_process();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == window::command::NAME) {
+        return ExitCode::from(window::command::main(&args[1..]));
+    }
 
     // Under Actions the entrypoint gets no arguments and reads INPUT_*; otherwise it is a CLI.
     let raw = if args.len() <= 1 && env.in_actions() {

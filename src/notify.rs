@@ -60,6 +60,7 @@ pub(crate) fn message(ctx: &RunContext, outputs: &Outputs, error: Option<&str>) 
         "deployment_id": outputs.deployment_id,
         "environment_url": outputs.environment_url,
         "duration_seconds": (outputs.duration_seconds * 10.0).round() / 10.0,
+        "window_override": outputs.window_overridden,
         "error": error,
         "repository": ctx.repository,
         "ref": ctx.git_ref,
@@ -96,6 +97,9 @@ fn text(repo: &str, o: &Outputs, error: Option<&str>, run_url: Option<&str>) -> 
         ),
         Status::Failed => format!(":x: {who}deploying `{v}` to *{env}* failed"),
     };
+    if o.window_overridden {
+        line.push_str(" :warning: outside its deploy window (window_override)");
+    }
     if let Some(e) = error.filter(|e| !e.is_empty()) {
         let e: String = e.lines().next().unwrap_or("").chars().take(300).collect();
         line.push_str(&format!(": {}", slack_escape(&e)));

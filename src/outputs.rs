@@ -87,6 +87,9 @@ pub struct Outputs {
     pub plan_changes: Option<usize>,
     /// mode plan: the plan's markdown file, relative to the workspace.
     pub plan_markdown_path: Option<String>,
+    /// The deploy window was overridden (`window_override`): not an output, said loudly in the
+    /// summary and the notification.
+    pub window_overridden: bool,
 }
 
 impl Outputs {

@@ -25,6 +25,8 @@ pub(crate) struct Resolved {
     pub(crate) images: Vec<PlannedImage>,
     /// A protected environment: the deploy needs an approval.
     pub(crate) protected: bool,
+    /// The environment's deploy window and whether it is open now (None: it has none).
+    pub(crate) window: Option<String>,
     /// The revision the diff is against (None: not deployed yet).
     pub(crate) live_revision: Option<u32>,
     pub(crate) run_url: Option<String>,
@@ -106,6 +108,13 @@ pub(crate) fn markdown(plan: &Resolved, d: &ManifestDiff, limit: usize) -> Strin
             )
         } else {
             "not needed".to_string()
+        },
+    );
+    row(
+        "Deploy window",
+        match &plan.window {
+            Some(w) => cell(w),
+            None => "none".to_string(),
         },
     );
     row("Unchanged objects", d.unchanged.to_string());
@@ -190,6 +199,7 @@ mod tests {
                 digest: Some("sha256:ab".into()),
             }],
             protected: true,
+            window: Some("Mon-Fri 08:00-16:00 Europe/London: open now".into()),
             live_revision: Some(4),
             run_url: Some("https://github.com/acme/trader/actions/runs/1/attempts/1".into()),
         }
@@ -245,6 +255,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| Approval | needed: "), "{md}");
+        assert!(
+            md.contains("| Deploy window | Mon-Fri 08:00-16:00 Europe/London: open now |"),
+            "{md}"
+        );
         assert!(md.contains("- added `Service trader/x`\n"), "{md}");
         assert!(md.contains("<details><summary>changed <code>Deployment trader/a</code></summary>\n\n```diff\n-  image: a:1\n+  image: a:2\n```\n"), "{md}");
         // A diff holding a fence gets a longer one.

@@ -84,11 +84,36 @@ pub(crate) fn render_text(config: &Config, ctx: &RunContext) -> String {
         config.history_max,
         config.verify_images
     );
+    if let Some(w) = window_verdict(config, ctx) {
+        let _ = writeln!(s, "  deploy window {w}");
+    }
     s
 }
 
+/// The deploy window's verdict for the plan: `while XNYS is closed: refused now (…); next
+/// allowed: …`.
+pub(crate) fn window_verdict(config: &Config, ctx: &RunContext) -> Option<String> {
+    let policy = config.deploy_window.as_ref()?;
+    let at = ctx.now.unwrap_or_else(jiff::Timestamp::now);
+    let rule = policy.describe();
+    Some(match policy.verdict(at) {
+        Ok(v) if v.allowed => format!("{rule}: allowed at {at} ({})", v.reason),
+        Ok(v) => format!(
+            "{rule}: refused at {at} ({}); next allowed: {}{}",
+            v.reason,
+            v.next.unwrap_or_default(),
+            if config.window_override {
+                " (window_override is on)"
+            } else {
+                ""
+            }
+        ),
+        Err(e) => format!("{rule}: cannot be decided: {e}"),
+    })
+}
+
 /// The plan as a job-summary section.
-pub(crate) fn render_markdown(config: &Config) -> String {
+pub(crate) fn render_markdown(config: &Config, ctx: &RunContext) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -136,5 +161,8 @@ pub(crate) fn render_markdown(config: &Config) -> String {
             images.join("<br>")
         }
     );
+    if let Some(w) = window_verdict(config, ctx) {
+        let _ = writeln!(s, "| Deploy window | {w} |");
+    }
     s
 }

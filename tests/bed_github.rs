@@ -278,11 +278,13 @@ async fn deployment_and_statuses_pass_prism_and_show_in_the_log() {
             .get(&format!("{REPO}/deployments?environment=prod&sha={C3}"))
             .await;
         assert_eq!(mine.status, StatusCode::OK);
+        // Besides the fixture runs' jobs' own deployments (GitHub Actions made those).
         let ids: Vec<i64> = mine
             .body
             .as_array()
             .unwrap()
             .iter()
+            .filter(|d| d["performed_via_github_app"].is_null())
             .map(|d| d["id"].as_i64().unwrap())
             .collect();
         assert_eq!(ids, [id]);
@@ -659,12 +661,13 @@ async fn an_added_repository_has_its_own_state() {
 #[tokio::test]
 async fn lists_paginate_and_primary_limits_and_delays_pass_prism() {
     with_github(|gh| async move {
+        // dev: no fixture job deploys there.
         for _ in 0..3 {
-            gh.create_deployment("main", "staging").await;
+            gh.create_deployment("main", "dev").await;
         }
         let p2 = gh
             .get(&format!(
-                "{REPO}/deployments?environment=staging&per_page=2&page=2"
+                "{REPO}/deployments?environment=dev&per_page=2&page=2"
             ))
             .await;
         assert_eq!(p2.status, StatusCode::OK, "{}", p2.body);
@@ -735,6 +738,131 @@ async fn faults_and_the_log_can_be_scoped_to_one_repository() {
         let q = format!("/_standin/log?path_prefix={REPO}/environments/");
         let log = gh.control(Method::GET, &q, None).await;
         assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+    })
+    .await;
+}
+
+/// A job that declares `environment:` gets GitHub's own deployment (github_jobs.rs): `waiting`
+/// while the review is pending, `in_progress` once approved and running, GitHub's final status at
+/// the job's end; the jobs of an attempt name their runner. All through Prism, with the
+/// description's one amendment (`waiting` in a listed status); a client still cannot create a
+/// `waiting` status.
+#[tokio::test]
+async fn jobs_with_an_environment_get_github_s_own_deployment() {
+    with_github(|gh| async move {
+        let jobs = gh
+            .get(&format!("{REPO}/actions/runs/1001/attempts/1/jobs"))
+            .await;
+        assert_eq!(jobs.status, StatusCode::OK, "{}", jobs.body);
+        assert_eq!(jobs.body["total_count"], 1);
+        let job = &jobs.body["jobs"][0];
+        assert_eq!(
+            (
+                &job["id"],
+                &job["name"],
+                &job["status"],
+                &job["runner_name"]
+            ),
+            (
+                &json!(100101),
+                &json!("deploy"),
+                &json!("in_progress"),
+                &json!("GitHub Actions 1")
+            )
+        );
+        let held = gh
+            .get(&format!("{REPO}/actions/runs/1002/attempts/1/jobs"))
+            .await;
+        assert_eq!(held.body["jobs"][0]["status"], "waiting", "{}", held.body);
+        assert_eq!(held.body["jobs"][0]["runner_name"], Value::Null);
+        let no_attempt = gh
+            .get(&format!("{REPO}/actions/runs/1001/attempts/2/jobs"))
+            .await;
+        assert_eq!(no_attempt.status, StatusCode::NOT_FOUND);
+
+        // GitHub's deployments to prod, by the job their statuses point at.
+        let list = gh
+            .get(&format!("{REPO}/deployments?environment=prod&per_page=100"))
+            .await;
+        assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+        let mut by_job = BTreeMap::new();
+        for d in list.body.as_array().expect("array") {
+            let id = d["id"].as_i64().unwrap();
+            let st = gh
+                .get_owned(format!("{REPO}/deployments/{id}/statuses"))
+                .await;
+            assert_eq!(st.status, StatusCode::OK, "statuses of {id}: {}", st.body);
+            let url = st.body[0]["log_url"].as_str().unwrap_or("").to_string();
+            let states: Vec<String> = st
+                .body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["state"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(
+                d["performed_via_github_app"]["slug"], "github-actions",
+                "{d}"
+            );
+            assert_eq!((&d["task"], &d["payload"]), (&json!("deploy"), &json!({})));
+            by_job.insert(url, (d["creator"]["login"].clone(), states));
+        }
+        let job_url =
+            |run: u64| format!("https://github.com/acme/trader/actions/runs/{run}/job/{run}01");
+        assert_eq!(
+            by_job[&job_url(1001)],
+            (
+                json!("carol"),
+                vec!["in_progress".to_string(), "waiting".into(), "queued".into()]
+            )
+        );
+        assert_eq!(by_job[&job_url(1002)].1, ["waiting", "queued"]);
+        assert_eq!(by_job[&job_url(1003)].0, "bob");
+        assert_eq!(by_job[&job_url(1004)].1, ["failure", "waiting", "queued"]);
+        // Run 1006: the gate job has the environment, the deploy job none.
+        assert!(by_job.contains_key(&job_url(1006)));
+        assert!(
+            !by_job.contains_key("https://github.com/acme/trader/actions/runs/1006/job/100602")
+        );
+
+        // The job ends: GitHub writes its final status.
+        let done = gh
+            .control(
+                Method::POST,
+                "/_standin/jobs/finish",
+                Some(json!({"run_id": 1001, "job": "deploy", "conclusion": "success"})),
+            )
+            .await;
+        assert_eq!(done["state"], "success", "{done}");
+        let id = done["deployment"].as_i64().unwrap();
+        let st = gh
+            .get_owned(format!("{REPO}/deployments/{id}/statuses"))
+            .await;
+        assert_eq!(st.body[0]["state"], "success", "{}", st.body);
+        let jobs = gh
+            .get(&format!("{REPO}/actions/runs/1001/attempts/1/jobs"))
+            .await;
+        assert_eq!(
+            (
+                &jobs.body["jobs"][0]["status"],
+                &jobs.body["jobs"][0]["conclusion"]
+            ),
+            (&json!("completed"), &json!("success"))
+        );
+
+        // Nobody can write `waiting`: the request schema keeps GitHub's enum.
+        let forged = gh
+            .post(
+                &format!("{REPO}/deployments/{id}/statuses"),
+                json!({"state": "waiting", "log_url": job_url(1001)}),
+            )
+            .await;
+        assert_eq!(
+            forged.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            forged.body
+        );
     })
     .await;
 }

@@ -128,6 +128,45 @@ fn creates(log: &[Value]) -> usize {
         .count()
 }
 
+/// A call sequence with the approval's job check (issue #17, 5a: the attempt's jobs, the
+/// commit's deployments to the environment, the statuses of GitHub's deployment of the job)
+/// folded into one `(job check)` line, so that sequences stay readable whatever the ids.
+fn job_check(seq: Vec<String>) -> Vec<String> {
+    let mut out = vec![];
+    let mut calls = seq.into_iter().peekable();
+    while let Some(c) = calls.next() {
+        if !(c.contains("/attempts/") && c.contains("/jobs?")) {
+            out.push(c);
+            continue;
+        }
+        out.push("(job check)".to_string());
+        calls.next_if(|c| c.starts_with("GET /deployments?environment="));
+        while calls
+            .next_if(|c| {
+                c.starts_with("GET /deployments/") && c.ends_with("/statuses?per_page=30 -> 200")
+            })
+            .is_some()
+        {}
+    }
+    out
+}
+
+/// GitHub's own deployment of run `run`'s job (the fixture's, github_jobs.rs).
+async fn github_s_job_deployment(repo: &Repo, run: u64) -> u64 {
+    let url = format!("/actions/runs/{run}/job/{run}01");
+    repo.deployments()
+        .await
+        .iter()
+        .find(|d| {
+            d["statuses"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["log_url"].as_str().unwrap_or("").ends_with(&url))
+            })
+        })
+        .and_then(|d| d["id"].as_u64())
+        .unwrap_or_else(|| panic!("no GitHub deployment of run {run}'s job"))
+}
+
 /// A real webhook payload from @octokit/webhooks-examples.
 fn example_payload(event: &str, pick: impl Fn(&Value) -> bool) -> Value {
     let home = std::env::var_os("TRADER_DEPLOY_CACHE")
@@ -194,6 +233,8 @@ impl Action {
             ("GITHUB_RUN_ATTEMPT", "1"),
             ("GITHUB_ACTOR", "carol"),
             ("GITHUB_JOB", "deploy"),
+            // The runner run 1001's job "deploy" (with `environment: prod`) runs on, in the fixture.
+            ("RUNNER_NAME", "GitHub Actions 1"),
             ("GITHUB_REF", "refs/heads/main"),
             ("GITHUB_REF_NAME", "main"),
             ("GITHUB_SHA", MAIN_TIP),
@@ -299,17 +340,13 @@ async fn assert_refused(repo: &Repo, run: &Run, expect: &str) {
         "a refused run changed GitHub: {:#?}",
         calls(&log, &repo.full)
     );
-    assert!(
-        !log.iter()
-            .any(|e| e["path"].as_str().unwrap().contains("/deployments")),
-        "a refused run looked at deployments: {:#?}",
-        calls(&log, &repo.full)
-    );
-    // Nothing after the approval group: no GitHub deployment, no cluster step.
+    // Nothing after the approval group: no GitHub deployment, no cluster step (a deploy
+    // window, when there is one, is checked before the approval).
     let groups: Vec<&str> = run
         .stdout
         .lines()
         .filter_map(|l| l.strip_prefix("::group::"))
+        .filter(|g| !g.starts_with("Check the deploy window of "))
         .collect();
     assert_eq!(groups.len(), 2, "groups: {groups:?}");
     assert_eq!(groups[0], "Resolve the plan");
@@ -438,6 +475,68 @@ async fn a_run_without_approval_is_refused() {
     .await;
 }
 
+/// Issue #17, finding 5a: the run's approval is not enough; this job must be the one GitHub held
+/// for the review. Run 1006's approval went to its job "gate" (`environment: prod`, on runner
+/// "GitHub Actions 2"); the job "deploy" on "GitHub Actions 1" declares no environment.
+#[tokio::test]
+async fn an_approval_of_another_job_of_the_run_is_refused() {
+    let repo = add_repo("td-gatejob", |_| {}).await;
+    let run = Action::new(&repo).var("GITHUB_RUN_ID", "1006").run();
+    assert_refused(
+        &repo,
+        &run,
+        "this job has no deployment to prod that GitHub created when it passed the environment's \
+         review (job \"deploy\" (id 100602) has no deployment to prod): declare `environment: prod` \
+         on the job that runs trader-deploy",
+    )
+    .await;
+    assert_eq!(creates(&repo.log().await), 0);
+    // On the gate job's own runner the check passes: that job did wait for the review.
+    let gate = add_repo("td-gatejob2", |_| {}).await;
+    let run = Action::new(&gate)
+        .var("GITHUB_RUN_ID", "1006")
+        .var("RUNNER_NAME", "GitHub Actions 2")
+        .run();
+    assert!(
+        run.stdout.contains("GitHub's deployment") && run.stdout.contains("passed prod's review"),
+        "{}",
+        run.stdout
+    );
+    // Outside a runner's job (no RUNNER_NAME) the job cannot be told apart: refused.
+    let bare = add_repo("td-gatejob3", |_| {}).await;
+    let mut a = Action::new(&bare);
+    a.vars.remove("RUNNER_NAME");
+    assert_refused(&bare, &a.run(), "(RUNNER_NAME is not set,").await;
+}
+
+/// GitHub's deployment of the job must still be running: once GitHub has written the job's final
+/// status, the job is over and a later use of its approval is refused.
+#[tokio::test]
+async fn a_job_that_github_ended_is_refused() {
+    let repo = add_repo("td-jobended", |_| {}).await;
+    repo.control(
+        "POST",
+        "/_standin/jobs/finish",
+        Some(json!({"repository": repo.full, "run_id": 1001, "job": "deploy", "conclusion": "success"})),
+    )
+    .await;
+    let run = Action::new(&repo).run();
+    assert_refused(
+        &repo,
+        &run,
+        "(no running job of this attempt is on runner \"GitHub Actions 1\")",
+    )
+    .await;
+    assert_eq!(
+        calls(&repo.log().await, &repo.full),
+        vec![
+            "GET /environments/prod -> 200",
+            "GET /actions/runs/1001/approvals -> 200",
+            "GET /actions/runs/1001/attempts/1/jobs?per_page=100 -> 200"
+        ]
+    );
+}
+
 #[tokio::test]
 async fn self_approval_is_refused_when_configured() {
     let repo = add_repo("td-self", |_| {}).await;
@@ -465,7 +564,12 @@ async fn self_approval_is_refused_when_configured() {
         "{}",
         run.stdout
     );
-    assert_eq!(creates(&repo.log().await), 1);
+    assert!(
+        run.stdout.contains("passed prod's review"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(creates(&repo.log().await), 0);
 }
 
 #[tokio::test]
@@ -625,10 +729,11 @@ async fn a_tag_not_on_the_default_branch_is_refused() {
     )
     .await;
     assert_eq!(
-        calls(&repo.log().await, &repo.full),
+        job_check(calls(&repo.log().await, &repo.full)),
         vec![
             "GET /environments/prod -> 200",
             "GET /actions/runs/1001/approvals -> 200",
+            "(job check)",
             format!("GET /compare/main...{RC_SHA}?per_page=1 -> 200").as_str(),
         ]
     );
@@ -649,7 +754,10 @@ async fn a_tag_not_on_the_default_branch_is_refused() {
         run.stdout
     );
     assert_eq!(run.output("environment"), "prod");
-    assert_eq!(creates(&repo.log().await), 1);
+    // Recorded on GitHub's own deployment of the job, which the job check found.
+    let id = github_s_job_deployment(&repo, 1001).await;
+    assert_eq!(run.output("deployment_id"), id.to_string());
+    assert_eq!(creates(&repo.log().await), 0);
 }
 
 #[tokio::test]
@@ -696,33 +804,21 @@ async fn an_approved_prod_deploy_that_cannot_reach_a_cluster_ends_in_error() {
     );
     let id = run.output("deployment_id").to_string();
     assert!(!id.is_empty(), "no deployment_id output");
+    // The job's own deployment, which the job check found, is the one reported to: no new one.
+    let github_s = github_s_job_deployment(&repo, 1001).await;
+    assert_eq!(id, github_s.to_string());
     assert_eq!(
-        &seq[..5],
+        &job_check(seq.clone())[..5],
         &[
             "GET /environments/prod -> 200".to_string(),
             "GET /actions/runs/1001/approvals -> 200".to_string(),
+            "(job check)".to_string(),
             // A dispatch, not a tag push: the version's tag is checked on main all the same.
             "GET /compare/main...v1.1.0?per_page=1 -> 200".to_string(),
-            format!("GET /deployments?sha={MAIN_TIP}&environment=prod&per_page=20 -> 200"),
-            "POST /deployments -> 201".to_string(),
+            format!("POST /deployments/{id}/statuses -> 201"),
         ]
     );
-    let create = log
-        .iter()
-        .find(|e| e["method"] == "POST" && e["path"].as_str().unwrap().ends_with("/deployments"))
-        .unwrap();
-    let b = &create["body"];
-    assert_eq!(b["ref"], MAIN_TIP);
-    assert_eq!(b["environment"], "prod");
-    assert_eq!(b["auto_merge"], false);
-    assert_eq!(b["required_contexts"], json!([]));
-    assert_eq!(b["production_environment"], true);
-    assert_eq!(b["transient_environment"], false);
-    assert_eq!(b["payload"]["trader_deploy"]["version"], "v1.1.0");
-    assert_eq!(
-        b["payload"]["trader_deploy"]["images"]["image.repository"],
-        "127.0.0.1:45000/acme/testapp:v1.1.0"
-    );
+    assert_eq!(creates(&log), 0);
     // Every status links the run's log and the environment.
     let statuses: Vec<&Value> = log
         .iter()
@@ -771,19 +867,27 @@ async fn an_approved_prod_deploy_that_cannot_reach_a_cluster_ends_in_error() {
         "{}",
         run.summary
     );
-    assert!(run.summary.contains(&format!(
-        "| GitHub deployment | [{id}](https://github.com/{}/deployments/prod) (created) |",
-        repo.full
-    )));
+    assert!(
+        run.summary.contains(&format!(
+            "| GitHub deployment | [{id}](https://github.com/{}/deployments/prod) (GitHub's deployment for this job) |",
+            repo.full
+        )),
+        "{}",
+        run.summary
+    );
 }
 
 #[tokio::test]
 async fn a_rerun_makes_no_duplicate_deployment() {
+    // dev: a protected environment reports to GitHub's own deployment of the job instead.
     let repo = add_repo("td-rerun", |_| {}).await;
-    let first = Action::new(&repo).run();
+    let first = Action::new(&repo).var("INPUT_ENVIRONMENT", "dev").run();
     let id = first.output("deployment_id").to_string();
-    assert!(!id.is_empty());
-    let second = Action::new(&repo).var("GITHUB_RUN_ATTEMPT", "2").run();
+    assert!(!id.is_empty(), "{}", first.stdout);
+    let second = Action::new(&repo)
+        .var("INPUT_ENVIRONMENT", "dev")
+        .var("GITHUB_RUN_ATTEMPT", "2")
+        .run();
     assert_eq!(second.output("deployment_id"), id);
     assert!(
         second
@@ -792,7 +896,8 @@ async fn a_rerun_makes_no_duplicate_deployment() {
     );
     let log = repo.log().await;
     assert_eq!(creates(&log), 1, "{:#?}", calls(&log, &repo.full));
-    assert_eq!(repo.deployments().await.len(), 1);
+    let dev = repo.deployments().await;
+    assert_eq!(dev.iter().filter(|d| d["environment"] == "dev").count(), 1);
     // The second attempt's statuses point at its own log.
     let last = log
         .iter()
@@ -811,14 +916,13 @@ async fn a_rerun_makes_no_duplicate_deployment() {
 async fn githubs_own_deployment_for_the_job_is_reused() {
     let repo = add_repo("td-reuse", |fx| {
         let name = fx["repository"]["name"].as_str().unwrap().to_string();
+        // dev, unprotected: found by looking (a protected environment's comes from the job check).
         fx["deployments"] = json!([
             // An older deployment of another run: not reused.
-            {"ref": "main", "sha": MAIN_TIP, "environment": "prod", "creator": "github-actions[bot]",
-             "production_environment": true,
+            {"ref": "main", "sha": MAIN_TIP, "environment": "dev", "creator": "github-actions[bot]",
              "statuses": [{"state": "success", "log_url": format!("https://github.com/acme/{name}/actions/runs/990/job/1")}]},
-            // What GitHub creates for a job with `environment: prod` in run 1001.
-            {"ref": "main", "sha": MAIN_TIP, "environment": "prod", "creator": "github-actions[bot]",
-             "production_environment": true,
+            // What GitHub creates for a job with `environment: dev` in run 1001.
+            {"ref": "main", "sha": MAIN_TIP, "environment": "dev", "creator": "github-actions[bot]",
              "statuses": [{"state": "queued", "log_url": format!("https://github.com/acme/{name}/actions/runs/1001/job/7")}]}
         ]);
     })
@@ -827,10 +931,11 @@ async fn githubs_own_deployment_for_the_job_is_reused() {
         .deployments()
         .await
         .iter()
+        .filter(|d| d["environment"] == "dev")
         .map(|d| d["id"].as_u64().unwrap())
         .collect();
     assert_eq!(seeded.len(), 2);
-    let run = Action::new(&repo).run();
+    let run = Action::new(&repo).var("INPUT_ENVIRONMENT", "dev").run();
     assert_eq!(run.output("deployment_id"), seeded[1].to_string());
     assert!(run.stdout.contains("GitHub's deployment for this job"));
     let log = repo.log().await;
@@ -845,9 +950,10 @@ async fn a_502_then_success_is_retried() {
         "/actions/runs/1001/approvals",
     )
     .await;
+    // Prod reports to GitHub's deployment of the job: its first status meets the limit.
     repo.fault(
         json!({"kind": "secondary_rate_limit", "count": 1, "retry_after": 1, "method": "POST"}),
-        "/deployments",
+        "/deployments/",
     )
     .await;
     let run = Action::new(&repo).run();
@@ -862,16 +968,20 @@ async fn a_502_then_success_is_retried() {
         ],
         "{seq:#?}"
     );
+    let id = github_s_job_deployment(&repo, 1001).await;
     let posts: Vec<&String> = seq
         .iter()
-        .filter(|c| c.starts_with("POST /deployments "))
+        .filter(|c| c.starts_with("POST /deployments/"))
+        .take(2)
         .collect();
     assert_eq!(
         posts,
-        ["POST /deployments -> 403", "POST /deployments -> 201"]
+        [
+            &format!("POST /deployments/{id}/statuses -> 403"),
+            &format!("POST /deployments/{id}/statuses -> 201")
+        ]
     );
-    assert_eq!(creates(&log), 2);
-    assert_eq!(repo.deployments().await.len(), 1);
+    assert_eq!(creates(&log), 0);
     assert!(
         run.stdout
             .contains(&format!("GitHub API calls: {} (2 retries)", log.len())),
@@ -883,26 +993,28 @@ async fn a_502_then_success_is_retried() {
 
 #[tokio::test]
 async fn a_502_on_create_looks_for_the_deployment_before_creating_again() {
+    // dev: the action creates its deployment there (prod reports to GitHub's own).
     let repo = add_repo("td-502c", |_| {}).await;
     repo.fault(
         json!({"kind": "bad_gateway", "count": 1, "method": "POST"}),
         "/deployments",
     )
     .await;
-    let run = Action::new(&repo).run();
+    let run = Action::new(&repo).var("INPUT_ENVIRONMENT", "dev").run();
     let log = repo.log().await;
     let seq = calls(&log, &repo.full);
     assert_eq!(
-        &seq[3..7],
+        &seq[..4],
         &[
-            format!("GET /deployments?sha={MAIN_TIP}&environment=prod&per_page=20 -> 200"),
+            format!("GET /deployments?sha={MAIN_TIP}&environment=dev&per_page=20 -> 200"),
             "POST /deployments -> 502".to_string(),
-            format!("GET /deployments?environment=prod&per_page=20&sha={MAIN_TIP} -> 200"),
+            format!("GET /deployments?environment=dev&per_page=20&sha={MAIN_TIP} -> 200"),
             "POST /deployments -> 201".to_string(),
         ],
         "{seq:#?}"
     );
-    assert_eq!(repo.deployments().await.len(), 1);
+    let dev = repo.deployments().await;
+    assert_eq!(dev.iter().filter(|d| d["environment"] == "dev").count(), 1);
     assert!(!run.output("deployment_id").is_empty());
 }
 
@@ -1500,4 +1612,112 @@ async fn a_secret_in_the_error_leaves_in_no_outbound_channel() {
         run.outputs
     );
     cluster.done().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deploy windows (issue #18): decided before GitHub or the cluster, at a pinned instant.
+
+/// 10:00 New York on Monday 2026-11-30: XNYS is open.
+const MARKET_OPEN: &str = "2026-11-30T15:00:00Z";
+
+fn in_market_hours(repo: &Repo) -> Action {
+    Action::new(repo)
+        .var("INPUT_DEPLOY_WINDOW", "{calendar: XNYS, margin: 30m}")
+        .var("TRADER_DEPLOY_NOW", MARKET_OPEN)
+}
+
+#[tokio::test]
+async fn a_deploy_in_market_hours_is_refused_before_anything() {
+    let repo = add_repo("td-window", |_| {}).await;
+    let run = in_market_hours(&repo).run();
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(
+        error_annotation(&run),
+        "::error title=Outside the deploy window::prod is deployed only while XNYS is closed, 30m \
+         from any open or close, and at 2026-11-30T15:00:00Z XNYS is open (session of 2026-11-30, \
+         09:30-16:00 America/New_York); next allowed: 2026-11-30T21:30:00Z (2026-11-30 16:30 \
+         America/New_York) (for an emergency, window_override: true)"
+    );
+    assert_eq!(run.output("status"), "failed");
+    assert!(repo.log().await.is_empty(), "GitHub was asked");
+    // The summary's timeline, as Mermaid reads it: refused at the window, nothing after it.
+    common::mermaid::assert_timeline(&run.summary, &["resolve", "window"], &["window"]);
+    // After the close and its margin the same deploy passes the window (then GitHub's checks).
+    let later = in_market_hours(&repo)
+        .var("TRADER_DEPLOY_NOW", "2026-11-30T21:31:00Z")
+        .run();
+    assert!(
+        later
+            .stdout
+            .contains("prod may be deployed at 2026-11-30T21:31:00Z"),
+        "{}",
+        later.stdout
+    );
+    // A rollback may run at any time by default.
+    let rb = in_market_hours(&repo)
+        .var("INPUT_MODE", "rollback")
+        .var("INPUT_VERSION", "")
+        .run();
+    assert!(
+        rb.stdout.contains("A rollback of prod may run at any time"),
+        "{}",
+        rb.stdout
+    );
+    // mode resolve shows the verdict.
+    let plan = in_market_hours(&repo).var("INPUT_MODE", "resolve").run();
+    assert!(
+        plan.stdout.contains(
+            "deploy window while XNYS is closed, 30m from any open or close: refused at \
+             2026-11-30T15:00:00Z"
+        ),
+        "{}",
+        plan.stdout
+    );
+}
+
+/// An override is loud, and on a protected environment needs an approver other than the actor.
+#[tokio::test]
+async fn a_window_override_is_loud_and_needs_another_approver() {
+    let repo = add_repo("td-override", |_| {}).await;
+    // Run 1003 was approved for prod by bob, who started it: not enough for an override.
+    let run = in_market_hours(&repo)
+        .var("INPUT_WINDOW_OVERRIDE", "true")
+        .var("GITHUB_RUN_ID", "1003")
+        .var("GITHUB_ACTOR", "bob")
+        .run();
+    assert_refused(
+        &repo,
+        &run,
+        "run 1003 was approved for environment prod only by bob, who started or re-ran it",
+    )
+    .await;
+    // Run 1001, approved by alice for carol's run: the override goes through, said everywhere.
+    let (hook, received) = webhook_receiver();
+    let run = in_market_hours(&repo)
+        .var("INPUT_WINDOW_OVERRIDE", "true")
+        .var("INPUT_NOTIFY_WEBHOOK", &hook)
+        .run();
+    assert!(
+        run.stdout.contains(
+            "::warning title=Deploy window overridden::window_override: deploying prod at \
+             2026-11-30T15:00:00Z although XNYS is open"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("run 1001 approved by alice"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.summary.contains("**Overridden.**"), "{}", run.summary);
+    let body: Value = serde_json::from_str(&received.join().unwrap()).unwrap();
+    assert_eq!(body["window_override"], true, "{body}");
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("outside its deploy window (window_override)"),
+        "{body}"
+    );
 }

@@ -775,6 +775,7 @@ fn repo_vars(repo: &Repo, ws: &Path, token: &str) -> BTreeMap<String, String> {
         ("GITHUB_RUN_ID", "1001"),
         ("GITHUB_RUN_ATTEMPT", "1"),
         ("GITHUB_ACTOR", "carol"),
+        ("RUNNER_NAME", "GitHub Actions 1"),
         ("GITHUB_JOB", "deploy"),
         ("GITHUB_EVENT_NAME", "workflow_dispatch"),
         ("GITHUB_REF", "refs/heads/main"),

@@ -192,6 +192,7 @@ impl Run {
             ("GITHUB_RUN_ID", "1001"),
             ("GITHUB_RUN_ATTEMPT", "1"),
             ("GITHUB_ACTOR", "carol"),
+            ("RUNNER_NAME", "GitHub Actions 1"),
         ] {
             env.insert(k.to_string(), v.to_string());
         }

@@ -1,9 +1,11 @@
 //! Approval of protected environments, fail-closed: the environment has required reviewers, this
-//! run was approved for it (by someone other than its actor, when asked), and the version's tag is
+//! run was approved for it (by someone other than its actor, when asked), GitHub's own deployment
+//! of this very job passed the environment's review (`job_deployment`), and the version's tag is
 //! on the default branch (`provenance`). Each refusal says what is missing and how to fix it.
 
 use serde_json::Value;
 
+use super::job_deployment::{self, JobDeployment, JobQuery};
 use super::provenance::{self, TagRelease};
 use super::{GitHub, GitHubError, encode};
 
@@ -12,6 +14,10 @@ use super::{GitHub, GitHubError, encode};
 pub(crate) struct ApprovalRequest {
     pub(crate) environment: String,
     pub(crate) run_id: Option<u64>,
+    /// GITHUB_RUN_ATTEMPT.
+    pub(crate) attempt: u32,
+    /// RUNNER_NAME: tells this job apart from the run's others.
+    pub(crate) runner_name: Option<String>,
     /// Who triggered the run (GITHUB_ACTOR).
     pub(crate) actor: Option<String>,
     pub(crate) require_distinct_approver: bool,
@@ -33,6 +39,8 @@ pub(crate) struct Approval {
     /// Required reviewers (logins, `team:slug` for teams).
     pub(crate) reviewers: Vec<String>,
     pub(crate) approvers: Vec<Approver>,
+    /// GitHub's deployment of this job, which waited for the review.
+    pub(crate) job: Option<JobDeployment>,
     /// e.g. "tag v1.1.0 (ee3b2f79) is on main".
     pub(crate) tag_check: Option<String>,
 }
@@ -98,6 +106,17 @@ pub(crate) enum Refusal {
         environment: String,
         run_id: u64,
         approver: String,
+    },
+    #[error(
+        "this job has no deployment to {environment} that GitHub created when it passed the \
+         environment's review ({detail}): declare `environment: {environment}` on the job that runs \
+         trader-deploy (an approval of another job of run {run_id}, or of an earlier attempt, does \
+         not count)"
+    )]
+    NoJobDeployment {
+        environment: String,
+        run_id: u64,
+        detail: String,
     },
     #[error(
         "tag {tag}{sha} is not on the default branch {default_branch} (compare: {compare}): \
@@ -336,6 +355,20 @@ pub(crate) async fn check(gh: &GitHub, req: &ApprovalRequest) -> Result<Approval
         }
     }
     let approvers = approvers(env_name, run_id, &actors, require_distinct, &body)?;
+    let query = JobQuery {
+        environment: env_name.clone(),
+        run_id,
+        attempt: req.attempt,
+        runner_name: req.runner_name.clone(),
+    };
+    let job =
+        job_deployment::find(gh, &query)
+            .await?
+            .map_err(|detail| Refusal::NoJobDeployment {
+                environment: env_name.clone(),
+                run_id,
+                detail,
+            })?;
     let tag_check = match &req.tag {
         None => None,
         Some(release) => Some(provenance::check_tag(gh, env_name, release).await?),
@@ -344,6 +377,7 @@ pub(crate) async fn check(gh: &GitHub, req: &ApprovalRequest) -> Result<Approval
         environment: env_name.clone(),
         reviewers,
         approvers,
+        job: Some(job),
         tag_check,
     })
 }

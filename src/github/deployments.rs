@@ -43,6 +43,9 @@ pub(crate) struct DeploymentRequest {
     /// The run's log (RunContext::run_url); GitHub's schema wants a URL here.
     pub(crate) log_url: String,
     pub(crate) environment_url: Option<String>,
+    /// GitHub's own deployment of this job, when the approval check found it: reported to
+    /// instead of a new one.
+    pub(crate) github_deployment: Option<u64>,
 }
 
 /// The deployment this run reports to.
@@ -180,6 +183,13 @@ fn id_of(v: &Value, what: &str) -> Result<u64, GitHubError> {
 /// Finds or creates this run's deployment and marks it in_progress.
 pub(crate) async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deployment, GitHubError> {
     let env = &req.environment;
+    if let Some(id) = req.github_deployment {
+        start_status(gh, id, req).await?;
+        return Ok(Deployment {
+            id,
+            reused: Some(Reuse::CreatedByGitHub),
+        });
+    }
     let mut reused = None;
     let mut id = None;
     // This run's earlier attempt, or GitHub's deployment for the job (same commit).
@@ -241,6 +251,12 @@ pub(crate) async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deploy
             created
         }
     };
+    start_status(gh, id, req).await?;
+    Ok(Deployment { id, reused })
+}
+
+/// The `in_progress` status a run starts with.
+async fn start_status(gh: &GitHub, id: u64, req: &DeploymentRequest) -> Result<(), GitHubError> {
     set_status(
         gh,
         id,
@@ -248,11 +264,10 @@ pub(crate) async fn start(gh: &GitHub, req: &DeploymentRequest) -> Result<Deploy
         "in_progress",
         &format!(
             "Deploying {} to {} (run attempt {})",
-            req.version, env, req.run_attempt
+            req.version, req.environment, req.run_attempt
         ),
     )
-    .await?;
-    Ok(Deployment { id, reused })
+    .await
 }
 
 /// Creates the deployment. A create that failed on GitHub's side (5xx, lost connection) may
@@ -429,6 +444,7 @@ mod tests {
             run_attempt: 1,
             log_url: "https://github.com/acme/trader/actions/runs/1001/attempts/1".into(),
             environment_url: None,
+            github_deployment: None,
         }
     }
 

@@ -7,6 +7,7 @@ mod client;
 pub(crate) mod comment;
 pub(crate) mod deployments;
 mod error;
+pub(crate) mod job_deployment;
 pub(crate) mod provenance;
 mod retry;
 pub(crate) mod session;

@@ -109,6 +109,7 @@ impl Session {
         ctx: &RunContext,
         runner: &Runner,
         summary: &mut Summary,
+        force_distinct_approver: bool,
     ) -> Result<Session, SessionError> {
         summary.run_url = ctx.run_url();
         let gh = match (&config.github_token, &ctx.repository) {
@@ -146,8 +147,11 @@ impl Session {
             let req = ApprovalRequest {
                 environment: env.clone(),
                 run_id: ctx.run_id,
+                attempt: ctx.run_attempt,
+                runner_name: ctx.runner_name.clone(),
                 actor: ctx.actor.clone(),
-                require_distinct_approver: config.require_distinct_approver,
+                require_distinct_approver: config.require_distinct_approver
+                    || force_distinct_approver,
                 tag: released_tag(config, git_ref.as_deref(), sha.as_deref(), ctx),
             };
             let approval = approval::check(gh, &req).await?;
@@ -157,6 +161,9 @@ impl Session {
                 ctx.run_id.unwrap_or_default(),
                 approval.describe()
             ));
+            if let Some(j) = &approval.job {
+                runner.info(&format!("{} passed {env}'s review", j.describe()));
+            }
             if let Some(t) = &approval.tag_check {
                 runner.info(t);
             }
@@ -197,6 +204,11 @@ impl Session {
             run_attempt: ctx.run_attempt,
             log_url,
             environment_url: config.environment_url.clone(),
+            github_deployment: session
+                .approval
+                .as_ref()
+                .and_then(|a| a.job.as_ref())
+                .map(|j| j.deployment_id),
         };
         let dep = deployments::start(gh, &request)
             .await

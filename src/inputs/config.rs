@@ -38,6 +38,9 @@ pub struct Config {
     pub(crate) protected: bool,
     /// Refuse approvals given only by the run's actor.
     pub(crate) require_distinct_approver: bool,
+    /// When the environment may be deployed (input `deploy_window` or deploy/policy.yaml).
+    pub(crate) deploy_window: Option<crate::window::policy::Policy>,
+    pub(crate) window_override: bool,
     /// The environment's URL for the GitHub deployment (http(s)).
     pub(crate) environment_url: Option<String>,
     pub(crate) timeout: Duration,
@@ -306,6 +309,9 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         raw.get("require_distinct_approver"),
         false,
     )?;
+    let deploy_window =
+        super::window::deploy_window(raw.get("deploy_window"), &workspace, &environment)?;
+    let window_override = parse_bool("window_override", raw.get("window_override"), false)?;
     let environment_url = raw
         .get("environment_url")
         .map(|u| match reqwest::Url::parse(u.trim()) {
@@ -343,6 +349,8 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         github_token,
         protected,
         require_distinct_approver,
+        deploy_window,
+        window_override,
         environment_url,
         timeout,
         rollback_on_failure,

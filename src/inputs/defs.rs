@@ -110,6 +110,18 @@ pub const INPUTS: &[InputSpec] = &[
         false,
     ),
     input(
+        "deploy_window",
+        "When this environment may be deployed: YAML with calendar (an ISO MIC such as XNYS, or 24/7), margin (30m), windows (Sat 00:00-24:00), timezone, rollback (anytime or window).",
+        "deploy/policy.yaml's deploy_windows.<environment> when present; else none",
+        false,
+    ),
+    input(
+        "window_override",
+        "Deploy outside the deploy window (loud; a protected environment then needs an approver other than the run's actor).",
+        "false",
+        false,
+    ),
+    input(
         "environment_url",
         "URL of the deployed environment, shown on the GitHub deployment.",
         "none",

@@ -14,6 +14,7 @@ mod parse;
 mod raw;
 mod registry_auth;
 mod strvals;
+mod window;
 
 pub use config::{Config, resolve};
 pub use defs::{INPUTS, InputSpec};

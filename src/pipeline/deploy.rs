@@ -72,8 +72,10 @@ pub(super) async fn verify_images(run: &mut Run<'_>) -> Result<Vec<(String, Stri
 /// Step: approvals for protected environments (fail-closed), and the GitHub deployment
 /// in_progress. Nothing before this step touches the cluster.
 pub(super) async fn approve(run: &mut Run<'_>, ctx: &RunContext) -> Result<(), Failure> {
+    // An overridden deploy window needs an approver other than the run's actor.
+    let distinct = run.outputs.window_overridden;
     let started = Instant::now();
-    let session = Session::start(run.config, ctx, run.runner, &mut run.summary).await;
+    let session = Session::start(run.config, ctx, run.runner, &mut run.summary, distinct).await;
     run.timeline.step("approve", started, session.is_ok());
     let session = session.map_err(|e| run.fail(Title::GitHub(e.title()), e.into()))?;
     run.github = Some(session);

@@ -12,6 +12,7 @@ mod recover;
 mod report;
 mod rollback;
 mod validate;
+mod window;
 
 use std::fmt;
 use std::time::Instant;
@@ -56,6 +57,7 @@ pub enum Title {
     RollbackFailed,
     PlanFailed,
     ValidationFailed,
+    DeployWindow,
 }
 
 impl Title {
@@ -75,6 +77,7 @@ impl Title {
             Title::RollbackFailed => "Rollback failed",
             Title::PlanFailed => "Plan failed",
             Title::ValidationFailed => "Validation failed",
+            Title::DeployWindow => "Outside the deploy window",
         }
     }
 }
@@ -200,6 +203,7 @@ async fn only_report(
 async fn deploy(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> {
     deploy::show_plan(&mut run, ctx);
     let mut result = async {
+        window::check(&mut run, ctx)?;
         let images = deploy::verify_images(&mut run).await?;
         deploy::approve(&mut run, ctx).await?;
         let target = timed!(run, "connect", cluster::connect(&run))?;
@@ -223,6 +227,7 @@ async fn deploy(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> 
 /// mode: rollback — to `rollback_revision` or the previous good revision, verified.
 async fn rollback(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> {
     let mut result = async {
+        window::check(&mut run, ctx)?;
         deploy::approve(&mut run, ctx).await?;
         let target = timed!(run, "connect", cluster::connect(&run))?;
         let lock = timed!(run, "lock", cluster::lock(&target, &run, ctx))?;

@@ -23,7 +23,7 @@ pub(super) fn resolve_only(
     runner.info(resolve::render_text(config, ctx).trim_end());
     let outputs = resolve::outputs(config);
     runner
-        .summary(&resolve::render_markdown(config))
+        .summary(&resolve::render_markdown(config, ctx))
         .map_err(|e| Failure {
             title: Title::JobSummary,
             error: e.into(),
@@ -100,6 +100,7 @@ pub(super) async fn plan(
         namespace: config.namespace.clone(),
         images,
         protected: config.protected,
+        window: window(config, ctx),
         live_revision,
         run_url: ctx.run_url(),
     };
@@ -118,6 +119,22 @@ pub(super) async fn plan(
         plan_changes: Some(plan_report::changes(&d)),
         plan_markdown_path: Some(path),
         ..outputs
+    })
+}
+
+/// The environment's deploy window, and whether a deploy now would be inside it.
+fn window(config: &Config, ctx: &RunContext) -> Option<String> {
+    let policy = config.deploy_window.as_ref()?;
+    let at = ctx.now.unwrap_or_else(jiff::Timestamp::now);
+    Some(match policy.verdict(at) {
+        Ok(v) if v.allowed => format!("{}: open at {at} ({})", policy.describe(), v.reason),
+        Ok(v) => format!(
+            "{}: closed at {at} ({}); next allowed: {}",
+            policy.describe(),
+            v.reason,
+            v.next.unwrap_or_default()
+        ),
+        Err(e) => format!("{}: cannot tell ({e})", policy.describe()),
     })
 }
 

@@ -19,6 +19,7 @@ const KEEP = {
   "/repos/{owner}/{repo}/environments/{environment_name}": ["get"],
   "/repos/{owner}/{repo}/actions/runs/{run_id}": ["get"],
   "/repos/{owner}/{repo}/actions/runs/{run_id}/approvals": ["get"],
+  "/repos/{owner}/{repo}/actions/runs/{run_id}/attempts/{attempt_number}/jobs": ["get"],
   "/repos/{owner}/{repo}/compare/{basehead}": ["get"],
   "/repos/{owner}/{repo}/deployments": ["get", "post"],
   "/repos/{owner}/{repo}/deployments/{deployment_id}": ["get"],
@@ -27,7 +28,23 @@ const KEEP = {
   "/repos/{owner}/{repo}/issues/comments/{comment_id}": ["patch"],
 };
 
-const keepHash = crypto.createHash("sha256").update(JSON.stringify(KEEP)).digest("hex").slice(0, 8);
+// Where GitHub answers what its own description leaves out, the description is amended here, in
+// the open (testbed/github/README.md, "Amendments"). `waiting`: the state of the deployment status
+// GitHub writes while a job waits for an environment's review. It is in GraphQL's
+// DeploymentStatusState (WAITING) and in recorded REST and webhook payloads
+// (octokit/webhooks.net#52), not in the REST description's enum. Responses only: a client still
+// cannot create a `waiting` status (the request schema keeps its enum, and GitHub answers 422).
+const AMEND = {
+  "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses": {
+    get: { path: ["responses", "200", "content", "application/json", "schema", "items", "properties", "state", "enum"], add: "waiting" },
+  },
+};
+
+const keepHash = crypto
+  .createHash("sha256")
+  .update(JSON.stringify(KEEP) + JSON.stringify(AMEND))
+  .digest("hex")
+  .slice(0, 8);
 const out = process.argv[2] || path.join(cache, "github", `cut-${version}-${keepHash}.json`);
 
 if (fs.existsSync(out)) {
@@ -47,6 +64,18 @@ for (const [p, methods] of Object.entries(KEEP)) {
     kept[m] = item[m];
   }
   paths[p] = kept;
+}
+for (const [p, byMethod] of Object.entries(AMEND)) {
+  for (const [m, { path: keys, add }] of Object.entries(byMethod)) {
+    // The deref file shares objects between paths: amend a copy, so only this one changes.
+    paths[p][m] = structuredClone(paths[p][m]);
+    const list = keys.reduce((o, k) => {
+      if (o === undefined || o[k] === undefined) throw new Error(`amend ${m} ${p}: ${keys.join("/")} missing`);
+      return o[k];
+    }, paths[p][m]);
+    if (!Array.isArray(list)) throw new Error(`amend ${m} ${p}: not an enum`);
+    if (!list.includes(add)) list.push(add);
+  }
 }
 const cut = { ...spec, paths };
 delete cut.webhooks;

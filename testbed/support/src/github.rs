@@ -5,6 +5,7 @@
 //! GitHub's OpenAPI description; see testbed/github/README.md.
 
 use crate::github_comments::{self as comments, Comment};
+use crate::github_jobs::{self as jobs, JobFx, Review};
 use crate::github_json::{self as gj, Urls, dec, enc, rfc3339};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -200,6 +201,9 @@ pub struct RunFx {
     pub path: Option<String>,
     #[serde(default)]
     pub approvals: Vec<ApprovalFx>,
+    /// The run's jobs; one with `environment` gets GitHub's own deployment (github_jobs.rs).
+    #[serde(default)]
+    pub jobs: Vec<JobFx>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -334,6 +338,8 @@ struct Deployment {
     created_at: String,
     updated_at: String,
     statuses: Vec<DeploymentStatus>,
+    /// Created by GitHub Actions for a job with `environment:`: (run id, job name).
+    job: Option<(i64, String)>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -799,6 +805,30 @@ fn control(app: &App, method: &Method, path: &str, query: &str, body: &Bytes) ->
                 Err(e) => Reply::json(400, json!({"error": e.to_string()})),
             }
         }
+        ("POST", "/_standin/jobs/finish") => {
+            // {"repository": "owner/name" (default: the base fixture's), "run_id", "job", "conclusion"}
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let (Some(run_id), Some(job)) = (v["run_id"].as_i64(), v["job"].as_str()) else {
+                return Reply::json(400, json!({"error": "run_id and job are required"}));
+            };
+            let conclusion = v["conclusion"].as_str().unwrap_or("success");
+            let mut inner = app.lock();
+            let inner = &mut *inner;
+            let key = v["repository"]
+                .as_str()
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_else(|| inner.base.clone());
+            let Some(repo) = inner.repos.get_mut(&key) else {
+                return Reply::json(404, json!({"error": format!("no repository {key}")}));
+            };
+            match repo.finish_job(run_id, job, conclusion, &mut inner.ids) {
+                Some(done) => Reply::json(200, done),
+                None => Reply::json(
+                    404,
+                    json!({"error": format!("run {run_id} of {key} has no job {job}")}),
+                ),
+            }
+        }
         ("GET", "/_standin/faults") => Reply::json(
             200,
             serde_json::to_value(&app.lock().faults).unwrap_or_default(),
@@ -849,7 +879,7 @@ fn control(app: &App, method: &Method, path: &str, query: &str, body: &Bytes) ->
             404,
             json!({"error": "unknown control endpoint", "endpoints": [
             "GET /_standin/health", "GET /_standin/log?since=SEQ&path_prefix=P", "DELETE /_standin/log", "GET /_standin/state",
-            "POST /_standin/reset", "POST /_standin/fixture", "POST /_standin/repos", "GET|POST /_standin/faults", "DELETE /_standin/faults?path_prefix=P"]}),
+            "POST /_standin/reset", "POST /_standin/fixture", "POST /_standin/repos", "POST /_standin/jobs/finish", "GET|POST /_standin/faults", "DELETE /_standin/faults?path_prefix=P"]}),
         ),
     }
 }
@@ -870,6 +900,7 @@ enum Op {
     GetEnvironment(String),
     GetRun(i64),
     GetApprovals(i64),
+    ListJobs(i64, i64),
     Compare(String),
     ListDeployments,
     CreateDeployment,
@@ -885,7 +916,9 @@ impl Op {
     fn permission(&self) -> (&'static str, &'static str) {
         match self {
             Op::GetRepo => ("metadata", "read"),
-            Op::GetEnvironment(_) | Op::GetRun(_) | Op::GetApprovals(_) => ("actions", "read"),
+            Op::GetEnvironment(_) | Op::GetRun(_) | Op::GetApprovals(_) | Op::ListJobs(..) => {
+                ("actions", "read")
+            }
             Op::Compare(_) => ("contents", "read"),
             Op::ListDeployments | Op::GetDeployment(_) | Op::ListStatuses(_) => {
                 ("deployments", "read")
@@ -906,6 +939,9 @@ impl Op {
             }
             Op::GetApprovals(_) => {
                 "https://docs.github.com/rest/actions/workflow-runs#get-the-review-history-for-a-workflow-run"
+            }
+            Op::ListJobs(..) => {
+                "https://docs.github.com/rest/actions/workflow-jobs#list-jobs-for-a-workflow-run-attempt"
             }
             Op::Compare(_) => "https://docs.github.com/rest/commits/commits#compare-two-commits",
             Op::ListDeployments => {
@@ -960,6 +996,7 @@ fn route(method: &Method, path: &str) -> Option<(String, String, Op)> {
         ["environments", name] if get => Op::GetEnvironment(dec(name, false)),
         ["actions", "runs", r] if get => Op::GetRun(id(r)?),
         ["actions", "runs", r, "approvals"] if get => Op::GetApprovals(id(r)?),
+        ["actions", "runs", r, "attempts", n, "jobs"] if get => Op::ListJobs(id(r)?, id(n)?),
         ["compare", more @ ..] if get && !more.is_empty() => {
             Op::Compare(dec(&more.join("/"), false))
         }
@@ -1030,6 +1067,7 @@ impl Repo {
                 created_at: at.clone(),
                 updated_at: at.clone(),
                 statuses: vec![],
+                job: None,
             };
             for s in &d.statuses {
                 let sid = ids.status();
@@ -1047,7 +1085,192 @@ impl Repo {
             }
             inner.deployments.push(dep);
         }
+        inner.job_deployments(ids);
         Ok(inner)
+    }
+
+    /// The run's head commit and branch, as `run_json` shows them.
+    fn run_head(&self, r: &RunFx) -> (String, String) {
+        let branch = r
+            .head_branch
+            .clone()
+            .unwrap_or_else(|| self.fixture.repository.default_branch.clone());
+        let sha = r
+            .head_sha
+            .clone()
+            .or_else(|| self.resolve(&branch))
+            .unwrap_or_else(|| "0".repeat(40));
+        (sha, branch)
+    }
+
+    fn run_created(r: &RunFx) -> i64 {
+        gj::FIXTURE_EPOCH + 86_400 + (r.id % 1_000) * 60
+    }
+
+    /// The review of `environment` in run `r` (github_jobs::Review).
+    fn review(&self, r: &RunFx, environment: &str) -> Review {
+        let required = self
+            .env_fx(environment)
+            .is_some_and(|(_, e)| !e.reviewers.is_empty() || !e.reviewer_teams.is_empty());
+        let history: Vec<(Vec<String>, String)> = r
+            .approvals
+            .iter()
+            .map(|a| (a.environments.clone(), a.state.clone()))
+            .collect();
+        Review::of(required, &history, environment)
+    }
+
+    /// GitHub's own deployment for every job of the fixture's runs that declares `environment:`,
+    /// with the statuses GitHub would have written by now.
+    fn job_deployments(&mut self, ids: &mut Ids) {
+        let runs = self.fixture.runs.clone();
+        let web = self.repo_web();
+        for r in &runs {
+            let (sha, branch) = self.run_head(r);
+            let creator = r
+                .triggering_actor
+                .clone()
+                .unwrap_or_else(|| r.actor.clone());
+            for (pos, job) in r.jobs.iter().enumerate() {
+                let Some(environment) = job.environment.clone() else {
+                    continue;
+                };
+                let review = self.review(r, &environment);
+                let (status, conclusion) = jobs::job_state(job, review);
+                let at = gj::rfc3339_secs(Self::run_created(r) + 1);
+                let log_url = jobs::job_log_url(&web, r.id, jobs::job_id(r.id, pos, job));
+                let mut dep = Deployment {
+                    id: ids.deployment(),
+                    sha: sha.clone(),
+                    git_ref: branch.clone(),
+                    task: "deploy".into(),
+                    payload: json!({}),
+                    environment: environment.clone(),
+                    original_environment: environment.clone(),
+                    description: None,
+                    creator: creator.clone(),
+                    transient: false,
+                    production: environment == "production",
+                    created_at: at.clone(),
+                    updated_at: at.clone(),
+                    statuses: vec![],
+                    job: Some((r.id, job.name.clone())),
+                };
+                for state in jobs::deployment_states(review, &status, conclusion.as_deref()) {
+                    dep.statuses
+                        .push(self.job_status(&dep, ids, state, &log_url, job, &at));
+                }
+                self.deployments.push(dep);
+            }
+        }
+    }
+
+    /// One status GitHub writes on a job's deployment.
+    fn job_status(
+        &self,
+        dep: &Deployment,
+        ids: &mut Ids,
+        state: &str,
+        log_url: &str,
+        job: &JobFx,
+        at: &str,
+    ) -> DeploymentStatus {
+        DeploymentStatus {
+            id: ids.status(),
+            state: state.into(),
+            description: String::new(),
+            environment: dep.environment.clone(),
+            target_url: log_url.into(),
+            log_url: log_url.into(),
+            environment_url: job.url.clone().unwrap_or_default(),
+            creator: dep.creator.clone(),
+            created_at: at.into(),
+        }
+    }
+
+    /// The job of run `run_id` named `name` ends: its status and conclusion in the fixture, and
+    /// GitHub's final status on its deployment. `None` when there is no such job.
+    fn finish_job(
+        &mut self,
+        run_id: i64,
+        name: &str,
+        conclusion: &str,
+        ids: &mut Ids,
+    ) -> Option<Value> {
+        let r = self.fixture.runs.iter_mut().find(|r| r.id == run_id)?;
+        let job = r.jobs.iter_mut().find(|j| j.name == name)?;
+        job.status = "completed".into();
+        job.conclusion = Some(conclusion.into());
+        let job = job.clone();
+        let Some(idx) = self.deployments.iter().position(|d| {
+            d.job
+                .as_ref()
+                .is_some_and(|(id, n)| *id == run_id && n == name)
+        }) else {
+            return Some(json!({"job": name, "deployment": null}));
+        };
+        let state = jobs::final_state(Some(conclusion));
+        let dep = self.deployments[idx].clone();
+        let log_url = dep
+            .statuses
+            .last()
+            .map(|s| s.log_url.clone())
+            .unwrap_or_default();
+        let now = rfc3339(SystemTime::now());
+        let status = self.job_status(&dep, ids, state, &log_url, &job, &now);
+        let d = &mut self.deployments[idx];
+        d.statuses.push(status);
+        d.updated_at = now;
+        Some(json!({"job": name, "deployment": d.id, "state": state}))
+    }
+
+    /// `GET /actions/runs/{run_id}/attempts/{attempt}/jobs`: the jobs of that attempt.
+    fn list_jobs(
+        &self,
+        run_id: i64,
+        attempt: i64,
+        q: &BTreeMap<String, String>,
+        doc: &str,
+    ) -> Reply {
+        let Some(r) = self.fixture.runs.iter().find(|r| r.id == run_id) else {
+            return not_found(doc);
+        };
+        if attempt < 1 || attempt > r.run_attempt {
+            return not_found(doc);
+        }
+        let (sha, branch) = self.run_head(r);
+        let name = r.name.clone().unwrap_or_else(|| "release".into());
+        let info = jobs::RunInfo {
+            run_id,
+            attempt,
+            head_sha: &sha,
+            head_branch: &branch,
+            workflow_name: &name,
+            created: Self::run_created(r),
+        };
+        let (api, web) = (self.repo_api(), self.repo_web());
+        let items: Vec<Value> = r
+            .jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.attempt.unwrap_or(r.run_attempt) == attempt)
+            .map(|(pos, j)| {
+                let review = match &j.environment {
+                    Some(e) => self.review(r, e),
+                    None => Review::NotRequired,
+                };
+                let state = jobs::job_state(j, review);
+                jobs::job_json(&api, &web, &info, jobs::job_id(run_id, pos, j), j, &state)
+            })
+            .collect();
+        let total = items.len();
+        let mut reply = self.page(
+            items,
+            q,
+            &format!("{api}/actions/runs/{run_id}/attempts/{attempt}/jobs"),
+        );
+        reply.body = Some(json!({"total_count": total, "jobs": reply.body.take()}));
+        reply
     }
 
     /// Fixture consistency: every sha named must be a known commit.
@@ -1312,16 +1535,8 @@ impl Repo {
         let api = self.repo_api();
         let web = self.repo_web();
         let id = r.id;
-        let branch = r
-            .head_branch
-            .clone()
-            .unwrap_or_else(|| self.fixture.repository.default_branch.clone());
-        let sha = r
-            .head_sha
-            .clone()
-            .or_else(|| self.resolve(&branch))
-            .unwrap_or_else(|| "0".repeat(40));
-        let created = gj::rfc3339_secs(gj::FIXTURE_EPOCH + 86_400 + (id % 1_000) * 60);
+        let (sha, branch) = self.run_head(r);
+        let created = gj::rfc3339_secs(Self::run_created(r));
         let repo = Value::Object(gj::repo_minimal(&self.urls, &self.repo_info()));
         let head_commit = match self.commit(&sha) {
             Some((idx, c)) => {
@@ -1394,8 +1609,17 @@ impl Repo {
             "statuses_url": format!("{api}/deployments/{}/statuses", d.id),
             "repository_url": api,
             "transient_environment": d.transient,
-            "production_environment": d.production
+            "production_environment": d.production,
+            "performed_via_github_app": self.via(d)
         })
+    }
+
+    /// `performed_via_github_app`: the GitHub Actions app for a job's deployment, else null.
+    fn via(&self, d: &Deployment) -> Value {
+        match d.job {
+            Some(_) => jobs::actions_app(&self.urls),
+            None => Value::Null,
+        }
     }
 
     fn status_json(&self, d: &Deployment, s: &DeploymentStatus) -> Value {
@@ -1414,7 +1638,8 @@ impl Repo {
             "created_at": s.created_at,
             "updated_at": s.created_at,
             "deployment_url": format!("{api}/deployments/{}", d.id),
-            "repository_url": api
+            "repository_url": api,
+            "performed_via_github_app": self.via(d)
         });
         // Optional in the spec: left out when empty rather than "" (GitHub sends "").
         if !s.environment_url.is_empty() {
@@ -1462,6 +1687,7 @@ impl Repo {
                 }
                 None => not_found(doc),
             },
+            Op::ListJobs(run, attempt) => self.list_jobs(run, attempt, &q, doc),
             Op::Compare(basehead) => self.compare(&basehead, doc),
             Op::ListDeployments => {
                 let mut list: Vec<&Deployment> = self
@@ -1749,6 +1975,7 @@ impl Repo {
             created_at: now.clone(),
             updated_at: now,
             statuses: vec![],
+            job: None,
         };
         let out = self.deployment_json(&d);
         self.deployments.push(d);
