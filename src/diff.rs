@@ -1,4 +1,4 @@
-//! `mode: plan`'s diff: the live release manifest against the newly rendered one, object by
+//! `mode: plan`'s diff: the live objects against what the upgrade would make of them, object by
 //! object, with Secret data redacted.
 
 use std::collections::BTreeMap;
@@ -17,6 +17,9 @@ pub(crate) struct ManifestDiff {
     /// Object key and its unified diff.
     pub(crate) changed: Vec<(String, String)>,
     pub(crate) unchanged: usize,
+    /// Object key and the fields edited by hand on the live object (not by helm or the
+    /// cluster's controllers).
+    pub(crate) drift: Vec<(String, Vec<String>)>,
 }
 
 impl ManifestDiff {
@@ -133,10 +136,13 @@ pub(crate) fn diff(live: &str, planned: &str, default_namespace: &str) -> Manife
 /// The diff as plain text for the log.
 pub(crate) fn render_text(d: &ManifestDiff) -> String {
     let mut s = String::new();
+    for (k, fields) in &d.drift {
+        let _ = writeln!(s, "drift: {k} edited by hand: {}", fields.join(", "));
+    }
     if d.is_empty() {
         let _ = writeln!(
             s,
-            "No changes: the rendered manifest matches the live release ({} objects).",
+            "No changes: what would be applied matches the live objects ({} objects).",
             d.unchanged
         );
         return s;
@@ -157,38 +163,6 @@ pub(crate) fn render_text(d: &ManifestDiff) -> String {
     }
     for (_, text) in &d.changed {
         s.push_str(text);
-    }
-    s
-}
-
-/// The diff as a job-summary section.
-pub(crate) fn render_markdown(d: &ManifestDiff, release: &str, namespace: &str) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "### Plan for release `{release}` in `{namespace}`\n");
-    if d.is_empty() {
-        let _ = writeln!(s, "No changes ({} objects unchanged).", d.unchanged);
-        return s;
-    }
-    let _ = writeln!(
-        s,
-        "{} changed, {} added, {} removed, {} unchanged.\n",
-        d.changed.len(),
-        d.added.len(),
-        d.removed.len(),
-        d.unchanged
-    );
-    for k in &d.added {
-        let _ = writeln!(s, "- added `{k}`");
-    }
-    for k in &d.removed {
-        let _ = writeln!(s, "- removed `{k}`");
-    }
-    for (k, text) in &d.changed {
-        let _ = writeln!(
-            s,
-            "\n<details open><summary><code>{k}</code></summary>\n\n```diff\n{}```\n</details>",
-            text
-        );
     }
     s
 }
@@ -275,7 +249,7 @@ metadata:
             "{secret}"
         );
         assert!(!secret.contains("aHVudGVyMg") && !secret.contains("c2VjcmV0Mw"));
-        let all = render_text(&d) + &render_markdown(&d, "app", "trader");
+        let all = render_text(&d);
         assert!(
             !all.contains("aHVudGVyMg") && !all.contains("c2VjcmV0Mw") && !all.contains("YWRtaW4")
         );
@@ -287,5 +261,15 @@ metadata:
         assert!(d.is_empty());
         assert_eq!(d.unchanged, 3);
         assert!(render_text(&d).starts_with("No changes"));
+        let drifted = ManifestDiff {
+            drift: vec![(
+                "Deployment t/a".into(),
+                vec!["spec.replicas by kubectl".into()],
+            )],
+            ..d
+        };
+        assert!(render_text(&drifted).starts_with(
+            "drift: Deployment t/a edited by hand: spec.replicas by kubectl\nNo changes"
+        ));
     }
 }

@@ -17,6 +17,8 @@ mod names;
 pub mod notify;
 pub mod outputs;
 pub mod pipeline;
+mod plan_live;
+mod plan_report;
 pub mod portforward;
 pub mod redact;
 pub mod registry;
@@ -27,5 +29,6 @@ pub mod secret;
 pub mod smoke;
 
 pub mod summary;
+mod timeline;
 pub mod version;
 pub mod window;

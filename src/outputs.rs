@@ -37,6 +37,14 @@ pub const OUTPUTS: &[OutputSpec] = &[
     output("deployment_id", "The GitHub deployment id."),
     output("environment_url", "The environment's URL, when known."),
     output("duration_seconds", "Wall time of the run, in seconds."),
+    output(
+        "plan_changes",
+        "mode plan: how many objects the deploy would change, add or remove (0: none).",
+    ),
+    output(
+        "plan_markdown_path",
+        "mode plan: the plan as markdown (what the pull-request comment shows), a file relative to the workspace.",
+    ),
 ];
 
 /// The outcome of a run.
@@ -75,6 +83,10 @@ pub struct Outputs {
     pub deployment_id: Option<u64>,
     pub environment_url: Option<String>,
     pub duration_seconds: f64,
+    /// mode plan: objects changed, added or removed.
+    pub plan_changes: Option<usize>,
+    /// mode plan: the plan's markdown file, relative to the workspace.
+    pub plan_markdown_path: Option<String>,
     /// The deploy window was overridden (`window_override`): not an output, said loudly in the
     /// summary and the notification.
     pub window_overridden: bool,
@@ -108,6 +120,11 @@ impl Outputs {
             ),
             ("environment_url", opt(self.environment_url.clone())),
             ("duration_seconds", format!("{:.1}", self.duration_seconds)),
+            (
+                "plan_changes",
+                opt(self.plan_changes.map(|n| n.to_string())),
+            ),
+            ("plan_markdown_path", opt(self.plan_markdown_path.clone())),
         ]
     }
 

@@ -100,17 +100,21 @@ if [ ! -x "$verifier" ]; then
   mv "$verifier.tmp" "$verifier"
 fi
 
-# npm: GitHub's OpenAPI description, the Prism validator, real webhook payloads.
+# npm: GitHub's OpenAPI description, the Prism validator, real webhook payloads, and Mermaid with
+# jsdom (Mermaid's own parser checks the job summary's timeline, tests/common/mermaid.rs; it
+# sanitizes text with DOMPurify, which needs a DOM). Mermaid 11: 12 wants node >= 22.12.
 npmdir=$CACHE/npm
-stamp="$npmdir/.stamp-$PRISM_VERSION-$OCTOKIT_OPENAPI_VERSION-$WEBHOOKS_EXAMPLES_VERSION"
+stamp="$npmdir/.stamp-$PRISM_VERSION-$OCTOKIT_OPENAPI_VERSION-$WEBHOOKS_EXAMPLES_VERSION-$MERMAID_VERSION-$JSDOM_VERSION"
 if [ ! -f "$stamp" ]; then
-  log "npm install prism, @octokit/openapi, @octokit/webhooks-examples"
+  log "npm install prism, @octokit/openapi, @octokit/webhooks-examples, mermaid, jsdom"
   mkdir -p "$npmdir"
   (cd "$npmdir" && [ -f package.json ] || echo '{"name":"trader-deploy-testbed-npm","private":true}' >"$npmdir/package.json")
   (cd "$npmdir" && npm install --no-audit --no-fund --loglevel=error \
     "@stoplight/prism-cli@$PRISM_VERSION" \
     "@octokit/openapi@$OCTOKIT_OPENAPI_VERSION" \
-    "@octokit/webhooks-examples@$WEBHOOKS_EXAMPLES_VERSION")
+    "@octokit/webhooks-examples@$WEBHOOKS_EXAMPLES_VERSION" \
+    "mermaid@$MERMAID_VERSION" \
+    "jsdom@$JSDOM_VERSION")
   touch "$stamp"
 fi
 log "ok"

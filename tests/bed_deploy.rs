@@ -34,6 +34,31 @@ async fn healthy_deploy(major: u8) {
     assert_eq!(second.out("version"), "v1.1.0");
     assert_eq!(second.out("environment"), "dev");
     assert!(second.summary.contains("v1.1.0"), "{}", second.summary);
+    // The summary's timeline, as Mermaid reads it: every step that ran, and each workload's
+    // rollout until it was ready, inside the watch.
+    let steps = [
+        "resolve", "approve", "connect", "lock", "recover", "upgrade", "watch",
+    ];
+    if let Some(tasks) = common::mermaid::assert_timeline(&second.summary, &steps, &[]) {
+        let watch = tasks.iter().find(|t| t.name.starts_with("watch ")).unwrap();
+        let mut workloads: Vec<&str> = tasks
+            .iter()
+            .filter(|t| t.section == "watch")
+            .map(|t| {
+                assert!(
+                    t.start >= watch.start && t.end <= watch.end,
+                    "{t:?} in {watch:?}"
+                );
+                t.name.split(" (").next().unwrap()
+            })
+            .collect();
+        workloads.sort();
+        let (orch, scanner) = (
+            format!("Deployment/{}-orch", case.release),
+            format!("StatefulSet/{}-scanner", case.release),
+        );
+        assert_eq!(workloads, [orch.as_str(), scanner.as_str()]);
+    }
     // The watcher reported progress and saw both workloads ready.
     let log = second.log();
     assert!(
@@ -124,6 +149,27 @@ async fn failing_tag_rolled_back(major: u8, tag: &str, reason: &str) {
     // Diagnostics in the job summary: the failing container's state and the events.
     assert!(f.summary.contains("Rollout diagnostics"), "{}", f.summary);
     assert!(f.summary.contains(tag), "{}", f.summary);
+    // The timeline, as Mermaid reads it: the watch caught the failure, then the rollback and its
+    // verification ran.
+    let steps = [
+        "resolve",
+        "approve",
+        "connect",
+        "lock",
+        "recover",
+        "upgrade",
+        "watch",
+        "rollback to 1",
+        "verify rollback",
+    ];
+    if let Some(tasks) = common::mermaid::assert_timeline(&f.summary, &steps, &["watch"]) {
+        assert!(
+            tasks.iter().any(|t| t.section == "verify rollback"
+                && t.name
+                    .starts_with(&format!("Deployment/{}-orch", case.release))),
+            "{tasks:?}"
+        );
+    }
 
     let rollback_start = f
         .line_at("Rolling back release")
@@ -179,6 +225,17 @@ async fn emergency_rollback(major: u8) {
     assert_eq!(f.out("previous_revision"), "3");
     assert_eq!(f.out("revision"), "4");
     assert_eq!(case.ready_orch_tag().await, "v1.1.0");
+    common::mermaid::assert_timeline(
+        &f.summary,
+        &[
+            "approve",
+            "connect",
+            "lock",
+            "rollback to 2",
+            "verify rollback",
+        ],
+        &[],
+    );
 
     // To an explicit revision (1 = v1.0.0).
     let f = case.run(

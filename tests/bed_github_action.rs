@@ -438,6 +438,8 @@ async fn a_run_without_approval_is_refused() {
         "run 1002 has no approval for environment prod: declare `environment: prod`",
     )
     .await;
+    // The summary's timeline, as Mermaid reads it: the plan resolved, then the approval refused.
+    common::mermaid::assert_timeline(&run.summary, &["resolve", "approve"], &["approve"]);
     // The refusal is an outcome too: one `failed` document.
     let body: Value = serde_json::from_str(&received.join().unwrap()).unwrap();
     assert_eq!(body["status"], "failed");
@@ -1641,6 +1643,8 @@ async fn a_deploy_in_market_hours_is_refused_before_anything() {
     );
     assert_eq!(run.output("status"), "failed");
     assert!(repo.log().await.is_empty(), "GitHub was asked");
+    // The summary's timeline, as Mermaid reads it: refused at the window, nothing after it.
+    common::mermaid::assert_timeline(&run.summary, &["resolve", "window"], &["window"]);
     // After the close and its margin the same deploy passes the window (then GitHub's checks).
     let later = in_market_hours(&repo)
         .var("TRADER_DEPLOY_NOW", "2026-11-30T21:31:00Z")

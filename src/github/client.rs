@@ -169,6 +169,18 @@ impl GitHub {
             .await
     }
 
+    /// PATCH JSON onto a repository path (an update: sending it twice is harmless).
+    pub(crate) async fn patch(
+        &self,
+        rest: &str,
+        body: &Value,
+        what: &str,
+        permission: &'static str,
+    ) -> Result<ApiResponse, GitHubError> {
+        self.send(Method::PATCH, rest, &[], Some(body), what, permission, true)
+            .await
+    }
+
     /// POST that creates something: a 5xx or a timeout may hide a success, so they are not
     /// retried here (the caller checks before trying again); rate limits and refused connections
     /// are, as GitHub did not act on those.

@@ -1,8 +1,10 @@
 //! GitHub: the REST client and its error and retry rules, and what the action does with it
-//! (the approval check, the deployment records, the session that ties them to one run).
+//! (the approval check, the deployment records, the session that ties them to one run, the
+//! plan's pull-request comment).
 
 pub(crate) mod approval;
 mod client;
+pub(crate) mod comment;
 pub(crate) mod deployments;
 mod error;
 pub(crate) mod job_deployment;

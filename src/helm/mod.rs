@@ -341,6 +341,25 @@ impl Helm {
         Ok(Some((release.status, release.revision)))
     }
 
+    /// `helm upgrade --install --dry-run=server`: the manifest helm would apply, rendered against
+    /// the cluster (its API versions in `.Capabilities`, `lookup` answered from the live
+    /// objects), hooks left out as `helm get manifest` leaves them out. Nothing is stored.
+    pub async fn dry_run(&self, spec: &UpgradeSpec) -> Result<String, HelmError> {
+        let action = format!(
+            "render release {:?} in namespace {:?} against the cluster (helm upgrade --dry-run=server)",
+            spec.release, spec.namespace
+        );
+        let mut args = self.upgrade_args(spec);
+        args.push(os("--dry-run=server"));
+        let out = spawn::run(&self.bin, &action, args, &self.env, QUICK, None).await?;
+        let release = release_of(action.clone(), &out.stdout)?;
+        release.manifest.ok_or_else(|| HelmError::Output {
+            action,
+            message: "the dry run's release has no manifest".into(),
+            output: Framed(String::new()),
+        })
+    }
+
     /// `helm template`: the manifest the chart renders with these values.
     pub async fn template(&self, spec: &UpgradeSpec) -> Result<String, HelmError> {
         let action = format!(

@@ -11,6 +11,7 @@ use crate::kube_client::Cluster;
 use crate::lease::{self, LeaseGuard};
 use crate::rollout::{self, RolloutError, repair};
 use crate::runner::Runner;
+use crate::timeline::Timeline;
 
 use super::{Failure, Run, Title};
 
@@ -117,7 +118,7 @@ pub(super) async fn current_revision(target: &Target, config: &Config) -> anyhow
 }
 
 /// Step: watch revision `revision`'s workloads (from `manifest`, else helm's record of the
-/// revision) until ready, failing fast.
+/// revision) until ready, failing fast; each workload with the instant it was first ready.
 pub(super) async fn watch(
     target: &Target,
     config: &Config,
@@ -126,7 +127,7 @@ pub(super) async fn watch(
     manifest: Option<String>,
     deadline: Deadline,
     cancel: &Cancel,
-) -> Result<(), Box<RolloutError>> {
+) -> Result<Vec<(rollout::Workload, Instant)>, Box<RolloutError>> {
     let _g = runner.group(&format!("Watch the rollout of revision {revision}"));
     let what = format!(
         "the rollout of revision {revision} of release {:?} in namespace {:?}",
@@ -228,14 +229,41 @@ pub(super) struct RolledBack {
 
 /// `helm rollback` to `revision`, then Kubernetes' forced rollback of its StatefulSets (their
 /// pods left on the bad revision are deleted), then the same watcher verifies it, all within
-/// `verify_for`.
+/// `verify_for`. Both parts go on `timeline` when there is one.
 pub(super) async fn roll_back_to(
     target: &Target,
     config: &Config,
     runner: &Runner,
     revision: u32,
     verify_for: Duration,
+    mut timeline: Option<&mut Timeline>,
 ) -> anyhow::Result<RolledBack> {
+    let started = Instant::now();
+    let rolled = helm_rollback(target, config, runner, revision).await;
+    if let Some(t) = timeline.as_deref_mut() {
+        t.step(&format!("rollback to {revision}"), started, rolled.is_ok());
+    }
+    rolled?;
+    let started = Instant::now();
+    let verified = verify_rollback(target, config, runner, revision, verify_for).await;
+    if let Some(t) = timeline {
+        if let Ok((_, ready)) = &verified {
+            for (w, at) in ready {
+                t.add("verify rollback", &w.to_string(), started, *at, true);
+            }
+        }
+        t.step("verify rollback", started, verified.is_ok());
+    }
+    verified.map(|(rolled, _)| rolled)
+}
+
+/// `helm rollback` to `revision`.
+async fn helm_rollback(
+    target: &Target,
+    config: &Config,
+    runner: &Runner,
+    revision: u32,
+) -> anyhow::Result<()> {
     {
         let _g = runner.group(&format!("Roll back to revision {revision}"));
         runner.info(&format!(
@@ -253,6 +281,17 @@ pub(super) async fn roll_back_to(
             )
             .await?;
     }
+    Ok(())
+}
+
+/// The rolled-back revision's StatefulSets repaired and its workloads watched until ready.
+async fn verify_rollback(
+    target: &Target,
+    config: &Config,
+    runner: &Runner,
+    revision: u32,
+    verify_for: Duration,
+) -> anyhow::Result<(RolledBack, Vec<(rollout::Workload, Instant)>)> {
     let deadline = Deadline::from_now(verify_for);
     let now = current_revision(target, config).await?;
     let manifest = target
@@ -261,7 +300,7 @@ pub(super) async fn roll_back_to(
         .await?;
     let repaired =
         repair_statefulsets(target, runner, &manifest, &config.namespace, deadline).await?;
-    watch(
+    let ready = watch(
         target,
         config,
         runner,
@@ -275,8 +314,11 @@ pub(super) async fn roll_back_to(
     runner.info(&format!(
         "Rollback verified: revision {now} (= revision {revision}) is ready."
     ));
-    Ok(RolledBack {
-        revision: now,
-        repaired,
-    })
+    Ok((
+        RolledBack {
+            revision: now,
+            repaired,
+        },
+        ready,
+    ))
 }

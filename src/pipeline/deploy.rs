@@ -23,10 +23,14 @@ use super::{Failure, Run, Title, failure};
 const CANCELLED_VERIFY: Duration = Duration::from_secs(20);
 
 /// The plan, first in the log.
-pub(super) fn show_plan(run: &Run<'_>, ctx: &RunContext) {
-    let _g = run.runner.group("Resolve the plan");
-    run.runner
-        .info(resolve::render_text(run.config, ctx).trim_end());
+pub(super) fn show_plan(run: &mut Run<'_>, ctx: &RunContext) {
+    let started = Instant::now();
+    {
+        let _g = run.runner.group("Resolve the plan");
+        run.runner
+            .info(resolve::render_text(run.config, ctx).trim_end());
+    }
+    run.timeline.step("resolve", started, true);
 }
 
 /// Step: check that every image tag exists in its registry. Returns the `(helm key, image)`
@@ -41,6 +45,7 @@ pub(super) async fn verify_images(run: &mut Run<'_>) -> Result<Vec<(String, Stri
     if config.images.is_empty() || !(config.verify_images || config.pin_digests) {
         return Ok(configured);
     }
+    let started = Instant::now();
     let _g = run.runner.group("Verify images");
     let verified = crate::registry::verify_images(
         &config.images,
@@ -49,8 +54,10 @@ pub(super) async fn verify_images(run: &mut Run<'_>) -> Result<Vec<(String, Stri
         config.registry_credentials.clone(),
         run.runner,
     )
-    .await
-    .map_err(|e| run.fail(Title::ImageVerification, e.into()))?;
+    .await;
+    run.timeline
+        .step("verify images", started, verified.is_ok());
+    let verified = verified.map_err(|e| run.fail(Title::ImageVerification, e.into()))?;
     if verified.is_empty() {
         return Ok(configured);
     }
@@ -67,9 +74,10 @@ pub(super) async fn verify_images(run: &mut Run<'_>) -> Result<Vec<(String, Stri
 pub(super) async fn approve(run: &mut Run<'_>, ctx: &RunContext) -> Result<(), Failure> {
     // An overridden deploy window needs an approver other than the run's actor.
     let distinct = run.outputs.window_overridden;
-    let session = Session::start(run.config, ctx, run.runner, &mut run.summary, distinct)
-        .await
-        .map_err(|e| run.fail(Title::GitHub(e.title()), e.into()))?;
+    let started = Instant::now();
+    let session = Session::start(run.config, ctx, run.runner, &mut run.summary, distinct).await;
+    run.timeline.step("approve", started, session.is_ok());
+    let session = session.map_err(|e| run.fail(Title::GitHub(e.title()), e.into()))?;
     run.github = Some(session);
     Ok(())
 }
@@ -152,6 +160,7 @@ pub(super) async fn upgrade(
         ));
         target.helm.upgrade(&spec, run.cancel).await
     };
+    run.timeline.step("upgrade", started, upgraded.is_ok());
     let (release, stderr) = match upgraded {
         Ok(r) => r,
         Err(e) => return Err(after_failed_upgrade(run, target, before, e).await),
@@ -193,10 +202,19 @@ pub(super) async fn watch(
         since: up.started,
     };
     let manifest = up.release.manifest.clone();
+    let started = Instant::now();
     let watched = cluster::watch(
         target, config, run.runner, revision, manifest, deadline, run.cancel,
-    );
-    if let Err(e) = watched.await {
+    )
+    .await;
+    if let Ok(ready) = &watched {
+        for (w, at) in ready {
+            run.timeline
+                .add("watch", &w.to_string(), started, *at, true);
+        }
+    }
+    run.timeline.step("watch", started, watched.is_ok());
+    if let Err(e) = watched {
         return Err(after_failed_rollout(run, target, up.previous, e).await);
     }
     run.summary.rollout(&format!(
@@ -218,6 +236,7 @@ pub(super) async fn smoke(
         return Ok(());
     }
     let (runner, cancel) = (run.runner, run.cancel);
+    let started = Instant::now();
     let result = {
         let _g = runner.group("Smoke tests");
         tokio::select! {
@@ -239,6 +258,7 @@ pub(super) async fn smoke(
             }
         }
     };
+    run.timeline.step("smoke", started, result.is_ok());
     match result {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -342,7 +362,8 @@ async fn after_failure(
     } else {
         config.timeout
     };
-    match cluster::roll_back_to(target, config, run.runner, good, verify_for).await {
+    let timeline = Some(&mut run.timeline);
+    match cluster::roll_back_to(target, config, run.runner, good, verify_for, timeline).await {
         Ok(rolled) => {
             rolled.record(&mut run.summary, good);
             let now = rolled.revision;

@@ -27,6 +27,18 @@ use crate::outputs::{Outputs, Status};
 use crate::resolve;
 use crate::runner::Runner;
 use crate::summary::Summary;
+use crate::timeline::Timeline;
+
+/// Awaits one step and puts it on the run's timeline under `name`, whatever its outcome (steps
+/// that run only sometimes, or whose failure rolls back, record themselves).
+macro_rules! timed {
+    ($run:ident, $name:expr, $step:expr) => {{
+        let started = std::time::Instant::now();
+        let result = $step.await;
+        $run.timeline.step($name, started, result.is_ok());
+        result
+    }};
+}
 
 /// What a failed run is reported under: the annotation's title. The pipeline never branches on
 /// it.
@@ -116,10 +128,13 @@ struct Run<'a> {
     /// The report writes the summary table (false: the mode wrote its own summary).
     table: bool,
     started: Instant,
+    /// Each step that ran, for the summary's chart.
+    timeline: Timeline,
 }
 
 impl<'a> Run<'a> {
     fn new(config: &'a Config, runner: &'a Runner, cancel: &'a Cancel) -> Run<'a> {
+        let started = Instant::now();
         Run {
             config,
             runner,
@@ -128,7 +143,8 @@ impl<'a> Run<'a> {
             outputs: resolve::outputs(config),
             github: None,
             table: true,
-            started: Instant::now(),
+            started,
+            timeline: Timeline::new(started),
         }
     }
 
@@ -194,18 +210,26 @@ async fn only_report(
 
 /// mode: deploy.
 async fn deploy(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> {
-    deploy::show_plan(&run, ctx);
+    deploy::show_plan(&mut run, ctx);
     let mut result = async {
         window::check(&mut run, ctx)?;
         let images = deploy::verify_images(&mut run).await?;
         deploy::approve(&mut run, ctx).await?;
-        let target = cluster::connect(&run).await?;
-        let lock = cluster::lock(&target, &run, ctx).await?;
+        let target = timed!(run, "connect", cluster::connect(&run))?;
+        let lock = timed!(run, "lock", cluster::lock(&target, &run, ctx))?;
         let result = async {
-            let before = recover::recover(&mut run, &target, &lock).await?;
-            drain::preflight(&mut run, &target, &before).await?;
+            let before = timed!(run, "recover", recover::recover(&mut run, &target, &lock))?;
+            timed!(
+                run,
+                "preflight",
+                drain::preflight(&mut run, &target, &before)
+            )?;
             deploy::stop_if_cancelled(&run)?;
-            let paused = drain::before_upgrade(&mut run, &target, &before).await?;
+            let paused = timed!(
+                run,
+                "before upgrade",
+                drain::before_upgrade(&mut run, &target, &before)
+            )?;
             let result = async {
                 let release = deploy::upgrade(&mut run, &target, &before, images).await?;
                 deploy::watch(&mut run, &target, &release).await?;
@@ -246,8 +270,8 @@ async fn rollback(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure
     let mut result = async {
         window::check(&mut run, ctx)?;
         deploy::approve(&mut run, ctx).await?;
-        let target = cluster::connect(&run).await?;
-        let lock = cluster::lock(&target, &run, ctx).await?;
+        let target = timed!(run, "connect", cluster::connect(&run))?;
+        let lock = timed!(run, "lock", cluster::lock(&target, &run, ctx))?;
         let result = rollback::roll_back(&mut run, &target).await;
         cluster::unlock(lock, run.runner).await;
         result

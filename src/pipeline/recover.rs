@@ -180,7 +180,7 @@ async fn recover_release(
             latest.status, latest.revision
         ),
     );
-    let rolled = cluster::roll_back_to(target, config, runner, good, config.timeout)
+    let rolled = cluster::roll_back_to(target, config, runner, good, config.timeout, None)
         .await
         .context(format!(
             "the recovery rollback of release {release:?} to revision {good} did not become ready"

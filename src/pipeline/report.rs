@@ -1,5 +1,6 @@
 //! The step every mode ends in: the GitHub deployment's final status (where the mode recorded
-//! one), the job summary table (where the mode did not write its own), and the notification.
+//! one), the job summary table with the run's timeline (where the mode did not write its own),
+//! and the notification.
 
 use crate::context::RunContext;
 use crate::notify;
@@ -16,6 +17,7 @@ pub(super) async fn report(run: &mut Run<'_>, ctx: &RunContext, result: &mut Res
         github,
         table,
         started,
+        timeline,
         ..
     } = run;
     let (outputs, message) = match result {
@@ -30,6 +32,15 @@ pub(super) async fn report(run: &mut Run<'_>, ctx: &RunContext, result: &mut Res
     }
     if *table {
         summary.finish(outputs, message.as_deref());
+        let title = format!(
+            "{} {} to {}",
+            config.mode.as_str(),
+            summary.version,
+            summary.environment
+        );
+        if let Some(chart) = timeline.mermaid(&title) {
+            summary.section("Timeline", &chart);
+        }
         if let Err(e) = summary.write(runner) {
             runner.warning("Job summary", &e.to_string());
         }

@@ -56,7 +56,8 @@ pub(super) async fn roll_back(run: &mut Run<'_>, target: &Target) -> Result<(), 
         "Emergency rollback of release {release:?}: revision {} → revision {to}",
         current.map_or("none".into(), |c| c.to_string())
     ));
-    match cluster::roll_back_to(target, config, runner, to, config.timeout).await {
+    let timeline = Some(&mut run.timeline);
+    match cluster::roll_back_to(target, config, runner, to, config.timeout, timeline).await {
         Ok(rolled) => {
             rolled.record(&mut run.summary, to);
             run.outputs.revision = Some(rolled.revision);

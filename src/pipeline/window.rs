@@ -9,8 +9,19 @@ use super::{Run, Title};
 use crate::context::RunContext;
 use crate::inputs::Mode;
 
-/// Checks the window; an override is recorded in the outputs (`window_overridden`).
+/// Checks the window (a step on the timeline when the environment has one); an override is
+/// recorded in the outputs (`window_overridden`).
 pub(super) fn check(run: &mut Run<'_>, ctx: &RunContext) -> Result<(), super::Failure> {
+    if run.config.deploy_window.is_none() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let checked = check_window(run, ctx);
+    run.timeline.step("window", started, checked.is_ok());
+    checked
+}
+
+fn check_window(run: &mut Run<'_>, ctx: &RunContext) -> Result<(), super::Failure> {
     let config = run.config;
     let Some(policy) = &config.deploy_window else {
         return Ok(());

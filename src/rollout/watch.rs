@@ -146,7 +146,7 @@ fn pod_stream(
 /// Watches `workloads` until every one is ready (Ok), or fails fast with the cause, by the
 /// `deadline` (counted from the start of the upgrade: the timeout covers the whole rollout).
 /// StatefulSets with `updateStrategy: OnDelete` are rolled by deleting their pods when
-/// `on_delete` says so.
+/// `on_delete` says so. Ok holds each workload with the instant it was first seen ready.
 pub async fn watch(
     client: &kube::Client,
     runner: &Runner,
@@ -155,13 +155,13 @@ pub async fn watch(
     deadline: Deadline,
     on_delete: OnDelete,
     cancel: &Cancel,
-) -> Result<(), Box<RolloutError>> {
+) -> Result<Vec<(Workload, Instant)>, Box<RolloutError>> {
     let started = Instant::now();
     if workloads.is_empty() {
         runner.info(
             "No Deployments, StatefulSets, DaemonSets or Jobs in the release: nothing to wait for.",
         );
-        return Ok(());
+        return Ok(Vec::new());
     }
     // One stream per (kind, namespace) and one pod stream per namespace.
     // The rollout's start as a wall-clock time, against the conditions' update times.
@@ -196,6 +196,8 @@ pub async fn watch(
     let mut last_error = String::new();
     // The pods (by uid) this watch deleted, so that each is deleted once.
     let mut deleted: BTreeSet<String> = BTreeSet::new();
+    // When each workload was first seen ready.
+    let mut ready_at: Vec<Option<Instant>> = vec![None; workloads.len()];
 
     loop {
         let update = tokio::select! {
@@ -310,6 +312,9 @@ pub async fn watch(
                     }
                 }
             }
+            if tracker.ready[i] && ready_at[i].is_none() {
+                ready_at[i] = Some(Instant::now());
+            }
             if let Some(line) = &tracker.lines[i]
                 && before.as_ref() != Some(line)
             {
@@ -320,7 +325,12 @@ pub async fn watch(
             }
         }
         if tracker.all_ready() {
-            return Ok(());
+            let now = Instant::now();
+            return Ok(workloads
+                .iter()
+                .cloned()
+                .zip(ready_at.into_iter().map(|t| t.unwrap_or(now)))
+                .collect());
         }
     }
 }

@@ -24,6 +24,8 @@ const KEEP = {
   "/repos/{owner}/{repo}/deployments": ["get", "post"],
   "/repos/{owner}/{repo}/deployments/{deployment_id}": ["get"],
   "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses": ["get", "post"],
+  "/repos/{owner}/{repo}/issues/{issue_number}/comments": ["get", "post"],
+  "/repos/{owner}/{repo}/issues/comments/{comment_id}": ["patch"],
 };
 
 // Where GitHub answers what its own description leaves out, the description is amended here, in

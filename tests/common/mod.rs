@@ -6,6 +6,7 @@ pub mod case;
 pub mod cli_run;
 pub mod commands;
 pub mod docker_action;
+pub mod mermaid;
 pub mod tools;
 
 use std::collections::BTreeMap;

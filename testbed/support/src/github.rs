@@ -1,9 +1,10 @@
 //! The GitHub stand-in: a small stateful server for the REST endpoints trader-deploy calls
 //! (repository, environments, run approvals, workflow runs, compare, deployments and their
-//! statuses), loaded from a fixture, with a request log, fault injection and control endpoints
+//! statuses, pull-request comments), loaded from a fixture, with a request log, fault injection and control endpoints
 //! under `/_standin/`. Prism sits in front of it and checks every request and response against
 //! GitHub's OpenAPI description; see testbed/github/README.md.
 
+use crate::github_comments::{self as comments, Comment};
 use crate::github_jobs::{self as jobs, JobFx, Review};
 use crate::github_json::{self as gj, Urls, dec, enc, rfc3339};
 use axum::Router;
@@ -59,6 +60,9 @@ pub struct Fixture {
     /// Edits applied to response bodies (to make the stand-in answer something GitHub's schema forbids).
     #[serde(default)]
     pub response_patches: Vec<PatchFx>,
+    /// Numbers of the open pull requests (the issues that can take comments).
+    #[serde(default)]
+    pub pull_requests: Vec<i64>,
 }
 
 fn default_server_url() -> String {
@@ -351,11 +355,12 @@ struct DeploymentStatus {
     created_at: String,
 }
 
-/// One repository: its fixture and its deployments.
+/// One repository: its fixture, its deployments and its pull requests' comments.
 struct Repo {
     fixture: Fixture,
     urls: Urls,
     deployments: Vec<Deployment>,
+    comments: Vec<Comment>,
 }
 
 /// Ids GitHub hands out across repositories.
@@ -363,6 +368,7 @@ struct Repo {
 struct Ids {
     deployment: i64,
     status: i64,
+    comment: i64,
 }
 
 impl Ids {
@@ -373,6 +379,10 @@ impl Ids {
     fn status(&mut self) -> i64 {
         self.status += 1;
         self.status
+    }
+    fn comment(&mut self) -> i64 {
+        self.comment += 1;
+        self.comment
     }
 }
 
@@ -472,12 +482,18 @@ impl Inner {
         };
         if let Some(id) = &identity {
             let (perm, need) = op.permission();
-            let have = id
-                .permissions
-                .get(perm)
-                .map(String::as_str)
-                .unwrap_or(if perm == "metadata" { "read" } else { "none" });
-            if level(have) < level(need) {
+            let granted = |p: &str| {
+                id.permissions
+                    .get(p)
+                    .map(String::as_str)
+                    .unwrap_or(if p == "metadata" { "read" } else { "none" })
+            };
+            // A pull request's comments are its issue's: either permission will do, as on GitHub.
+            let have = match perm {
+                "pull_requests" => level(granted(perm)).max(level(granted("issues"))),
+                _ => level(granted(perm)),
+            };
+            if have < level(need) {
                 return Reply::json(
                     403,
                     gj::basic_error("Resource not accessible by integration", op.doc(), 403),
@@ -552,7 +568,12 @@ impl Inner {
     fn all_deployments(&self) -> Value {
         self.repos
             .iter()
-            .map(|(k, r)| (k.clone(), json!({"deployments": r.deployments})))
+            .map(|(k, r)| {
+                (
+                    k.clone(),
+                    json!({"deployments": r.deployments, "comments": r.comments}),
+                )
+            })
             .collect::<serde_json::Map<_, _>>()
             .into()
     }
@@ -886,6 +907,9 @@ enum Op {
     GetDeployment(i64),
     ListStatuses(i64),
     CreateStatus(i64),
+    ListComments(i64),
+    CreateComment(i64),
+    UpdateComment(i64),
 }
 
 impl Op {
@@ -900,6 +924,8 @@ impl Op {
                 ("deployments", "read")
             }
             Op::CreateDeployment | Op::CreateStatus(_) => ("deployments", "write"),
+            Op::ListComments(_) => ("pull_requests", "read"),
+            Op::CreateComment(_) | Op::UpdateComment(_) => ("pull_requests", "write"),
         }
     }
     fn doc(&self) -> &'static str {
@@ -933,6 +959,15 @@ impl Op {
             Op::CreateStatus(_) => {
                 "https://docs.github.com/rest/deployments/statuses#create-a-deployment-status"
             }
+            Op::ListComments(_) => {
+                "https://docs.github.com/rest/issues/comments#list-issue-comments"
+            }
+            Op::CreateComment(_) => {
+                "https://docs.github.com/rest/issues/comments#create-an-issue-comment"
+            }
+            Op::UpdateComment(_) => {
+                "https://docs.github.com/rest/issues/comments#update-an-issue-comment"
+            }
         }
     }
 }
@@ -955,6 +990,7 @@ fn route(method: &Method, path: &str) -> Option<(String, String, Op)> {
     let id = |s: &str| s.parse::<i64>().ok();
     let get = method == Method::GET;
     let post = method == Method::POST;
+    let patch = method == Method::PATCH;
     let op = match rest {
         [] if get => Op::GetRepo,
         ["environments", name] if get => Op::GetEnvironment(dec(name, false)),
@@ -969,6 +1005,9 @@ fn route(method: &Method, path: &str) -> Option<(String, String, Op)> {
         ["deployments", d] if get => Op::GetDeployment(id(d)?),
         ["deployments", d, "statuses"] if get => Op::ListStatuses(id(d)?),
         ["deployments", d, "statuses"] if post => Op::CreateStatus(id(d)?),
+        ["issues", "comments", c] if patch => Op::UpdateComment(id(c)?),
+        ["issues", n, "comments"] if get => Op::ListComments(id(n)?),
+        ["issues", n, "comments"] if post => Op::CreateComment(id(n)?),
         _ => return None,
     };
     Some((owner, repo, op))
@@ -997,6 +1036,7 @@ impl Repo {
             fixture,
             urls,
             deployments: vec![],
+            comments: vec![],
         };
         inner.check()?;
         let seeds = inner.fixture.deployments.clone();
@@ -1687,7 +1727,56 @@ impl Repo {
             },
             Op::CreateDeployment => self.create_deployment(body, actor, doc, ids),
             Op::CreateStatus(id) => self.create_status(id, body, actor, doc, ids),
+            Op::ListComments(n) if self.fixture.pull_requests.contains(&n) => {
+                let items: Vec<Value> = self
+                    .comments
+                    .iter()
+                    .filter(|c| c.issue == n)
+                    .map(|c| self.comment_json(c))
+                    .collect();
+                self.page(
+                    items,
+                    &q,
+                    &format!("{}/issues/{n}/comments", self.repo_api()),
+                )
+            }
+            Op::CreateComment(n) if self.fixture.pull_requests.contains(&n) => {
+                let text = match comments::body_of(body, doc) {
+                    Ok(t) => t,
+                    Err((status, v)) => return Reply::json(status, v),
+                };
+                let now = rfc3339(SystemTime::now());
+                let c = Comment {
+                    id: ids.comment(),
+                    issue: n,
+                    body: text,
+                    user: actor.to_string(),
+                    created_at: now.clone(),
+                    updated_at: now,
+                };
+                let v = self.comment_json(&c);
+                let location = v["url"].as_str().unwrap_or_default().to_string();
+                self.comments.push(c);
+                Reply::json(201, v).header("location", location)
+            }
+            Op::UpdateComment(id) => {
+                let text = match comments::body_of(body, doc) {
+                    Ok(t) => t,
+                    Err((status, v)) => return Reply::json(status, v),
+                };
+                let Some(i) = self.comments.iter().position(|c| c.id == id) else {
+                    return not_found(doc);
+                };
+                self.comments[i].body = text;
+                self.comments[i].updated_at = rfc3339(SystemTime::now());
+                Reply::json(200, self.comment_json(&self.comments[i]))
+            }
+            Op::ListComments(_) | Op::CreateComment(_) => not_found(doc),
         }
+    }
+
+    fn comment_json(&self, c: &Comment) -> Value {
+        comments::to_json(c, &self.repo_api(), &self.repo_web(), self.user(&c.user))
     }
 
     /// One page of a list, with GitHub's Link header.
