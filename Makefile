@@ -69,7 +69,7 @@ unit:
 # End-to-end tests against the bed (brought up if it is not running, torn down after), the
 # action's image among them.
 e2e: tools image
-	testbed/with-bed.sh $(CARGO) test --workspace --features bed --test 'bed_*' -- --test-threads=4
+	testbed/with-bed.sh $(CARGO) test --workspace --no-fail-fast --features bed --test 'bed_*' -- --test-threads=4
 
 test: deps lint unit container arm64 e2e
 

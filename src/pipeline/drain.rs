@@ -2,7 +2,7 @@
 //! (e.g. no open orders), retried within their `wait` budget, refuse the deploy with nothing
 //! changed when they do not pass; then the `before_upgrade` hook (pause new orders), whose
 //! `after` hook (resume) runs whatever the upgrade's outcome, cancellation included, and whose
-//! own failure is a warning that hides nothing.
+//! own failure is a warning that hides nothing. Each puts a bar on the timeline when it ran.
 
 use super::cluster::Target;
 use super::recover::Before;
@@ -63,6 +63,7 @@ pub(super) async fn preflight(
         ));
         return Ok(());
     }
+    let started = std::time::Instant::now();
     let result = tokio::select! {
         r = smoke::preflight(spec, &config.namespace, Some(&target.cluster.client), runner) => r,
         signal = cancel.cancelled() => {
@@ -73,6 +74,7 @@ pub(super) async fn preflight(
         }
     };
     record(run, "Preflight", "check", &result);
+    run.timeline.step("preflight", started, result.is_ok());
     result.map(|_| ()).map_err(|e| {
         run.fail(
             Title::PreflightFailed,
@@ -102,11 +104,14 @@ pub(super) async fn before_upgrade(
         ));
         return Ok(Paused { after_due: false });
     }
+    let started = std::time::Instant::now();
     let result = {
         let _g = run.runner.group("Hook before the upgrade");
         call(run, target, &hooks.before_upgrade).await
     };
     record(run, "Hooks", "before_upgrade", &result);
+    run.timeline
+        .step("before_upgrade hook", started, result.is_ok());
     match result {
         Ok(_) => Ok(Paused { after_due: true }),
         Err(e) => {
@@ -137,11 +142,13 @@ pub(super) async fn after(run: &mut Run<'_>, target: &Target, paused: Paused) {
     if !paused.after_due {
         return;
     }
+    let started = std::time::Instant::now();
     let result = {
         let _g = run.runner.group("Hook after the upgrade");
         call(run, target, &hooks.after).await
     };
     record(run, "Hooks", "after", &result);
+    run.timeline.step("after hook", started, result.is_ok());
     if let Err(e) = result {
         run.runner.warning(
             "After hook failed",

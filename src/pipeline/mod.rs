@@ -219,17 +219,10 @@ async fn deploy(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> 
         let lock = timed!(run, "lock", cluster::lock(&target, &run, ctx))?;
         let result = async {
             let before = timed!(run, "recover", recover::recover(&mut run, &target, &lock))?;
-            timed!(
-                run,
-                "preflight",
-                drain::preflight(&mut run, &target, &before)
-            )?;
+            // The drain steps put their own bars on the timeline, only when they run.
+            drain::preflight(&mut run, &target, &before).await?;
             deploy::stop_if_cancelled(&run)?;
-            let paused = timed!(
-                run,
-                "before upgrade",
-                drain::before_upgrade(&mut run, &target, &before)
-            )?;
+            let paused = drain::before_upgrade(&mut run, &target, &before).await?;
             let result = async {
                 let release = deploy::upgrade(&mut run, &target, &before, images).await?;
                 deploy::watch(&mut run, &target, &release).await?;
