@@ -3,6 +3,7 @@
 //! are supported, the command line → plugin, and the one error type; each cloud in its module.
 
 mod aws;
+mod aws_args;
 mod exec_credential;
 mod sts;
 
@@ -38,7 +39,7 @@ impl Plugin {
 pub fn recognise(command: &str, args: &[String]) -> Option<Plugin> {
     match Path::new(command).file_name()?.to_str()? {
         "aws" => {
-            let (words, _) = aws::split_cli(args).ok()?;
+            let (words, _) = aws_args::split_cli(args).ok()?;
             (words == ["eks", "get-token"]).then_some(Plugin::AwsEksGetToken)
         }
         "aws-iam-authenticator" => (args.first().map(String::as_str) == Some("token"))
