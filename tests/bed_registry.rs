@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::case::copy_dir;
+use common::cli_run::{ACTION_TIMEOUT, run_action};
 use common::{Bed, create_namespace, delete_namespace, run_with_deadline, testapp_chart};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
@@ -30,7 +31,6 @@ const TAGS: &[&str] = &[
     "sha-0123abcd",
 ];
 const REPOS: &[&str] = &["acme/python-orch", "acme/go-scanner"];
-const ACTION_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The sha256 of the manifest bytes, computed here (not taken from the registry's header).
 async fn manifest_sha256(bed: &Bed, repo: &str, tag: &str) -> String {
@@ -192,47 +192,6 @@ fn recording_helm(bed: &Bed, dir: &Path, log: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
-}
-
-struct ActionRun {
-    success: bool,
-    stdout: String,
-    stderr: String,
-    outputs: BTreeMap<String, String>,
-}
-
-/// Runs `trader-deploy deploy` (plain CLI, no GitHub) with the given flags.
-fn run_action(bed: &Bed, workspace: &Path, flags: &[(&str, String)]) -> ActionRun {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trader-deploy"));
-    cmd.arg("deploy").current_dir(workspace);
-    for (k, v) in flags {
-        cmd.arg(format!("--{k}")).arg(v);
-    }
-    cmd.arg("--kubeconfig")
-        .arg(std::fs::read_to_string(&bed.kubeconfig).unwrap());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GITHUB_") || k.starts_with("INPUT_") || k == "KUBECONFIG" {
-            cmd.env_remove(k);
-        }
-    }
-    let home = common::repo_root().join("target/testbed/helm3-home");
-    cmd.env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_DATA_HOME", home.join("data"));
-    let out = run_with_deadline(&mut cmd, ACTION_TIMEOUT);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let outputs = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("output "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    ActionRun {
-        success: out.status.success(),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        outputs,
-    }
 }
 
 fn deploy_flags(bed: &Bed, chart: &Path, ns: &str, version: &str) -> Vec<(&'static str, String)> {

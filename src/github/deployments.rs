@@ -396,16 +396,7 @@ pub(crate) async fn finish(
         .collect();
     let mut made_inactive = 0;
     for old in older {
-        let latest = gh
-            .get(
-                &format!("/deployments/{old}/statuses"),
-                &[("per_page", "1".into())],
-                &format!("read the latest status of deployment {old}"),
-                "deployments: read",
-            )
-            .await?
-            .body;
-        if latest.pointer("/0/state").and_then(Value::as_str) == Some("success") {
+        if latest_state(gh, old).await?.as_deref() == Some("success") {
             set_status(
                 gh,
                 old,
@@ -418,6 +409,23 @@ pub(crate) async fn finish(
         }
     }
     Ok(made_inactive)
+}
+
+/// The state of a deployment's latest status (none before its first).
+async fn latest_state(gh: &GitHub, id: u64) -> Result<Option<String>, GitHubError> {
+    let latest = gh
+        .get(
+            &format!("/deployments/{id}/statuses"),
+            &[("per_page", "1".into())],
+            &format!("read the latest status of deployment {id}"),
+            "deployments: read",
+        )
+        .await?
+        .body;
+    Ok(latest
+        .pointer("/0/state")
+        .and_then(Value::as_str)
+        .map(str::to_string))
 }
 
 /// mode uninstall: every deployment of the environment whose latest status is not `inactive`
@@ -449,16 +457,7 @@ pub(crate) async fn retire(
         .collect();
     let mut retired = Vec::new();
     for id in ids {
-        let latest = gh
-            .get(
-                &format!("/deployments/{id}/statuses"),
-                &[("per_page", "1".into())],
-                &format!("read the latest status of deployment {id}"),
-                "deployments: read",
-            )
-            .await?
-            .body;
-        if latest.pointer("/0/state").and_then(Value::as_str) == Some("inactive") {
+        if latest_state(gh, id).await?.as_deref() == Some("inactive") {
             continue;
         }
         let mut body = status_body("inactive", description, log_url, None, environment);

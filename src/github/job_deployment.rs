@@ -221,7 +221,7 @@ pub(crate) async fn find(
         .body;
     // Newest first, one at a time: the job's own is usually the newest of its commit.
     let mut candidates = Vec::new();
-    let mut found = Err(String::new());
+    let mut found = job_deployment(&[], env, run_id, &job);
     let not_ours = list
         .as_array()
         .into_iter()
@@ -247,9 +247,6 @@ pub(crate) async fn find(
         if found.is_ok() {
             break;
         }
-    }
-    if candidates.is_empty() {
-        found = job_deployment(&[], env, run_id, &job);
     }
     Ok(found.map(|deployment_id| JobDeployment {
         deployment_id,

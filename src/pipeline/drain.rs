@@ -21,10 +21,8 @@ fn record(
     role: &str,
     result: &Result<Report, smoke::SmokeError>,
 ) {
-    let report = match result {
-        Ok(r) => r,
-        Err(smoke::SmokeError::Failed { report, .. }) => report,
-        Err(_) => return,
+    let Some(report) = result.as_ref().map_or_else(|e| e.report(), Some) else {
+        return;
     };
     for c in &report.results {
         run.summary.section(

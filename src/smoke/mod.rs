@@ -52,6 +52,16 @@ pub(crate) enum SmokeError {
     },
 }
 
+impl SmokeError {
+    /// The whole report of checks that ran and failed; none for a spec or client error.
+    pub(crate) fn report(&self) -> Option<&Report> {
+        match self {
+            SmokeError::Failed { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+}
+
 fn failed_message(what: &str, failed: &[CheckResult], total: &usize) -> String {
     let mut s = format!("{} of {total} {what} checks failed:", failed.len());
     for r in failed {

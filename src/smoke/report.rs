@@ -32,8 +32,7 @@ impl Report {
     pub(crate) fn of(result: &Result<Option<Report>, SmokeError>) -> Option<&Report> {
         match result {
             Ok(r) => r.as_ref(),
-            Err(SmokeError::Failed { report, .. }) => Some(report),
-            Err(_) => None,
+            Err(e) => e.report(),
         }
     }
 }

@@ -324,12 +324,11 @@ impl Policy {
         if let Some(cal) = self.calendar {
             let state = cal.state(at)?;
             let text = describe(cal, &state);
-            if let Some((from, to)) = self.calendar_block(at)? {
+            if let Some((_, to)) = self.calendar_block(at)? {
                 allowed = false;
                 if state.is_open() {
                     reasons.push(text);
                 } else {
-                    let _ = from;
                     reasons.push(format!(
                         "{text}, within {} of an open or close (until {})",
                         humantime::format_duration(self.margin.unsigned_abs()),
