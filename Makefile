@@ -71,7 +71,7 @@ unit:
 e2e: tools image
 	testbed/with-bed.sh $(CARGO) test --workspace --no-fail-fast --features bed --test 'bed_*' -- --test-threads=4
 
-test: deps lint unit container arm64 e2e
+test: deps tools lint unit container arm64 e2e
 
 testbed-up: tools
 	testbed/up.sh

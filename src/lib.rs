@@ -19,6 +19,7 @@ pub mod outputs;
 pub mod pipeline;
 mod plan_live;
 mod plan_report;
+pub mod policy;
 pub mod portforward;
 pub mod redact;
 pub mod registry;

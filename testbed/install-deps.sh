@@ -100,6 +100,17 @@ if [ ! -x "$verifier" ]; then
   mv "$verifier.tmp" "$verifier"
 fi
 
+# conftest, the reference the `policies` input's Rego evaluation is compared with
+# (tests/policies.rs), from the Go module proxy.
+conftest=$CACHE/bin/conftest-$CONFTEST_VERSION
+if [ ! -x "$conftest" ]; then
+  log "go install conftest $CONFTEST_VERSION"
+  mkdir -p "$CACHE/bin"
+  GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build \
+    GOBIN=$CACHE/go/tmpbin-conftest go install -ldflags "-s -w" "github.com/open-policy-agent/conftest@$CONFTEST_VERSION"
+  mv "$CACHE/go/tmpbin-conftest/conftest" "$conftest"
+fi
+
 # npm: GitHub's OpenAPI description, the Prism validator, real webhook payloads, and Mermaid with
 # jsdom (Mermaid's own parser checks the job summary's timeline, tests/common/mermaid.rs; it
 # sanitizes text with DOMPurify, which needs a DOM). Mermaid 11: 12 wants node >= 22.12.

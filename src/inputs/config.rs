@@ -46,6 +46,10 @@ pub struct Config {
     /// When the environment may be deployed (input `deploy_window` or deploy/policy.yaml).
     pub(crate) deploy_window: Option<crate::window::policy::Policy>,
     pub(crate) window_override: bool,
+    /// `protected_environments`: which environments need approval (validate checks each).
+    pub(crate) protected_environments: Vec<String>,
+    /// The Rego policies checked on the rendered release (`policies`).
+    pub(crate) policies: Option<crate::policy::Policies>,
     /// The environment's URL for the GitHub deployment (http(s)).
     pub(crate) environment_url: Option<String>,
     pub(crate) timeout: Duration,
@@ -61,6 +65,8 @@ pub struct Config {
     /// The smoke spec at `smoke_tests`, validated.
     pub(crate) smoke_spec: Option<crate::smoke::Spec>,
     pub(crate) rollback_revision: Option<u32>,
+    /// Mode rollback only when the deployed revision runs this version.
+    pub(crate) only_if_version: Option<String>,
     pub(crate) verify_images: bool,
     /// Deploy images by digest (`repository@sha256:…`).
     pub(crate) pin_digests: bool,
@@ -336,6 +342,21 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
     let deploy_window =
         super::window::deploy_window(raw.get("deploy_window"), &workspace, &environment)?;
     let window_override = parse_bool("window_override", raw.get("window_override"), false)?;
+    let policies = super::policies::load(
+        raw.get("policies"),
+        raw.get("policies_rego_version"),
+        &workspace,
+    )?;
+    let only_if_version = match raw.get("only_if_version").map(str::trim) {
+        None => None,
+        Some(v) if !matches!(mode, Mode::Rollback) => {
+            return Err(bad(
+                "only_if_version",
+                format!("{v:?} is for mode rollback, not {}", mode.as_str()),
+            ));
+        }
+        Some(v) => Some(v.to_string()),
+    };
     let environment_url = raw
         .get("environment_url")
         .map(|u| match reqwest::Url::parse(u.trim()) {
@@ -375,6 +396,8 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         require_distinct_approver,
         deploy_window,
         window_override,
+        protected_environments,
+        policies,
         set_string,
         inline_values,
         environment_url,
@@ -387,6 +410,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         smoke_tests,
         smoke_spec,
         rollback_revision,
+        only_if_version,
         verify_images,
         pin_digests,
         registry_credentials,

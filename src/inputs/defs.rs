@@ -140,6 +140,18 @@ pub const INPUTS: &[InputSpec] = &[
         false,
     ),
     input(
+        "policies",
+        "Folder of Rego policies in conftest's convention (package main; deny, violation and warn rules; data files alongside), checked on the rendered release in plan, validate and before a deploy touches the cluster.",
+        "none",
+        false,
+    ),
+    input(
+        "policies_rego_version",
+        "Rego syntax of the policies: v1 (OPA 1.x, `deny contains msg if`) or v0 (OPA 0.x, `deny[msg] {`), as conftest's --rego-version.",
+        "v1",
+        false,
+    ),
+    input(
         "environment_url",
         "URL of the deployed environment, shown on the GitHub deployment.",
         "none",
@@ -197,6 +209,12 @@ pub const INPUTS: &[InputSpec] = &[
         "rollback_revision",
         "Target revision of mode rollback.",
         "the last deployed revision before the current one",
+        false,
+    ),
+    input(
+        "only_if_version",
+        "Mode rollback only when the release's deployed revision runs this version; then back to the newest good revision running another one (a multi-region release's undo: a region that never changed or was already rolled back is left alone).",
+        "none: roll back whatever runs",
         false,
     ),
     input(

@@ -12,6 +12,7 @@ mod kubeconfig_exec;
 mod kubeconfig_source;
 mod mounts;
 mod parse;
+mod policies;
 mod raw;
 mod registry_auth;
 mod strvals;

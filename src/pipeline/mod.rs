@@ -9,6 +9,7 @@ mod decide;
 mod deploy;
 mod drain;
 mod plan;
+mod policy;
 mod recover;
 mod report;
 mod rollback;
@@ -63,6 +64,7 @@ pub enum Title {
     PreflightFailed,
     HookFailed,
     UninstallFailed,
+    PolicyDenied,
 }
 
 impl Title {
@@ -86,6 +88,7 @@ impl Title {
             Title::PreflightFailed => "Preflight failed",
             Title::HookFailed => "Hook failed",
             Title::UninstallFailed => "Uninstall failed",
+            Title::PolicyDenied => "Policy denied",
         }
     }
 }
@@ -214,6 +217,7 @@ async fn deploy(mut run: Run<'_>, ctx: &RunContext) -> Result<Outputs, Failure> 
     let mut result = async {
         window::check(&mut run, ctx)?;
         let images = deploy::verify_images(&mut run).await?;
+        policy::check(&mut run, &images).await?;
         deploy::approve(&mut run, ctx).await?;
         let target = timed!(run, "connect", cluster::connect(&run))?;
         let lock = timed!(run, "lock", cluster::lock(&target, &run, ctx))?;

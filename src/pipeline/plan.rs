@@ -60,6 +60,20 @@ pub(super) async fn plan(
         .dry_run(&spec)
         .await
         .map_err(|e| fail(e.into()))?;
+    // The policies see what the deploy would apply: the server-side render.
+    let mut policy_markdown = String::new();
+    if let Some(policies) = &config.policies {
+        let _p = runner.group(&format!("Check policies in {}", policies.shown));
+        let facts = super::policy::facts(config, &config.environment, &spec.images);
+        let (md, verdict) = super::policy::evaluate(policies, &planned, &facts, runner);
+        if let Err(e) = verdict {
+            if !md.is_empty() {
+                runner.summary(&format!("### Policies\n\n{md}")).ok();
+            }
+            return Err(failure(Title::PolicyDenied, e, &outputs, Status::Failed));
+        }
+        policy_markdown = md;
+    }
     let history = target
         .helm
         .history(&config.release, &config.namespace)
@@ -104,7 +118,10 @@ pub(super) async fn plan(
         live_revision,
         run_url: ctx.run_url(),
     };
-    let full = plan_report::markdown(&resolved, &d, usize::MAX);
+    let mut full = plan_report::markdown(&resolved, &d, usize::MAX);
+    if !policy_markdown.is_empty() {
+        full.push_str(&format!("\n### Policies\n\n{policy_markdown}"));
+    }
     runner.summary(&full).map_err(|e| fail(e.into()))?;
     let path = write_markdown(config, ctx, &runner.redact(&full)).map_err(fail)?;
     runner.info(&format!(

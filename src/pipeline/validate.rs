@@ -1,5 +1,5 @@
-//! mode: validate — `helm lint` and `helm template` for every environment's values, without a
-//! cluster.
+//! mode: validate — `helm lint`, `helm template` and the `policies` for every environment's
+//! values, without a cluster.
 
 use crate::helm::{Helm, UpgradeSpec};
 use crate::inputs::Config;
@@ -40,6 +40,20 @@ pub(crate) fn validation_sets(config: &Config) -> Vec<Vec<std::path::PathBuf>> {
     }
 }
 
+/// The environment a validation set stands for: `values-<environment>.yaml` when the set is one
+/// such file, else the run's environment.
+fn set_environment(files: &[std::path::PathBuf], config: &Config) -> String {
+    match files {
+        [one] => one
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("values-"))
+            .and_then(|n| n.strip_suffix(".yaml").or_else(|| n.strip_suffix(".yml")))
+            .map_or_else(|| config.environment.clone(), str::to_string),
+        _ => config.environment.clone(),
+    }
+}
+
 pub(super) async fn validate(config: &Config, runner: &Runner) -> Result<Outputs, Failure> {
     let outputs = resolve::outputs(config);
     let fail = |e: anyhow::Error| failure(Title::ValidationFailed, e, &outputs, Status::Failed);
@@ -52,10 +66,18 @@ pub(super) async fn validate(config: &Config, runner: &Runner) -> Result<Outputs
         .as_ref()
         .map_or(config.chart.clone(), |d| d.display().to_string());
     let sets = validation_sets(config);
-    let mut md = format!(
-        "### Chart validation of `{}`\n\n| values | lint | template |\n|---|---|---|\n",
-        config.chart
-    );
+    let mut md = if config.policies.is_some() {
+        format!(
+            "### Chart validation of `{}`\n\n| values | lint | template | policies |\n|---|---|---|---|\n",
+            config.chart
+        )
+    } else {
+        format!(
+            "### Chart validation of `{}`\n\n| values | lint | template |\n|---|---|---|\n",
+            config.chart
+        )
+    };
+    let mut policy_md = String::new();
     let mut errors = Vec::new();
     for files in sets {
         let label = if files.is_empty() {
@@ -86,12 +108,7 @@ pub(super) async fn validate(config: &Config, runner: &Runner) -> Result<Outputs
             )
         };
         let template = helm.template(&spec).await;
-        let cell = |ok: bool| if ok { "✅" } else { "❌" };
-        md.push_str(&format!(
-            "| `{label}` | {} | {} |\n",
-            cell(lint.is_ok()),
-            cell(template.is_ok())
-        ));
+
         // helm's own output quotes the chart (a `fail` message, a template): untrusted blocks.
         match &lint {
             Ok(out) => runner.untrusted(out),
@@ -100,16 +117,51 @@ pub(super) async fn validate(config: &Config, runner: &Runner) -> Result<Outputs
                 errors.push(format!("{e:#}"));
             }
         }
+        let mut policy_cell = "";
         match &template {
-            Ok(out) => runner.info(&format!(
-                "rendered {} objects",
-                crate::diff::objects(out, &config.namespace, None).len()
-            )),
+            Ok(out) => {
+                runner.info(&format!(
+                    "rendered {} objects",
+                    crate::diff::objects(out, &config.namespace, None).len()
+                ));
+                if let Some(policies) = &config.policies {
+                    let environment = set_environment(&files, config);
+                    let facts = super::policy::facts(config, &environment, &spec.images);
+                    let (pmd, verdict) = super::policy::evaluate(policies, out, &facts, runner);
+                    policy_md.push_str(&pmd);
+                    policy_md.push('\n');
+                    policy_cell = if verdict.is_ok() { "✅" } else { "❌" };
+                    if let Err(e) = verdict {
+                        errors.push(format!("{e:#}"));
+                    }
+                }
+            }
             Err(e) => {
                 runner.untrusted(&format!("{e:#}"));
                 errors.push(format!("{e:#}"));
             }
         }
+        let cell = |ok: bool| if ok { "✅" } else { "❌" };
+        md.push_str(&format!(
+            "| `{label}` | {} | {} |{}\n",
+            cell(lint.is_ok()),
+            cell(template.is_ok()),
+            if config.policies.is_some() {
+                format!(
+                    " {} |",
+                    if policy_cell.is_empty() {
+                        "–"
+                    } else {
+                        policy_cell
+                    }
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if !policy_md.is_empty() {
+        md.push_str(&format!("\n### Policies\n\n{policy_md}"));
     }
     runner.summary(&md).map_err(|e| fail(e.into()))?;
     if errors.is_empty() {
