@@ -25,6 +25,12 @@ if want cluster && [ -x "$KWOKCTL" ] && [ -d "$KWOK_WORKDIR/clusters/$BED_CLUSTE
     >>"$TD_BED_DIR/logs/kwokctl.log" 2>&1 || { bed_log "kwokctl delete cluster failed"; status=1; }
   rm -f "$BED_KUBECONFIG"
 fi
+if want cluster && [ -x "$KWOKCTL" ] && [ -d "$KWOK_WORKDIR/clusters/$BED_REGION2_CLUSTER" ]; then
+  bed_log "deleting kwok cluster $BED_REGION2_CLUSTER (region 2)"
+  timeout 120 "$KWOKCTL" --name "$BED_REGION2_CLUSTER" delete cluster --kubeconfig "$BED_REGION2_KUBECONFIG" \
+    >>"$TD_BED_DIR/logs/kwokctl.log" 2>&1 || { bed_log "kwokctl delete cluster $BED_REGION2_CLUSTER failed"; status=1; }
+  rm -f "$BED_REGION2_KUBECONFIG"
+fi
 # Whatever went down, the env no longer describes a running bed.
 rm -f "$TD_BED_DIR/env"
 bed_log "down:${parts% }"

@@ -22,6 +22,10 @@ BED_AWS_SECRET_ACCESS_KEY=bedSecret/Example+Key0123456789abcdefghij
 BED_AWS_USER=arn:aws:iam::111122223333:user/bed-deployer
 export KWOK_WORKDIR=$TD_BED_DIR/kwok
 BED_KUBECONFIG=$TD_BED_DIR/kubeconfig
+# A second cluster beside the first, for releases across regions (tests/bed_regions.rs): kwok
+# nodes only, no real node, fake app or webhook.
+BED_REGION2_CLUSTER=${TD_BED_REGION2_CLUSTER:-$BED_CLUSTER-r2}
+BED_REGION2_KUBECONFIG=$TD_BED_DIR/kubeconfig-region2
 KWOKCTL=$BED_BIN/kwokctl-$KWOK_VERSION
 
 bed_log() { printf '[testbed] %s\n' "$*" >&2; }
@@ -60,6 +64,11 @@ cluster_ok() {
   [ -f "$BED_KUBECONFIG" ] && kubectl --kubeconfig "$BED_KUBECONFIG" --request-timeout=3s \
     get --raw /readyz >/dev/null 2>&1
 }
+region2_ok() {
+  [ "${TD_BED_REGION2:-1}" = 0 ] && return 0
+  [ -f "$BED_REGION2_KUBECONFIG" ] && kubectl --kubeconfig "$BED_REGION2_KUBECONFIG" --request-timeout=3s \
+    get --raw /readyz >/dev/null 2>&1
+}
 registry_ok() { http_ok "http://$BED_REGISTRY/v2/"; }
 app_ok() { http_ok "http://$BED_APP_CONTROL/healthz"; }
 token_webhook_ok() {
@@ -77,7 +86,7 @@ node_ok() {
 }
 
 # bed_ok: the parts this repo's scripts start are all up and answering.
-bed_ok() { [ -f "$TD_BED_DIR/env" ] && cluster_ok && registry_ok && app_ok && token_webhook_ok && node_ok; }
+bed_ok() { [ -f "$TD_BED_DIR/env" ] && cluster_ok && region2_ok && registry_ok && app_ok && token_webhook_ok && node_ok; }
 
 # wait_for DESC SECONDS CMD...: polls CMD every 0.5 s until it succeeds or the deadline passes.
 wait_for() {

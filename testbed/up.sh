@@ -143,6 +143,36 @@ if ! cluster_ok; then
   pid_stop fake_app fake_app
 fi
 
+# 3b. The second cluster ("region 2"), kwok nodes only, with the same pod stages.
+if [ "${TD_BED_REGION2:-1}" != 0 ] && ! region2_ok; then
+  if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$BED_REGION2_CLUSTER"; then
+    "$KWOKCTL" --name "$BED_REGION2_CLUSTER" delete cluster --kubeconfig "$BED_REGION2_KUBECONFIG" >>"$LOGS/kwokctl.log" 2>&1 || true
+  fi
+  bed_log "creating kwok cluster $BED_REGION2_CLUSTER (region 2)"
+  rm -f "$BED_REGION2_KUBECONFIG"
+  if ! timeout 300 "$KWOKCTL" --name "$BED_REGION2_CLUSTER" create cluster --runtime binary \
+    --etcd-binary "$BED_BIN/etcd-$ETCD_VERSION" \
+    --kube-apiserver-binary "$BED_BIN/kube-apiserver-$K8S_VERSION" \
+    --kube-controller-manager-binary "$BED_BIN/kube-controller-manager-$K8S_VERSION" \
+    --kube-scheduler-binary "$BED_BIN/kube-scheduler-$K8S_VERSION" \
+    --kwok-controller-binary "$BED_BIN/kwok-$KWOK_VERSION" \
+    -c "$BED_REPO/testbed/kwok/kwokctl.yaml" \
+    -c "$BED_REPO/testbed/kwok/default-stages.yaml" \
+    -c "$BED_REPO/testbed/kwok/failure-stages.yaml" \
+    --kubeconfig "$BED_REGION2_KUBECONFIG" --wait 2m >>"$LOGS/kwokctl.log" 2>&1; then
+    bed_log "kwokctl create cluster $BED_REGION2_CLUSTER failed; last lines of $LOGS/kwokctl.log:"
+    tail -n 30 "$LOGS/kwokctl.log" >&2
+    exit 1
+  fi
+  # kwokctl writes the cluster into the kubeconfig given: keep it to this cluster alone.
+  timeout 60 "$KWOKCTL" --name "$BED_REGION2_CLUSTER" scale node --replicas 1 >>"$LOGS/kwokctl.log" 2>&1
+  wait_for "region 2: a Ready node" 60 bash -c \
+    "kubectl --kubeconfig '$BED_REGION2_KUBECONFIG' get nodes --no-headers 2>/dev/null | grep -qw Ready"
+  wait_for "region 2: default service account" 60 bash -c \
+    "kubectl --kubeconfig '$BED_REGION2_KUBECONFIG' --request-timeout=3s get serviceaccount default -n default >/dev/null 2>&1"
+  bed_log "  region 2 up (${SECONDS}s)"
+fi
+
 # 4. Fake app (after the cluster: it watches pods and creates their PortForward objects).
 if ! app_ok; then
   pid_stop fake_app fake_app
@@ -181,6 +211,7 @@ fi
   echo "export TD_APP_URL=http://$BED_APP_CONTROL"
   echo "export TD_BED_DIR=$TD_BED_DIR"
   echo "export TD_BED_CLUSTER=$BED_CLUSTER"
+  [ "${TD_BED_REGION2:-1}" = 0 ] || echo "export TD_REGION2_KUBECONFIG=$BED_REGION2_KUBECONFIG"
   echo "export TD_TOKEN_WEBHOOK_URL=http://127.0.0.1:$(cat "$BED_TOKEN_WEBHOOK_PORT_FILE")"
   echo "export TD_BED_AWS_ACCESS_KEY_ID=$BED_AWS_ACCESS_KEY_ID"
   echo "export TD_BED_AWS_SECRET_ACCESS_KEY=$BED_AWS_SECRET_ACCESS_KEY"

@@ -134,12 +134,12 @@ fn workflows_ask_for_least_privilege() {
     }
 }
 
-/// The short environment name of a step: from its values file (`values-<env>.yaml`), else its
-/// `environment` input.
+/// The short environment name of a step: from its last (most specific) values file
+/// (`values-<env>.yaml`), else its `environment` input.
 fn short_env(with: &Value) -> String {
     if let Some(files) = with["values_files"].as_str() {
         let re = regex::Regex::new(r"values-(.+)\.yaml").unwrap();
-        if let Some(c) = re.captures(files) {
+        if let Some(c) = re.captures_iter(files).last() {
             return c[1].to_string();
         }
     }

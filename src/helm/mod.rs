@@ -15,6 +15,7 @@ use crate::cancel::Cancel;
 pub use error::{Framed, HelmError};
 pub use release::{
     Release, Revision, age, last_deployed, latest, parse_history, parse_release, previous_good,
+    version_description, version_of,
 };
 pub use spawn::Output;
 pub(crate) use spawn::helm_env;
@@ -38,6 +39,9 @@ pub struct UpgradeSpec {
     pub set_string: Vec<(String, String)>,
     pub history_max: u32,
     pub timeout: Duration,
+    /// The version deployed, recorded as the revision's description
+    /// ([`release::version_description`]): what `only_if_version` reads back.
+    pub version: String,
 }
 
 /// A helm binary of a known major version, pointed at one cluster.
@@ -172,6 +176,8 @@ impl Helm {
             // the watch starts sooner.
             os("--output"),
             os("json"),
+            os("--description"),
+            os(release::version_description(&spec.version)),
         ]);
         if self.major >= 4 {
             // Explicitly helm 4's own default, so a changed default cannot make helm wait.
@@ -443,6 +449,7 @@ mod tests {
             set_string: vec![],
             history_max: 10,
             timeout: Duration::from_secs(300),
+            version: "v1.2.0".into(),
         }
     }
 
@@ -466,6 +473,8 @@ mod tests {
                 "300s",
                 "--output",
                 "json",
+                "--description",
+                "trader-deploy: version v1.2.0",
                 "--values",
                 "/w/deploy/values/values-prod.yaml",
                 "--set-string",

@@ -62,6 +62,34 @@ pub fn previous_good(history: &[Revision], current: u32) -> Option<&Revision> {
         .max_by_key(|r| r.revision)
 }
 
+/// The description an upgrade by this action gives its revision: the version it deploys.
+pub fn version_description(version: &str) -> String {
+    format!("{VERSION_PREFIX}{version}")
+}
+
+const VERSION_PREFIX: &str = "trader-deploy: version ";
+
+/// The version `revision` runs, from the descriptions: an upgrade by this action names it; a
+/// rollback (`Rollback to N`, helm's own description) runs what revision N ran. `None` when the
+/// history cannot tell (a revision made by another tool, or one trimmed from the history).
+pub fn version_of(history: &[Revision], revision: u32) -> Option<String> {
+    let r = history.iter().find(|r| r.revision == revision)?;
+    if let Some(v) = r.description.strip_prefix(VERSION_PREFIX) {
+        return Some(v.trim().to_string());
+    }
+    let to: u32 = r
+        .description
+        .strip_prefix("Rollback to ")?
+        .trim()
+        .parse()
+        .ok()?;
+    // A rollback always goes to an older revision: the recursion ends.
+    if to >= revision {
+        return None;
+    }
+    version_of(history, to)
+}
+
 /// A release as `helm status/upgrade -o json` describe it (its values are never read: they may
 /// hold secrets).
 #[derive(Debug, Clone, PartialEq, Eq)]

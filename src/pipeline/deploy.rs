@@ -126,6 +126,7 @@ pub(super) fn upgrade_spec(config: &Config, images: Vec<(String, String)>) -> Up
         set_string: config.set_string.clone(),
         history_max: config.history_max,
         timeout: config.timeout,
+        version: config.version.clone(),
     }
 }
 
