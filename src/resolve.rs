@@ -20,6 +20,15 @@ pub(crate) fn outputs(config: &Config) -> Outputs {
     }
 }
 
+/// For an image the chart takes as a map: the fields `images` sets (` → image.repository,
+/// image.tag`); nothing for one string.
+fn fields_set(i: &crate::inputs::ImageSetting) -> String {
+    match i.shape {
+        crate::chart::Shape::Reference => String::new(),
+        crate::chart::Shape::Fields { .. } => format!(" → {}", i.keys().join(", ")),
+    }
+}
+
 fn display_path(config: &Config, p: &std::path::Path) -> String {
     p.strip_prefix(&config.workspace)
         .unwrap_or(p)
@@ -71,7 +80,13 @@ pub(crate) fn render_text(config: &Config, ctx: &RunContext) -> String {
     }
     for (n, i) in config.images.iter().enumerate() {
         let label = if n == 0 { "images" } else { "" };
-        let _ = writeln!(s, "  {label:<13} {} = {}", i.key, i.reference);
+        let _ = writeln!(
+            s,
+            "  {label:<13} {} = {}{}",
+            i.key,
+            i.reference,
+            fields_set(i)
+        );
     }
     if let Some(v) = &config.inline_values {
         let names: Vec<String> = v
@@ -161,7 +176,7 @@ pub(crate) fn render_markdown(config: &Config, ctx: &RunContext) -> String {
     let images: Vec<String> = config
         .images
         .iter()
-        .map(|i| format!("`{}` = `{}`", i.key, i.reference))
+        .map(|i| format!("`{}` = `{}`{}", i.key, i.reference, fields_set(i)))
         .collect();
     let _ = writeln!(
         s,

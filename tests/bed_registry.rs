@@ -87,6 +87,8 @@ fn setting(bed: &Bed, key: &str, repo: &str, version: &str) -> ImageSetting {
         key: key.into(),
         reference: format!("{repository}:{version}"),
         repository,
+        tag: version.into(),
+        shape: Default::default(),
     }
 }
 
@@ -174,6 +176,14 @@ fn chart_with_image_ref(dir: &Path) -> PathBuf {
         ),
     )
     .unwrap();
+    // `image.ref` and `scanner.image.ref` are values of the chart, as `images` requires.
+    let values = chart.join("values.yaml");
+    let text = std::fs::read_to_string(&values).unwrap();
+    let text = text
+        .replacen("image:\n", "image:\n  ref: \"\"\n", 1)
+        .replacen("  image:\n", "  image:\n    ref: \"\"\n", 1);
+    assert!(text.matches("ref: \"\"").count() == 2, "{text}");
+    std::fs::write(&values, text).unwrap();
     chart
 }
 

@@ -213,7 +213,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         }
     };
 
-    let images = match raw.get("images") {
+    let mut images = match raw.get("images") {
         Some(list) => parse_images(list, &version)?,
         None => Vec::new(),
     };
@@ -228,6 +228,17 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
     };
     super::parse::check_keeps_images("set_string", &set_string, &images)?;
     let inline_values = super::values::inline_values(raw.get("values"), raw.get("secret_values"))?;
+    if let Some(dir) = chart_dir
+        .as_deref()
+        .filter(|d| d.join("Chart.yaml").is_file())
+    {
+        let files: Vec<&std::path::Path> = values_files
+            .iter()
+            .chain(inline_values.iter().flat_map(|v| v.files.iter()))
+            .map(PathBuf::as_path)
+            .collect();
+        image_shapes(&mut images, dir, &files)?;
+    }
     let reaches_cluster = matches!(
         mode,
         Mode::Deploy | Mode::Rollback | Mode::Plan | Mode::Uninstall
@@ -394,6 +405,24 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         helm,
         workspace,
     })
+}
+
+/// Reads how the chart takes each image (one string, or a map of fields) from its values as
+/// helm merges them; a key the chart does not have is refused.
+fn image_shapes(
+    images: &mut [ImageSetting],
+    chart_dir: &std::path::Path,
+    files: &[&std::path::Path],
+) -> Result<(), InputError> {
+    if images.is_empty() {
+        return Ok(());
+    }
+    let values = crate::chart::values::merged_from_dir(chart_dir, files)
+        .map_err(|e| bad("values_files", e))?;
+    for i in images {
+        i.shape = crate::chart::shape::shape_at(&values, &i.key).map_err(|e| bad("images", e))?;
+    }
+    Ok(())
 }
 
 /// `registry_auth` plus the `registry_username`/`registry_password` pair for `registry_host`.

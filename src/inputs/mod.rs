@@ -14,7 +14,7 @@ mod mounts;
 mod parse;
 mod raw;
 mod registry_auth;
-mod strvals;
+pub(crate) mod strvals;
 mod values;
 mod window;
 
