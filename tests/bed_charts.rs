@@ -260,3 +260,304 @@ async fn a_key_the_chart_lacks_is_refused_naming_its_image_keys() {
     let ns_api = Api::<k8s_openapi::api::core::v1::Namespace>::all(bed.client().await);
     assert!(ns_api.get_opt(&ns).await.unwrap().is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dependencies and chart sources: charts made here, packaged and pushed with the bed's helm.
+
+/// Writes a chart `name` at `version` that renders one ConfigMap `<release>-<name>`, with
+/// `dependencies` (Chart.yaml text, may be empty).
+fn write_chart(dir: &Path, name: &str, version: &str, dependencies: &str) {
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        format!("apiVersion: v2\nname: {name}\nversion: {version}\n{dependencies}"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("values.yaml"), "greeting: hello\n").unwrap();
+    std::fs::write(
+        dir.join("templates/configmap.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-{{ .Chart.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n  version: {{ .Chart.Version | quote }}\n",
+    )
+    .unwrap();
+}
+
+/// `helm package` of the chart in `dir` into `dest`; the package's path.
+fn package(bed: &Bed, dir: &Path, dest: &Path) -> PathBuf {
+    std::fs::create_dir_all(dest).unwrap();
+    let out = bed.run(
+        bed.helm(3).arg("package").arg(dir).arg("-d").arg(dest),
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(text.trim().rsplit(": ").next().unwrap())
+}
+
+/// `helm push` of a package to `oci://<bed registry>/<repo>`.
+fn push(bed: &Bed, tgz: &Path, repo: &str) {
+    bed.run(
+        bed.helm(3)
+            .arg("push")
+            .arg(tgz)
+            .arg(format!("oci://{}/{repo}", bed.registry))
+            .arg("--plain-http"),
+        Duration::from_secs(30),
+    );
+}
+
+/// The data of ConfigMap `name` in `ns`.
+async fn config_map(bed: &Bed, ns: &str, name: &str) -> BTreeMap<String, String> {
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(bed.client().await, ns)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("ConfigMap {name} in {ns}: {e}"))
+        .data
+        .unwrap_or_default()
+}
+
+async fn namespace_exists(bed: &Bed, ns: &str) -> bool {
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(bed.client().await)
+        .get_opt(ns)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// `{"auths": {host: {"auth": base64(user:pass)}}}`.
+fn auths(host: &str, user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#)
+}
+
+/// A chart whose dependency is in the bed's OCI registry (pushed with `helm push`), not
+/// vendored: the action builds it in a copy; the workspace is unchanged.
+#[tokio::test]
+async fn a_dependency_from_the_oci_registry() {
+    let bed = Bed::load();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = unique_name("charts-dep");
+    write_chart(&tmp.path().join("dep"), "dep", "0.1.0", "");
+    push(&bed, &package(&bed, &tmp.path().join("dep"), &tmp.path().join("pkg")), &repo);
+
+    let ws = tempfile::tempdir().unwrap();
+    write_chart(
+        &ws.path().join("app"),
+        "app",
+        "1.0.0",
+        &format!(
+            "dependencies:\n- name: dep\n  version: 0.1.0\n  repository: oci://{}/{repo}\n",
+            bed.registry
+        ),
+    );
+    let before = snapshot(ws.path());
+    let ns = unique_name("charts-ocidep");
+    let r = run(&bed, 3, ws.path(), &flags("app", &ns, "v1.0.0", &[]));
+    assert!(r.success, "{}", r.all());
+    assert!(r.stdout.contains("Build chart dependencies"), "{}", r.stdout);
+    assert_eq!(config_map(&bed, &ns, "app-dep").await["version"], "0.1.0");
+    assert_eq!(config_map(&bed, &ns, "app-app").await["greeting"], "hello");
+    assert_eq!(snapshot(ws.path()), before, "the workspace changed");
+    delete_namespace(&bed.client().await, &ns).await;
+}
+
+/// A static file server on loopback behind basic auth (`user:pass`), as a classic chart
+/// repository is served; records (path, authorized) of every request.
+async fn basic_auth_server(
+    root: PathBuf,
+    user: &str,
+    pass: &str,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>) {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (root, log, want) = (root.clone(), log.clone(), want.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&buf).to_string();
+                let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let authorized = text.lines().skip(1).any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("authorization") && v.trim() == want
+                    })
+                });
+                log.lock().unwrap().push((path.clone(), authorized));
+                let file = root.join(path.trim_start_matches('/').split('?').next().unwrap());
+                let (status, body) = if !authorized {
+                    ("401 Unauthorized", b"unauthorized\n".to_vec())
+                } else {
+                    match std::fs::read(&file) {
+                        Ok(b) if file.starts_with(&root) => ("200 OK", b),
+                        _ => ("404 Not Found", b"not found\n".to_vec()),
+                    }
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nWWW-Authenticate: Basic realm=\"charts\"\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// A classic chart repository (a directory with `helm repo index`'s index.yaml) behind basic
+/// auth: a chart depending on it deploys with `chart_auth` (built in a copy, the workspace
+/// unchanged), the repository's own chart deploys through `chart_repository` at a
+/// `chart_version`, and without credentials the dependency build fails before the cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_classic_repository_behind_basic_auth() {
+    const PASS: &str = "chart-pass-canary-5e1f";
+    let bed = Bed::load();
+    let tmp = tempfile::tempdir().unwrap();
+    let served = tmp.path().join("repo");
+    for v in ["0.1.0", "0.2.0"] {
+        write_chart(&tmp.path().join(format!("dep-{v}")), "dep", v, "");
+        package(&bed, &tmp.path().join(format!("dep-{v}")), &served);
+    }
+    bed.run(
+        bed.helm(4).args(["repo", "index"]).arg(&served),
+        Duration::from_secs(30),
+    );
+    let (port, seen) = basic_auth_server(served.clone(), "chartuser", PASS).await;
+    let host = format!("127.0.0.1:{port}");
+    let auth = auths(&host, "chartuser", PASS);
+
+    let ws = tempfile::tempdir().unwrap();
+    write_chart(
+        &ws.path().join("app"),
+        "app",
+        "1.0.0",
+        &format!("dependencies:\n- name: dep\n  version: 0.1.0\n  repository: http://{host}\n"),
+    );
+    let before = snapshot(ws.path());
+    // Without credentials: refused in the dependency group, the cluster untouched.
+    let ns = unique_name("charts-repodep");
+    let r = run(&bed, 4, ws.path(), &flags("app", &ns, "v1.0.0", &[]));
+    assert!(!r.success, "{}", r.all());
+    assert!(
+        r.all().contains("failed to build the dependencies of chart \"app\": dep 0.1.0"),
+        "{}",
+        r.all()
+    );
+    assert!(!namespace_exists(&bed, &ns).await);
+
+    let r = run(
+        &bed,
+        4,
+        ws.path(),
+        &flags("app", &ns, "v1.0.0", &[("chart-auth", &auth)]),
+    );
+    assert!(r.success, "{}", r.all());
+    assert_eq!(config_map(&bed, &ns, "app-dep").await["version"], "0.1.0");
+    assert_eq!(snapshot(ws.path()), before, "the workspace changed");
+    assert!(!r.all().contains(PASS), "the password was shown");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(p, ok)| *ok && p.ends_with("dep-0.1.0.tgz")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+
+    // The repository's own chart, by name, at a version.
+    let ns2 = unique_name("charts-repo");
+    let r = run(
+        &bed,
+        3,
+        ws.path(),
+        &flags(
+            "dep",
+            &ns2,
+            "v1.0.0",
+            &[
+                ("chart-repository", &format!("http://{host}")),
+                ("chart-version", "0.1.0"),
+                ("chart-auth", &auth),
+            ],
+        ),
+    );
+    assert!(r.success, "{}", r.all());
+    assert_eq!(config_map(&bed, &ns2, "app-dep").await["version"], "0.1.0");
+    for ns in [ns, ns2] {
+        delete_namespace(&bed.client().await, &ns).await;
+    }
+}
+
+/// An OCI chart at a `chart_version` from a registry that needs credentials (a token registry
+/// on the bed's storage, tests/common/token_registry.rs): deployed with `chart_auth`; without
+/// it refused with one line naming the host, before the cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oci_chart_at_a_version_from_a_registry_that_needs_credentials() {
+    let bed = Bed::load();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = unique_name("charts-app");
+    for v in ["0.1.0", "0.2.0"] {
+        write_chart(&tmp.path().join(format!("app-{v}")), "web", v, "");
+        push(
+            &bed,
+            &package(&bed, &tmp.path().join(format!("app-{v}")), &tmp.path().join("pkg")),
+            &repo,
+        );
+    }
+    let reg = common::token_registry::token_registry(&bed, "127.0.0.1").await;
+    let chart = format!("oci://{}/{repo}/web", reg.host);
+    let ws = tempfile::tempdir().unwrap();
+
+    let ns = unique_name("charts-ociauth");
+    let r = run(
+        &bed,
+        4,
+        ws.path(),
+        &flags(
+            &chart,
+            &ns,
+            "v1.0.0",
+            &[
+                ("chart-version", "0.1.0"),
+                ("chart-auth", &auths(&reg.host, "user", "pass")),
+            ],
+        ),
+    );
+    assert!(r.success, "{}", r.all());
+    assert_eq!(config_map(&bed, &ns, "app-web").await["version"], "0.1.0");
+
+    let ns2 = unique_name("charts-ocinoauth");
+    let r = run(
+        &bed,
+        3,
+        ws.path(),
+        &flags(&chart, &ns2, "v1.0.0", &[("chart-version", "0.1.0")]),
+    );
+    assert!(!r.success, "{}", r.all());
+    let want = format!(
+        "failed to fetch chart {chart} version 0.1.0: {} refused access (no credentials for {} given: add them to chart_auth)",
+        reg.host, reg.host
+    );
+    assert!(
+        r.all().lines().any(|l| l.ends_with(&want)),
+        "no line ending {want:?} in:\n{}",
+        r.all()
+    );
+    assert!(!namespace_exists(&bed, &ns2).await);
+    delete_namespace(&bed.client().await, &ns).await;
+}

@@ -19,6 +19,7 @@ mod values;
 mod window;
 
 pub use config::{Config, resolve};
+pub(crate) use config::image_shapes;
 pub use defs::{INPUTS, InputSpec};
 pub(crate) use defs::{Mode, SECRET_INPUTS};
 pub(crate) use kubeconfig_source::KubeconfigSource;
