@@ -20,6 +20,18 @@ pub(crate) fn outputs(config: &Config) -> Outputs {
     }
 }
 
+/// Where a fetched chart comes from: ` from <repository>` and ` version <v>`.
+fn chart_source(config: &Config) -> String {
+    let mut out = String::new();
+    if let Some(r) = &config.chart_repository {
+        let _ = write!(out, " from {r}");
+    }
+    if let Some(v) = &config.chart_version {
+        let _ = write!(out, " version {v}");
+    }
+    out
+}
+
 /// For an image the chart takes as a map: the fields `images` sets (` → image.repository,
 /// image.tag`); nothing for one string.
 fn fields_set(i: &crate::inputs::ImageSetting) -> String {
@@ -67,7 +79,12 @@ pub(crate) fn render_text(config: &Config, ctx: &RunContext) -> String {
     if let Some(sha) = &ctx.sha {
         let _ = writeln!(s, "  commit        {sha}");
     }
-    let _ = writeln!(s, "  chart         {}", config.chart);
+    let _ = writeln!(
+        s,
+        "  chart         {}{}",
+        config.chart,
+        chart_source(config)
+    );
     if config.values_files.is_empty() {
         let _ = writeln!(s, "  values files  (none)");
     }
@@ -158,7 +175,7 @@ pub(crate) fn render_markdown(config: &Config, ctx: &RunContext) -> String {
         "| Version | `{}` (from {}) |",
         config.version, config.version_source
     );
-    let _ = writeln!(s, "| Chart | `{}` |", config.chart);
+    let _ = writeln!(s, "| Chart | `{}`{} |", config.chart, chart_source(config));
     let files: Vec<String> = config
         .values_files
         .iter()

@@ -103,20 +103,36 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// One chart of an image shape, deployed with helm `major` from workspace `ws` into `ns`.
+struct ShapeCase<'a> {
+    major: u8,
+    ws: &'a Path,
+    /// The chart, relative to `ws`.
+    chart: &'a str,
+    ns: &'a str,
+    /// The Deployment that runs the image.
+    deployment: &'a str,
+    /// The fields the plan and the summary say were set.
+    fields: &'a str,
+}
+
 /// Deploys `chart` (relative to `ws`) at v1.2.0 with verification and pinning, then the
 /// `crashloop` tag unpinned (kwok picks a pod's behaviour by the tag after the last `:`, which a
 /// pinned reference does not end with), which is rolled back to the pinned image. Returns the
 /// pinned image the Deployment ran.
 async fn deploy_then_roll_back(
     bed: &Bed,
-    major: u8,
-    ws: &Path,
-    chart: &str,
-    ns: &str,
-    deployment: &str,
+    case: ShapeCase<'_>,
     expect_pinned: impl Fn(&str) -> String,
-    fields: &str,
 ) {
+    let ShapeCase {
+        major,
+        ws,
+        chart,
+        ns,
+        deployment,
+        fields,
+    } = case;
     let before = snapshot(ws);
     let images = format!("image={}/acme/python-orch", bed.registry);
     let good = run(
@@ -190,16 +206,17 @@ async fn the_chart_helm_create_makes() {
         );
         let ns = unique_name(&format!("charts-create-h{major}"));
         let registry = bed.registry.clone();
-        deploy_then_roll_back(
-            &bed,
+        let case = ShapeCase {
             major,
-            ws.path(),
-            "web",
-            &ns,
-            "app-web",
-            |d| format!("{registry}/acme/python-orch:v1.2.0@{d}"),
-            "image.repository, image.tag",
-        )
+            ws: ws.path(),
+            chart: "web",
+            ns: &ns,
+            deployment: "app-web",
+            fields: "image.repository, image.tag",
+        };
+        deploy_then_roll_back(&bed, case, |d| {
+            format!("{registry}/acme/python-orch:v1.2.0@{d}")
+        })
         .await;
         delete_namespace(&bed.client().await, &ns).await;
     }
@@ -217,17 +234,15 @@ async fn a_chart_in_bitnami_s_image_shape() {
     );
     let ns = unique_name("charts-bitnami");
     let registry = bed.registry.clone();
-    deploy_then_roll_back(
-        &bed,
-        4,
-        ws.path(),
-        "chart",
-        &ns,
-        "app-web",
-        |d| format!("{registry}/acme/python-orch@{d}"),
-        "image.registry, image.repository, image.tag, image.digest",
-    )
-    .await;
+    let case = ShapeCase {
+        major: 4,
+        ws: ws.path(),
+        chart: "chart",
+        ns: &ns,
+        deployment: "app-web",
+        fields: "image.registry, image.repository, image.tag, image.digest",
+    };
+    deploy_then_roll_back(&bed, case, |d| format!("{registry}/acme/python-orch@{d}")).await;
     delete_namespace(&bed.client().await, &ns).await;
 }
 
@@ -337,7 +352,11 @@ async fn a_dependency_from_the_oci_registry() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = unique_name("charts-dep");
     write_chart(&tmp.path().join("dep"), "dep", "0.1.0", "");
-    push(&bed, &package(&bed, &tmp.path().join("dep"), &tmp.path().join("pkg")), &repo);
+    push(
+        &bed,
+        &package(&bed, &tmp.path().join("dep"), &tmp.path().join("pkg")),
+        &repo,
+    );
 
     let ws = tempfile::tempdir().unwrap();
     write_chart(
@@ -353,7 +372,11 @@ async fn a_dependency_from_the_oci_registry() {
     let ns = unique_name("charts-ocidep");
     let r = run(&bed, 3, ws.path(), &flags("app", &ns, "v1.0.0", &[]));
     assert!(r.success, "{}", r.all());
-    assert!(r.stdout.contains("Build chart dependencies"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("Build chart dependencies"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(config_map(&bed, &ns, "app-dep").await["version"], "0.1.0");
     assert_eq!(config_map(&bed, &ns, "app-app").await["greeting"], "hello");
     assert_eq!(snapshot(ws.path()), before, "the workspace changed");
@@ -454,7 +477,8 @@ async fn a_classic_repository_behind_basic_auth() {
     let r = run(&bed, 4, ws.path(), &flags("app", &ns, "v1.0.0", &[]));
     assert!(!r.success, "{}", r.all());
     assert!(
-        r.all().contains("failed to build the dependencies of chart \"app\": dep 0.1.0"),
+        r.all()
+            .contains("failed to build the dependencies of chart \"app\": dep 0.1.0"),
         "{}",
         r.all()
     );
@@ -515,7 +539,11 @@ async fn an_oci_chart_at_a_version_from_a_registry_that_needs_credentials() {
         write_chart(&tmp.path().join(format!("app-{v}")), "web", v, "");
         push(
             &bed,
-            &package(&bed, &tmp.path().join(format!("app-{v}")), &tmp.path().join("pkg")),
+            &package(
+                &bed,
+                &tmp.path().join(format!("app-{v}")),
+                &tmp.path().join("pkg"),
+            ),
             &repo,
         );
     }

@@ -154,8 +154,11 @@ fn registry_config_json(credentials: &HostCredentials) -> String {
     let mut auths = serde_json::Map::new();
     for host in credentials.hosts() {
         if let Some(c) = credentials.get(host) {
-            let auth = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", c.username, c.password.expose()));
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                c.username,
+                c.password.expose()
+            ));
             auths.insert(host.to_string(), serde_json::json!({ "auth": auth }));
         }
     }

@@ -54,7 +54,9 @@ impl Helm {
         args.extend(access.iter().cloned());
         let action = format!(
             "fetch chart {chart:?}{}",
-            version.map(|v| format!(" version {v:?}")).unwrap_or_default()
+            version
+                .map(|v| format!(" version {v:?}"))
+                .unwrap_or_default()
         );
         spawn::run(&self.bin, &action, args, &self.env, FETCH, None).await?;
         Ok(())

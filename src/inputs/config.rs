@@ -475,9 +475,7 @@ fn check_oci_chart(chart: &str) -> Result<(), InputError> {
     } else {
         Err(bad(
             "chart",
-            format!(
-                "{chart:?} is not oci://host/path/name (the version goes in chart_version)"
-            ),
+            format!("{chart:?} is not oci://host/path/name (the version goes in chart_version)"),
         ))
     }
 }
@@ -493,7 +491,11 @@ fn parse_chart_version(v: &str, local: bool) -> Result<String, InputError> {
     let ok = !v.is_empty()
         && v.len() <= 128
         && v.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '~' | '^' | '<' | '>' | '=' | '*' | ',' | ' ' | '|')
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '.' | '-' | '+' | '~' | '^' | '<' | '>' | '=' | '*' | ',' | ' ' | '|'
+                )
         });
     if ok {
         Ok(v.to_string())

@@ -18,8 +18,8 @@ pub(crate) mod strvals;
 mod values;
 mod window;
 
-pub use config::{Config, resolve};
 pub(crate) use config::image_shapes;
+pub use config::{Config, resolve};
 pub use defs::{INPUTS, InputSpec};
 pub(crate) use defs::{Mode, SECRET_INPUTS};
 pub(crate) use kubeconfig_source::KubeconfigSource;

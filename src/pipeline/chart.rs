@@ -80,9 +80,16 @@ pub(super) async fn prepare(config: &Config, runner: &Runner) -> anyhow::Result<
 /// True when helm's error says the host wanted (other) credentials.
 fn refused(e: &HelmError) -> bool {
     let text = e.to_string().to_ascii_lowercase();
-    ["401", "403", "unauthorized", "forbidden", "denied", "authentication required"]
-        .iter()
-        .any(|w| text.contains(w))
+    [
+        "401",
+        "403",
+        "unauthorized",
+        "forbidden",
+        "denied",
+        "authentication required",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 /// `helm pull` of the chart into the run's directory; returns the chart's directory.
@@ -128,7 +135,11 @@ async fn fetch(
     }
     let dir = std::fs::read_dir(&dest)
         .ok()
-        .and_then(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.is_dir()))
+        .and_then(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.is_dir())
+        })
         .ok_or_else(|| anyhow!("helm fetched {what} but left no chart directory"))?;
     runner.info(&format!("Fetched {what}"));
     Ok(dir)
@@ -160,8 +171,13 @@ async fn build_dependencies(
     } else {
         let name = dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
         let copy = access.work_dir().join("chart").join(name);
-        deps::copy_chart(dir, &copy)
-            .with_context(|| format!("failed to copy chart {} to {}", dir.display(), copy.display()))?;
+        deps::copy_chart(dir, &copy).with_context(|| {
+            format!(
+                "failed to copy chart {} to {}",
+                dir.display(),
+                copy.display()
+            )
+        })?;
         copy
     };
     for (n, url) in deps::http_repositories(&declared).into_iter().enumerate() {

@@ -161,16 +161,16 @@ pub async fn run(config: &Config, ctx: &RunContext, runner: &Runner) -> Result<O
     let started = Instant::now();
     // The chart made ready (fetched, dependencies built) before anything touches the cluster.
     let prepared = match config.mode {
-        Mode::Deploy | Mode::Plan | Mode::Validate => chart::prepare(config, runner)
-            .await
-            .map_err(|e| {
+        Mode::Deploy | Mode::Plan | Mode::Validate => {
+            chart::prepare(config, runner).await.map_err(|e| {
                 failure(
                     Title::ChartFailed,
                     e,
                     &resolve::outputs(config),
                     Status::Failed,
                 )
-            })?,
+            })?
+        }
         _ => None,
     };
     let config = prepared.as_ref().map_or(config, |p| &p.config);
