@@ -218,3 +218,33 @@ async fn build_dependencies(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(stderr: &str) -> HelmError {
+        HelmError::Failed {
+            action: "fetch chart".into(),
+            status: "exit status: 1".into(),
+            stderr: crate::helm::Framed(stderr.into()),
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_told_from_other_failures() {
+        for s in [
+            "Error: failed to authorize: failed to fetch anonymous token: unexpected status from GET request to http://127.0.0.1:1/token: 401 Unauthorized",
+            "Error: looks like \"http://127.0.0.1:1\" is not a valid chart repository or cannot be reached: failed to fetch http://127.0.0.1:1/index.yaml : 401 Unauthorized",
+            "Error: GET \"https://ghcr.io/v2/acme/x/manifests/1.0.0\": response status code 403: denied: denied",
+        ] {
+            assert!(refused(&failed(s)), "{s}");
+        }
+        for s in [
+            "Error: chart \"web\" version \"9.9.9\" not found in oci://127.0.0.1:1/charts",
+            "Error: dial tcp 127.0.0.1:1: connect: connection refused",
+        ] {
+            assert!(!refused(&failed(s)), "{s}");
+        }
+    }
+}
