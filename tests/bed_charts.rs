@@ -345,7 +345,8 @@ fn auths(host: &str, user: &str, pass: &str) -> String {
 }
 
 /// A chart whose dependency is in the bed's OCI registry (pushed with `helm push`), not
-/// vendored: the action builds it in a copy; the workspace is unchanged.
+/// vendored, and another beside it in the workspace (`file://`): the action builds them in a
+/// copy; the workspace is unchanged.
 #[tokio::test]
 async fn a_dependency_from_the_oci_registry() {
     let bed = Bed::load();
@@ -359,12 +360,15 @@ async fn a_dependency_from_the_oci_registry() {
     );
 
     let ws = tempfile::tempdir().unwrap();
+    // And a neighbour in the workspace (`file://../common`), which the copy still finds.
+    write_chart(&ws.path().join("common"), "common", "0.3.0", "");
     write_chart(
         &ws.path().join("app"),
         "app",
         "1.0.0",
         &format!(
-            "dependencies:\n- name: dep\n  version: 0.1.0\n  repository: oci://{}/{repo}\n",
+            "dependencies:\n- name: dep\n  version: 0.1.0\n  repository: oci://{}/{repo}\n\
+             - name: common\n  version: 0.3.0\n  repository: file://../common\n",
             bed.registry
         ),
     );
@@ -379,6 +383,10 @@ async fn a_dependency_from_the_oci_registry() {
     );
     assert_eq!(config_map(&bed, &ns, "app-dep").await["version"], "0.1.0");
     assert_eq!(config_map(&bed, &ns, "app-app").await["greeting"], "hello");
+    assert_eq!(
+        config_map(&bed, &ns, "app-common").await["version"],
+        "0.3.0"
+    );
     assert_eq!(snapshot(ws.path()), before, "the workspace changed");
     delete_namespace(&bed.client().await, &ns).await;
 }

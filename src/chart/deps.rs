@@ -77,6 +77,31 @@ pub fn oci_hosts(deps: &[Dependency]) -> Vec<String> {
         .collect()
 }
 
+/// In the Chart.yaml of a copy at `copy` of the chart at `original`: every relative
+/// `file://` dependency made absolute, so that it still names the original's neighbour.
+pub fn anchor_file_dependencies(
+    original: &Path,
+    copy: &Path,
+    deps: &[Dependency],
+) -> std::io::Result<()> {
+    let path = copy.join("Chart.yaml");
+    let mut text = std::fs::read_to_string(&path)?;
+    let mut changed = false;
+    for d in deps {
+        if let Some(rel) = d.repository.strip_prefix("file://")
+            && !rel.starts_with('/')
+        {
+            let abs = original.join(rel);
+            text = text.replace(&d.repository, &format!("file://{}", abs.display()));
+            changed = true;
+        }
+    }
+    if changed {
+        std::fs::write(&path, text)?;
+    }
+    Ok(())
+}
+
 /// Copies the chart in `from` to `to` (files and directories; symlinks as the files they point
 /// to, as helm reads them).
 pub fn copy_chart(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -122,6 +147,31 @@ mod tests {
         copy_chart(dir.path(), &copy.path().join("app")).unwrap();
         assert!(copy.path().join("app/charts/local/Chart.yaml").is_file());
         assert!(copy.path().join("app/charts/redis-1.0.0.tgz").is_file());
+    }
+
+    #[test]
+    fn a_copy_s_relative_file_dependencies_point_at_the_original_s_neighbours() {
+        let ws = tempfile::tempdir().unwrap();
+        let app = ws.path().join("charts/app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(
+            app.join("Chart.yaml"),
+            "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- name: common\n  version: 0.1.0\n  repository: file://../common\n- name: abs\n  version: 0.1.0\n  repository: file:///opt/abs\n",
+        )
+        .unwrap();
+        let copy = tempfile::tempdir().unwrap();
+        let to = copy.path().join("app");
+        copy_chart(&app, &to).unwrap();
+        let deps = declared(&app).unwrap();
+        anchor_file_dependencies(&app, &to, &deps).unwrap();
+        let moved = declared(&to).unwrap();
+        assert_eq!(
+            moved[0].repository,
+            format!("file://{}", app.join("../common").display())
+        );
+        assert_eq!(moved[1].repository, "file:///opt/abs");
+        // The original is untouched.
+        assert_eq!(declared(&app).unwrap(), deps);
     }
 
     #[test]

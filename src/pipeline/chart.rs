@@ -171,13 +171,15 @@ async fn build_dependencies(
     } else {
         let name = dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
         let copy = access.work_dir().join("chart").join(name);
-        deps::copy_chart(dir, &copy).with_context(|| {
-            format!(
-                "failed to copy chart {} to {}",
-                dir.display(),
-                copy.display()
-            )
-        })?;
+        deps::copy_chart(dir, &copy)
+            .and_then(|()| deps::anchor_file_dependencies(dir, &copy, &declared))
+            .with_context(|| {
+                format!(
+                    "failed to copy chart {} to {}",
+                    dir.display(),
+                    copy.display()
+                )
+            })?;
         copy
     };
     for (n, url) in deps::http_repositories(&declared).into_iter().enumerate() {
