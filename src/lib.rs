@@ -1,6 +1,7 @@
 //! trader-deploy: deploys trading systems to Kubernetes with helm, as a GitHub Action and a CLI.
 
 pub mod cancel;
+pub mod chart;
 pub mod cli;
 pub mod context;
 pub mod diff;

@@ -13,6 +13,8 @@ pub(crate) struct PlannedImage {
     pub(crate) key: String,
     pub(crate) reference: String,
     pub(crate) digest: Option<String>,
+    /// The `--set-string` pairs it becomes in the chart's shape.
+    pub(crate) values: Vec<(String, String)>,
 }
 
 /// What the plan resolved to, beside the diff.
@@ -197,6 +199,7 @@ mod tests {
                 key: "image.pythonOrch".into(),
                 reference: "ghcr.io/acme/python-orch@sha256:ab".into(),
                 digest: Some("sha256:ab".into()),
+                values: vec![],
             }],
             protected: true,
             window: Some("Mon-Fri 08:00-16:00 Europe/London: open now".into()),

@@ -20,6 +20,27 @@ pub(crate) fn outputs(config: &Config) -> Outputs {
     }
 }
 
+/// Where a fetched chart comes from: ` from <repository>` and ` version <v>`.
+fn chart_source(config: &Config) -> String {
+    let mut out = String::new();
+    if let Some(r) = &config.chart_repository {
+        let _ = write!(out, " from {r}");
+    }
+    if let Some(v) = &config.chart_version {
+        let _ = write!(out, " version {v}");
+    }
+    out
+}
+
+/// For an image the chart takes as a map: the fields `images` sets (` → image.repository,
+/// image.tag`); nothing for one string.
+fn fields_set(i: &crate::inputs::ImageSetting) -> String {
+    match i.shape {
+        crate::chart::Shape::Reference => String::new(),
+        crate::chart::Shape::Fields { .. } => format!(" → {}", i.keys().join(", ")),
+    }
+}
+
 fn display_path(config: &Config, p: &std::path::Path) -> String {
     p.strip_prefix(&config.workspace)
         .unwrap_or(p)
@@ -58,7 +79,12 @@ pub(crate) fn render_text(config: &Config, ctx: &RunContext) -> String {
     if let Some(sha) = &ctx.sha {
         let _ = writeln!(s, "  commit        {sha}");
     }
-    let _ = writeln!(s, "  chart         {}", config.chart);
+    let _ = writeln!(
+        s,
+        "  chart         {}{}",
+        config.chart,
+        chart_source(config)
+    );
     if config.values_files.is_empty() {
         let _ = writeln!(s, "  values files  (none)");
     }
@@ -71,7 +97,13 @@ pub(crate) fn render_text(config: &Config, ctx: &RunContext) -> String {
     }
     for (n, i) in config.images.iter().enumerate() {
         let label = if n == 0 { "images" } else { "" };
-        let _ = writeln!(s, "  {label:<13} {} = {}", i.key, i.reference);
+        let _ = writeln!(
+            s,
+            "  {label:<13} {} = {}{}",
+            i.key,
+            i.reference,
+            fields_set(i)
+        );
     }
     if let Some(v) = &config.inline_values {
         let names: Vec<String> = v
@@ -143,7 +175,7 @@ pub(crate) fn render_markdown(config: &Config, ctx: &RunContext) -> String {
         "| Version | `{}` (from {}) |",
         config.version, config.version_source
     );
-    let _ = writeln!(s, "| Chart | `{}` |", config.chart);
+    let _ = writeln!(s, "| Chart | `{}`{} |", config.chart, chart_source(config));
     let files: Vec<String> = config
         .values_files
         .iter()
@@ -161,7 +193,7 @@ pub(crate) fn render_markdown(config: &Config, ctx: &RunContext) -> String {
     let images: Vec<String> = config
         .images
         .iter()
-        .map(|i| format!("`{}` = `{}`", i.key, i.reference))
+        .map(|i| format!("`{}` = `{}`{}", i.key, i.reference, fields_set(i)))
         .collect();
     let _ = writeln!(
         s,

@@ -14,6 +14,8 @@ pub(crate) struct ImageRow {
     pub(crate) key: String,
     pub(crate) reference: String,
     pub(crate) digest: Option<String>,
+    /// The chart's fields it sets when the chart takes the image as a map (empty: one string).
+    pub(crate) fields: Vec<String>,
 }
 
 /// One smoke test's result.
@@ -66,6 +68,10 @@ impl Summary {
                     key: i.key.clone(),
                     reference: i.reference.clone(),
                     digest: None,
+                    fields: match i.shape {
+                        crate::chart::Shape::Reference => Vec::new(),
+                        crate::chart::Shape::Fields { .. } => i.keys(),
+                    },
                 })
                 .collect(),
             ..Summary::default()
@@ -84,6 +90,7 @@ impl Summary {
                 key: String::new(),
                 reference: key_or_reference.to_string(),
                 digest: Some(digest.to_string()),
+                fields: Vec::new(),
             }),
         }
     }
@@ -194,9 +201,16 @@ impl Summary {
                     } else {
                         format!("{}: ", cell(&i.key))
                     };
+                    let fields = if i.fields.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" → {}", cell(&i.fields.join(", ")))
+                    };
                     match &i.digest {
-                        Some(d) => format!("{key}`{}` (`{}`)", cell(&i.reference), cell(d)),
-                        None => format!("{key}`{}`", cell(&i.reference)),
+                        Some(d) => {
+                            format!("{key}`{}` (`{}`){fields}", cell(&i.reference), cell(d))
+                        }
+                        None => format!("{key}`{}`{fields}", cell(&i.reference)),
                     }
                 })
                 .collect::<Vec<_>>()
@@ -291,6 +305,7 @@ mod tests {
                 key: "image.pythonOrch".into(),
                 reference: "ghcr.io/acme/python-orch:v1.2.0".into(),
                 digest: None,
+                fields: vec![],
             }],
             ..Summary::default()
         }

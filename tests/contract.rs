@@ -177,6 +177,12 @@ impl Run {
             "apiVersion: v2\nname: traderadmin\nversion: 0.1.0\n",
         )
         .unwrap();
+        // The image keys `images` sets, as one string each (the example chart's shape).
+        std::fs::write(
+            chart.join("values.yaml"),
+            "image:\n  pythonOrch: ghcr.io/acme/python-orch:v0\n  goScanner: ghcr.io/acme/go-scanner:v0\n",
+        )
+        .unwrap();
         std::fs::create_dir_all(dir.path().join("deploy/values")).unwrap();
         for env in ["dev", "staging", "prod"] {
             std::fs::write(

@@ -3,6 +3,7 @@
 //! here and the cluster given with `--kubeconfig`. `spawn.rs` is where helm is started.
 
 mod error;
+mod fetch;
 mod release;
 mod spawn;
 

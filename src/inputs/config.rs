@@ -27,6 +27,12 @@ pub struct Config {
     pub(crate) chart: String,
     /// The chart as a local directory, when it is one.
     pub(crate) chart_dir: Option<PathBuf>,
+    /// `chart_version`: the version of an OCI or repository chart.
+    pub(crate) chart_version: Option<String>,
+    /// `chart_repository`: the classic repository that holds the chart named `chart`.
+    pub(crate) chart_repository: Option<String>,
+    /// `chart_auth`: credentials per chart registry or repository host.
+    pub(crate) chart_credentials: crate::registry::HostCredentials,
     pub(crate) release: String,
     pub(crate) namespace: String,
     pub(crate) values_files: Vec<PathBuf>,
@@ -90,7 +96,11 @@ impl Config {
         if let Some(w) = &self.notify_webhook {
             out.extend(secret_fragments(w.expose()));
         }
-        for p in self.registry_credentials.passwords() {
+        for p in self
+            .registry_credentials
+            .passwords()
+            .chain(self.chart_credentials.passwords())
+        {
             out.extend(secret_fragments(p.expose()));
         }
         out
@@ -171,7 +181,14 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         .map(str::trim)
         .unwrap_or("charts/traderadmin")
         .to_string();
+    let chart_repository = raw
+        .get("chart_repository")
+        .map(|u| parse_chart_repository(u.trim(), &chart))
+        .transpose()?;
     let chart_dir = if chart.starts_with("oci://") {
+        check_oci_chart(&chart)?;
+        None
+    } else if chart_repository.is_some() {
         None
     } else {
         let dir = workspace.join(&chart);
@@ -185,6 +202,14 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
             ));
         }
         Some(dir)
+    };
+    let chart_version = raw
+        .get("chart_version")
+        .map(|v| parse_chart_version(v.trim(), chart_dir.is_some()))
+        .transpose()?;
+    let chart_credentials = match raw.get("chart_auth") {
+        Some(text) => super::registry_auth::parse_host_auth("chart_auth", text)?,
+        None => Default::default(),
     };
     let release = match raw.get("release").map(str::trim) {
         Some(r) => r.to_string(),
@@ -219,7 +244,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         }
     };
 
-    let images = match raw.get("images") {
+    let mut images = match raw.get("images") {
         Some(list) => parse_images(list, &version)?,
         None => Vec::new(),
     };
@@ -234,6 +259,17 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
     };
     super::parse::check_keeps_images("set_string", &set_string, &images)?;
     let inline_values = super::values::inline_values(raw.get("values"), raw.get("secret_values"))?;
+    if let Some(dir) = chart_dir
+        .as_deref()
+        .filter(|d| d.join("Chart.yaml").is_file())
+    {
+        let files: Vec<&std::path::Path> = values_files
+            .iter()
+            .chain(inline_values.iter().flat_map(|v| v.files.iter()))
+            .map(PathBuf::as_path)
+            .collect();
+        image_shapes(&mut images, dir, &files)?;
+    }
     let reaches_cluster = matches!(
         mode,
         Mode::Deploy | Mode::Rollback | Mode::Plan | Mode::Uninstall
@@ -384,6 +420,9 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         git_ref,
         chart,
         chart_dir,
+        chart_version,
+        chart_repository,
+        chart_credentials,
         release,
         namespace: namespace.to_string(),
         values_files,
@@ -418,6 +457,96 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         helm,
         workspace,
     })
+}
+
+/// `chart_repository`: an http(s) URL, with `chart` then a chart name.
+fn parse_chart_repository(url: &str, chart: &str) -> Result<String, InputError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => {
+            return Err(bad(
+                "chart_repository",
+                format!("{url:?} is not an http(s) URL of a chart repository"),
+            ));
+        }
+    }
+    let name_ok = !chart.is_empty()
+        && chart
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !name_ok {
+        return Err(bad(
+            "chart",
+            format!("{chart:?} is not a chart name, as chart_repository needs (e.g. traderadmin)"),
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// `oci://host[:port]/path/name`, without a tag (the version is `chart_version`).
+fn check_oci_chart(chart: &str) -> Result<(), InputError> {
+    let rest = &chart["oci://".len()..];
+    let ok = crate::names::split_registry_host(rest).is_some_and(|(_, path)| {
+        !path.is_empty()
+            && path.split('/').all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            })
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "chart",
+            format!("{chart:?} is not oci://host/path/name (the version goes in chart_version)"),
+        ))
+    }
+}
+
+/// `chart_version`: a version or semver range helm reads, for OCI and repository charts only.
+fn parse_chart_version(v: &str, local: bool) -> Result<String, InputError> {
+    if local {
+        return Err(bad(
+            "chart_version",
+            "applies to OCI and repository charts; a chart directory is deployed as it is",
+        ));
+    }
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '.' | '-' | '+' | '~' | '^' | '<' | '>' | '=' | '*' | ',' | ' ' | '|'
+                )
+        });
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(bad(
+            "chart_version",
+            format!("{v:?} is not a chart version or semver range (e.g. 1.2.3, ~1.2)"),
+        ))
+    }
+}
+
+/// Reads how the chart takes each image (one string, or a map of fields) from its values as
+/// helm merges them; a key the chart does not have is refused.
+pub(crate) fn image_shapes(
+    images: &mut [ImageSetting],
+    chart_dir: &std::path::Path,
+    files: &[&std::path::Path],
+) -> Result<(), InputError> {
+    if images.is_empty() {
+        return Ok(());
+    }
+    let values = crate::chart::values::merged_from_dir(chart_dir, files)
+        .map_err(|e| bad("values_files", e))?;
+    for i in images {
+        i.shape = crate::chart::shape::shape_at(&values, &i.key).map_err(|e| bad("images", e))?;
+    }
+    Ok(())
 }
 
 /// `registry_auth` plus the `registry_username`/`registry_password` pair for `registry_host`.

@@ -49,8 +49,20 @@ pub const INPUTS: &[InputSpec] = &[
     ),
     input(
         "chart",
-        "Chart path (or OCI reference).",
+        "Chart path, OCI reference (oci://host/path/name), or the chart's name in chart_repository.",
         "charts/traderadmin",
+        false,
+    ),
+    input(
+        "chart_version",
+        "Version (or semver range) of an OCI or repository chart.",
+        "the latest",
+        false,
+    ),
+    input(
+        "chart_repository",
+        "URL of a classic chart repository (one with an index.yaml) that holds the chart named by chart.",
+        "none",
         false,
     ),
     input("release", "Helm release name.", "the chart's name", false),
@@ -254,6 +266,12 @@ pub const INPUTS: &[InputSpec] = &[
         false,
     ),
     input(
+        "chart_auth",
+        "Chart registry and repository credentials per host, in registry_auth's form: {\"auths\": {\"ghcr.io\": {\"auth\": \"<base64 of user:password>\"}}}, raw or base64 (a secret: it is masked). They reach helm only through private config files of the run, for the chart and its dependencies.",
+        "none (anonymous)",
+        false,
+    ),
+    input(
         "notify_webhook",
         "URL that receives a JSON result (a secret: it is masked).",
         "none",
@@ -264,6 +282,7 @@ pub const INPUTS: &[InputSpec] = &[
 
 /// Inputs whose values are secrets: masked before anything can log them.
 pub(crate) const SECRET_INPUTS: &[&str] = &[
+    "chart_auth",
     "github_token",
     "kubeconfig",
     "notify_webhook",

@@ -15,10 +15,11 @@ mod parse;
 mod policies;
 mod raw;
 mod registry_auth;
-mod strvals;
+pub(crate) mod strvals;
 mod values;
 mod window;
 
+pub(crate) use config::image_shapes;
 pub use config::{Config, resolve};
 pub use defs::{INPUTS, InputSpec};
 pub(crate) use defs::{Mode, SECRET_INPUTS};

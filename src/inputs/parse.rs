@@ -19,6 +19,23 @@ pub struct ImageSetting {
     pub repository: String,
     /// `repository:version`.
     pub reference: String,
+    /// The version (the tag).
+    pub tag: String,
+    /// How the chart takes it (a string or a map of fields), read from its values.
+    pub shape: crate::chart::Shape,
+}
+
+impl ImageSetting {
+    /// The `--set-string` pairs of this image, pinned to `digest` when one is given.
+    pub fn values(&self, digest: Option<&str>) -> Vec<(String, String)> {
+        self.shape
+            .values(&self.key, &self.repository, &self.tag, digest)
+    }
+
+    /// The keys it sets, shown by the plan and the summary (`image.repository, image.tag`).
+    pub fn keys(&self) -> Vec<String> {
+        self.shape.keys(&self.key)
+    }
 }
 
 /// Lines of a list input: trimmed, without blanks and `#` comments.
@@ -188,6 +205,8 @@ pub(super) fn parse_images(list: &str, version: &str) -> Result<Vec<ImageSetting
             key: key.to_string(),
             repository: repo.to_string(),
             reference: format!("{repo}:{version}"),
+            tag: version.to_string(),
+            shape: Default::default(),
         });
     }
     Ok(out)

@@ -11,7 +11,16 @@ use crate::secret::{Secret, secret_fragments};
 
 /// Parses `registry_auth`.
 pub(super) fn parse_registry_auth(text: &str) -> Result<HostCredentials, InputError> {
-    let err = |m: String| bad("registry_auth", m);
+    parse_host_auth("registry_auth", text)
+}
+
+/// Parses a per-host credentials input in docker's config.json form (`registry_auth`,
+/// `chart_auth`).
+pub(super) fn parse_host_auth(
+    input: &'static str,
+    text: &str,
+) -> Result<HostCredentials, InputError> {
+    let err = |m: String| bad(input, m);
     let doc = document(text).ok_or_else(|| {
         err(
             "is neither docker config.json JSON ({\"auths\": {…}}) nor base64 of it \

@@ -33,17 +33,32 @@ pub(super) fn show_plan(run: &mut Run<'_>, ctx: &RunContext) {
     run.timeline.step("resolve", started, true);
 }
 
-/// Step: check that every image tag exists in its registry. Returns the `(helm key, image)`
-/// pairs to deploy (digest-pinned when `pin_digests` is on).
-pub(super) async fn verify_images(run: &mut Run<'_>) -> Result<Vec<(String, String)>, Failure> {
-    let config = run.config;
-    let configured: Vec<(String, String)> = config
+/// The `--set-string` pairs of every image, each in its chart's shape: pinned to the verified
+/// digest when `pin_digests` is on and it was verified.
+pub(super) fn image_values(
+    config: &Config,
+    verified: &[crate::registry::VerifiedImage],
+) -> Vec<(String, String)> {
+    config
         .images
         .iter()
-        .map(|i| (i.key.clone(), i.reference.clone()))
-        .collect();
+        .flat_map(|i| {
+            let digest = verified
+                .iter()
+                .find(|v| v.key == i.key)
+                .filter(|_| config.pin_digests)
+                .map(|v| v.digest.as_str());
+            i.values(digest)
+        })
+        .collect()
+}
+
+/// Step: check that every image tag exists in its registry. Returns the `--set-string` pairs
+/// to deploy (digest-pinned when `pin_digests` is on).
+pub(super) async fn verify_images(run: &mut Run<'_>) -> Result<Vec<(String, String)>, Failure> {
+    let config = run.config;
     if config.images.is_empty() || !(config.verify_images || config.pin_digests) {
-        return Ok(configured);
+        return Ok(image_values(config, &[]));
     }
     let started = Instant::now();
     let _g = run.runner.group("Verify images");
@@ -58,15 +73,12 @@ pub(super) async fn verify_images(run: &mut Run<'_>) -> Result<Vec<(String, Stri
     run.timeline
         .step("verify images", started, verified.is_ok());
     let verified = verified.map_err(|e| run.fail(Title::ImageVerification, e.into()))?;
-    if verified.is_empty() {
-        return Ok(configured);
-    }
     for v in &verified {
         run.summary.image_digest(&v.key, &v.digest);
         run.outputs.digests.insert(v.key.clone(), v.digest.clone());
         run.outputs.images.insert(v.key.clone(), v.deploy.clone());
     }
-    Ok(verified.into_iter().map(|v| (v.key, v.deploy)).collect())
+    Ok(image_values(config, &verified))
 }
 
 /// Step: approvals for protected environments (fail-closed), and the GitHub deployment

@@ -4,6 +4,7 @@
 // A `Failure` carries the outputs a failed run still writes; it is returned once per run.
 #![allow(clippy::result_large_err)]
 
+mod chart;
 mod cluster;
 mod decide;
 mod deploy;
@@ -65,6 +66,7 @@ pub enum Title {
     HookFailed,
     UninstallFailed,
     PolicyDenied,
+    ChartFailed,
 }
 
 impl Title {
@@ -89,6 +91,7 @@ impl Title {
             Title::HookFailed => "Hook failed",
             Title::UninstallFailed => "Uninstall failed",
             Title::PolicyDenied => "Policy denied",
+            Title::ChartFailed => "Chart not ready",
         }
     }
 }
@@ -159,6 +162,21 @@ impl<'a> Run<'a> {
 /// Runs the configured mode to its outcome.
 pub async fn run(config: &Config, ctx: &RunContext, runner: &Runner) -> Result<Outputs, Failure> {
     let started = Instant::now();
+    // The chart made ready (fetched, dependencies built) before anything touches the cluster.
+    let prepared = match config.mode {
+        Mode::Deploy | Mode::Plan | Mode::Validate => {
+            chart::prepare(config, runner).await.map_err(|e| {
+                failure(
+                    Title::ChartFailed,
+                    e,
+                    &resolve::outputs(config),
+                    Status::Failed,
+                )
+            })?
+        }
+        _ => None,
+    };
+    let config = prepared.as_ref().map_or(config, |p| &p.config);
     // Only the modes that change the cluster trap SIGTERM/SIGINT (to leave it at a known
     // revision); the others stop at once.
     let never = Cancel::never();

@@ -47,10 +47,7 @@ pub(super) async fn plan(
     let target = super::cluster::connect_to(config, runner)
         .await
         .map_err(fail)?;
-    let pairs = images
-        .iter()
-        .map(|i| (i.key.clone(), i.reference.clone()))
-        .collect();
+    let pairs = images.iter().flat_map(|i| i.values.clone()).collect();
     let spec = upgrade_spec(config, pairs);
     let _g = runner.group("Diff against the live release");
     // Rendered against the cluster: its API versions and `lookup` (the live HPA-chosen replica
@@ -169,6 +166,7 @@ async fn planned_images(
                 key: i.key.clone(),
                 reference: i.reference.clone(),
                 digest: None,
+                values: i.values(None),
             })
             .collect()
     };
@@ -187,9 +185,12 @@ async fn planned_images(
     if verified.is_empty() {
         return Ok(configured());
     }
-    Ok(verified
-        .into_iter()
-        .map(|v| plan_report::PlannedImage {
+    Ok(config
+        .images
+        .iter()
+        .zip(verified)
+        .map(|(i, v)| plan_report::PlannedImage {
+            values: i.values(config.pin_digests.then_some(v.digest.as_str())),
             key: v.key,
             reference: v.deploy,
             digest: Some(v.digest),

@@ -98,14 +98,7 @@ pub(super) async fn validate(config: &Config, runner: &Runner) -> Result<Outputs
         let lint = helm.lint(&chart, &files).await;
         let spec = UpgradeSpec {
             values_files: files.clone(),
-            ..upgrade_spec(
-                config,
-                config
-                    .images
-                    .iter()
-                    .map(|i| (i.key.clone(), i.reference.clone()))
-                    .collect(),
-            )
+            ..upgrade_spec(config, super::deploy::image_values(config, &[]))
         };
         let template = helm.template(&spec).await;
 

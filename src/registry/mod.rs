@@ -13,6 +13,7 @@ use std::time::Duration;
 pub use auth::{Credentials, HostCredentials, registry_host};
 pub use client::{MANIFEST_MEDIA_TYPES, Registry};
 pub use reference::ImageRef;
+pub(crate) use reference::is_loopback;
 
 use crate::inputs::ImageSetting;
 use crate::runner::Runner;

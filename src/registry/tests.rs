@@ -307,6 +307,8 @@ mod auth_flow {
             key: "image.ref".into(),
             repository: format!("{host}/acme/x"),
             reference: format!("{host}/acme/x:v9.9.9"),
+            tag: "v9.9.9".into(),
+            shape: Default::default(),
         }];
         let e = verify(&reg, &settings, "v9.9.9", false).await.unwrap_err();
         assert!(e.is_not_found());
@@ -410,6 +412,8 @@ mod auth_flow {
             key: "image".into(),
             repository: format!("{host}/basic/app"),
             reference: format!("{host}/basic/app:v1"),
+            tag: "v1".into(),
+            shape: Default::default(),
         }];
         let v = verify(&reg, &settings, "v1", true).await.unwrap();
         assert_eq!(v[0].digest, DIGEST);

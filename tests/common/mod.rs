@@ -7,6 +7,7 @@ pub mod cli_run;
 pub mod commands;
 pub mod docker_action;
 pub mod mermaid;
+pub mod token_registry;
 pub mod tools;
 
 use std::collections::BTreeMap;

@@ -267,3 +267,92 @@ fn pod_log_lines_is_a_bounded_count() {
         );
     }
 }
+
+#[test]
+fn chart_sources_version_repository_and_credentials() {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ws.path().join("chart")).unwrap();
+    std::fs::write(
+        ws.path().join("chart/Chart.yaml"),
+        "name: app\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.path().join("chart/values.yaml"),
+        "image:\n  registry: docker.io\n  repository: bitnami/nginx\n  tag: \"1\"\n  digest: \"\"\n",
+    )
+    .unwrap();
+    let local = RunContext {
+        workspace: ws.path().to_path_buf(),
+        ..RunContext::default()
+    };
+    let base = [("environment", "dev"), ("version", "v1.0.0")];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = base.to_vec();
+        pairs.extend_from_slice(extra);
+        resolve(&raw(&pairs), &local)
+    };
+    // A directory is deployed as it is: no version.
+    let e = with(&[("chart", "chart"), ("chart_version", "1.0.0")]).unwrap_err();
+    assert_eq!(e.input, "chart_version");
+    // OCI: a version, no tag in the reference.
+    let c = with(&[
+        ("chart", "oci://ghcr.io/acme/charts/app"),
+        ("chart_version", "~1.2"),
+    ])
+    .unwrap();
+    assert_eq!(c.chart_version.as_deref(), Some("~1.2"));
+    assert!(c.chart_dir.is_none());
+    assert_eq!(c.release, "app");
+    let e = with(&[("chart", "oci://ghcr.io/acme/charts/app:1.0.0")]).unwrap_err();
+    assert_eq!(e.input, "chart");
+    let e = with(&[("chart", "oci://ghcr.io")]).unwrap_err();
+    assert_eq!(e.input, "chart");
+    let e = with(&[("chart", "oci://ghcr.io/a"), ("chart_version", "1.0; rm")]).unwrap_err();
+    assert_eq!(e.input, "chart_version");
+    // A repository: an http(s) URL and a chart name.
+    let c = with(&[
+        ("chart", "traderadmin"),
+        ("chart_repository", "https://charts.example.com/stable/"),
+        ("chart_version", "1.2.3"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.chart_repository.as_deref(),
+        Some("https://charts.example.com/stable")
+    );
+    let e = with(&[("chart", "a/b"), ("chart_repository", "https://x.example")]).unwrap_err();
+    assert_eq!(e.input, "chart");
+    let e = with(&[("chart", "a"), ("chart_repository", "ftp://x.example")]).unwrap_err();
+    assert_eq!(e.input, "chart_repository");
+    // Credentials per host, masked.
+    let c = with(&[
+        ("chart", "oci://ghcr.io/acme/app"),
+        (
+            "chart_auth",
+            r#"{"auths": {"ghcr.io": {"username": "bot", "password": "chart-canary-91"}}}"#,
+        ),
+    ])
+    .unwrap();
+    assert!(c.chart_credentials.get("ghcr.io").is_some());
+    assert!(c.secrets().iter().any(|s| s == "chart-canary-91"));
+    let e = with(&[("chart", "oci://ghcr.io/a"), ("chart_auth", "nope-canary")]).unwrap_err();
+    assert_eq!(e.input, "chart_auth");
+    assert!(!e.to_string().contains("nope-canary"));
+    // The image map is read from the chart's values.
+    let c = with(&[("chart", "chart"), ("images", "image=ghcr.io/acme/x")]).unwrap();
+    assert_eq!(
+        c.images[0].keys(),
+        [
+            "image.registry",
+            "image.repository",
+            "image.tag",
+            "image.digest"
+        ]
+    );
+    let e = with(&[("chart", "chart"), ("images", "web.image=ghcr.io/acme/x")]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "input `images`: the chart has no value at key \"web.image\"; image keys found: image"
+    );
+}
