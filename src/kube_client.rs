@@ -37,10 +37,12 @@ pub(crate) enum KubeClientError {
     OwnPath(#[source] std::io::Error),
     #[error(
         "the cluster refused the token `trader-deploy kube-token` made for the kubeconfig's \
-         `{plugin}` (401 Unauthorized): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and \
-         AWS_SESSION_TOKEN, and that their IAM principal has an access entry in the cluster"
+         `{plugin}` (401 Unauthorized): {hint}"
     )]
-    TokenRefused { plugin: &'static str },
+    TokenRefused {
+        plugin: &'static str,
+        hint: &'static str,
+    },
     #[error(
         "`trader-deploy kube-token` could not make a token for the kubeconfig's `{plugin}`: {why}"
     )]
@@ -142,7 +144,7 @@ impl Cluster {
             None => KubeClientError::Client(e),
         })?;
         if let Some(plugin) = answered {
-            probe_token(&client, plugin.as_str()).await?;
+            probe_token(&client, plugin).await?;
         }
         Ok(Cluster {
             client,
@@ -160,12 +162,18 @@ impl Cluster {
 /// One harmless request (GET /version) with the `kube-token` credential, so that a refused or
 /// unmade token is reported as what it is rather than by the first step that needed the cluster.
 /// Other failures (the network, a timeout) are left to the steps that need the cluster.
-async fn probe_token(client: &kube::Client, plugin: &'static str) -> Result<(), KubeClientError> {
+async fn probe_token(
+    client: &kube::Client,
+    plugin: crate::kube_token::Plugin,
+) -> Result<(), KubeClientError> {
     match tokio::time::timeout(TOKEN_PROBE_TIMEOUT, client.apiserver_version()).await {
         Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
-            Err(KubeClientError::TokenRefused { plugin })
+            Err(KubeClientError::TokenRefused {
+                plugin: plugin.as_str(),
+                hint: plugin.refused_hint(),
+            })
         }
-        Ok(Err(e @ kube::Error::Auth(_))) => Err(token_failed(plugin, e)),
+        Ok(Err(e @ kube::Error::Auth(_))) => Err(token_failed(plugin.as_str(), e)),
         _ => Ok(()),
     }
 }
@@ -360,11 +368,17 @@ users:
       apiVersion: client.authentication.k8s.io/v1beta1
       command: /usr/bin/aws-iam-authenticator
       args: [token, -i, prod]
-- name: other
+- name: gke
   user:
     exec:
       apiVersion: client.authentication.k8s.io/v1
       command: gke-gcloud-auth-plugin
+- name: other
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: kubelogin
+      args: [get-token, --login, devicecode]
 - name: t
   user: {token: x}
 "#,
@@ -411,9 +425,13 @@ users:
                 "prod"
             ]
         );
+        assert_eq!(
+            exec(2).args.unwrap(),
+            ["kube-token", "gke-gcloud-auth-plugin"]
+        );
         // Not answered: left as it is (refused with the inputs when the run connects as it).
-        assert_eq!(exec(2).command.as_deref(), Some("gke-gcloud-auth-plugin"));
-        assert!(exec(2).args.is_none());
+        assert_eq!(exec(3).command.as_deref(), Some("kubelogin"));
+        assert_eq!(exec(3).args.unwrap()[2], "devicecode");
         // Once pointed at kube-token, nothing more to do.
         assert!(super::answered_exec_plugins(&kc).next().is_none());
         assert!(!super::answer_exec_plugins_with(&mut kc, exe));

@@ -72,6 +72,19 @@ if ! "$venv/bin/aws" --version 2>/dev/null | grep -q "^aws-cli/$AWSCLI_VERSION "
   log "pip install awscli $AWSCLI_VERSION"
   "$venv/bin/pip" install -q "awscli==$AWSCLI_VERSION"
 fi
+# Google's and Microsoft's own auth libraries, the references kube-token's GKE and AKS sign-ins
+# are compared with against the same local stand-ins (tests/kube_token_gcp.rs,
+# tests/kube_token_azure.rs); their own virtualenv, so that their cryptography/requests/urllib3
+# stay apart from the AWS CLI's pins.
+authvenv=$CACHE/venv-cloudauth
+authstamp=$authvenv/.stamp-$GOOGLE_AUTH_VERSION-$AZURE_IDENTITY_VERSION
+if [ ! -f "$authstamp" ]; then
+  log "pip install google-auth $GOOGLE_AUTH_VERSION azure-identity $AZURE_IDENTITY_VERSION"
+  python3 -m venv "$authvenv"
+  "$authvenv/bin/pip" install -q "google-auth[requests]==$GOOGLE_AUTH_VERSION" \
+    "azure-identity==$AZURE_IDENTITY_VERSION"
+  touch "$authstamp"
+fi
 if [ ! -x "$CACHE/bin/actionlint-$ACTIONLINT_VERSION" ]; then
   log "go install actionlint $ACTIONLINT_VERSION"
   mkdir -p "$CACHE/bin"

@@ -254,6 +254,9 @@ pub(super) fn run(
             Layout::AwsCli,
             EKS_SESSION_NAME.to_string(),
         ),
+        Plugin::GkeGcloudAuthPlugin | Plugin::Kubelogin => {
+            unreachable!("kube_token::run sends only the AWS plugins here")
+        }
         Plugin::AwsIamAuthenticator => {
             let since_epoch = now
                 .duration_since(SystemTime::UNIX_EPOCH)
