@@ -77,6 +77,12 @@ pub(crate) mod vars {
     /// Extra CA certificates (a PEM bundle) the clouds' token endpoints may be signed by: a
     /// proxy's, or a test's.
     pub(crate) const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+    /// A role to assume with a web identity when no key is given (the SDKs' names; the action's
+    /// `aws_role_arn` input sets AWS_ROLE_ARN in the exec entry): GitHub's OIDC token, or the
+    /// token in AWS_WEB_IDENTITY_TOKEN_FILE.
+    pub(crate) const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
+    pub(crate) const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+    pub(crate) const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
     /// What the Kubernetes client tells an exec plugin (its `apiVersion` picks the answer's).
     pub(crate) const KUBERNETES_EXEC_INFO: &str = "KUBERNETES_EXEC_INFO";
 

@@ -274,6 +274,10 @@ fn answer_exec_plugins_with(kubeconfig: &mut Kubeconfig, exe: &Path) -> bool {
         new_args.extend(args);
         exec.command = Some(exe.to_string_lossy().into_owned());
         exec.args = Some(new_args);
+        // kube-token never asks anything; `Never` also has the clients capture its stderr, the
+        // one line that says why no token was made (gcloud and kubelogin kubeconfigs say
+        // `IfAvailable`, under which it would go to the terminal the run does not have).
+        exec.interactive_mode = Some(kube::config::ExecInteractiveMode::Never);
         changed = true;
     }
     changed
@@ -373,6 +377,7 @@ users:
     exec:
       apiVersion: client.authentication.k8s.io/v1
       command: gke-gcloud-auth-plugin
+      interactiveMode: IfAvailable
 - name: other
   user:
     exec:

@@ -119,7 +119,7 @@ pub enum KubeTokenError {
     #[error(
         "kube-token `{plugin}`: no AWS credentials: set AWS_ACCESS_KEY_ID and \
          AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN with temporary ones), e.g. with \
-         aws-actions/configure-aws-credentials"
+         aws-actions/configure-aws-credentials, or give the `aws_role_arn` input"
     )]
     NoAwsCredentials { plugin: &'static str },
     #[error("kube-token `{plugin}`: failed to sign the STS request for {what}")]
