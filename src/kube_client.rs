@@ -123,7 +123,7 @@ impl Cluster {
         });
         let rewritten = if answered.is_some() {
             let exe = own_path().map_err(KubeClientError::OwnPath)?;
-            answer_exec_plugins_with(&mut kubeconfig, &exe)
+            answer_exec_plugins_with(&mut kubeconfig, &exe, &config.kube_token_env)
         } else {
             false
         };
@@ -259,7 +259,11 @@ fn answered_exec_plugins(
 /// run it through the standard exec machinery, for a fresh token whenever the last one expires.
 /// Any other exec plugin was refused with the inputs (`inputs::kubeconfig_exec`) when its user
 /// is the one the run connects as. True when an entry changed.
-fn answer_exec_plugins_with(kubeconfig: &mut Kubeconfig, exe: &Path) -> bool {
+fn answer_exec_plugins_with(
+    kubeconfig: &mut Kubeconfig,
+    exe: &Path,
+    extra_env: &[(&'static str, String)],
+) -> bool {
     let mut changed = false;
     for named in &mut kubeconfig.auth_infos {
         let Some(exec) = named.auth_info.as_mut().and_then(|a| a.exec.as_mut()) else {
@@ -278,6 +282,19 @@ fn answer_exec_plugins_with(kubeconfig: &mut Kubeconfig, exe: &Path) -> bool {
         // one line that says why no token was made (gcloud and kubelogin kubeconfigs say
         // `IfAvailable`, under which it would go to the terminal the run does not have).
         exec.interactive_mode = Some(kube::config::ExecInteractiveMode::Never);
+        // The cloud sign-in inputs, over the entry's own variables of the same name.
+        let env = exec.env.get_or_insert_with(Vec::new);
+        for (name, value) in extra_env {
+            env.retain(|e| e.get("name").map(String::as_str) != Some(*name));
+            env.push(
+                [
+                    ("name".to_string(), name.to_string()),
+                    ("value".to_string(), value.clone()),
+                ]
+                .into_iter()
+                .collect(),
+            );
+        }
         changed = true;
     }
     changed
@@ -390,7 +407,8 @@ users:
         )
         .unwrap();
         let exe = std::path::Path::new("/usr/local/bin/trader-deploy");
-        assert!(super::answer_exec_plugins_with(&mut kc, exe));
+        let inputs = [("AZURE_CLIENT_ID", "c1".to_string())];
+        assert!(super::answer_exec_plugins_with(&mut kc, exe, &inputs));
         let exec = |i: usize| {
             kc.auth_infos[i]
                 .auth_info
@@ -415,7 +433,12 @@ users:
                 "prod"
             ]
         );
-        assert_eq!(eks.env.unwrap()[0]["value"], "x");
+        let env = eks.env.unwrap();
+        assert_eq!(env[0]["value"], "x");
+        assert_eq!(
+            (env[1]["name"].as_str(), env[1]["value"].as_str()),
+            ("AZURE_CLIENT_ID", "c1")
+        );
         assert_eq!(
             eks.api_version.as_deref(),
             Some("client.authentication.k8s.io/v1beta1")
@@ -439,7 +462,7 @@ users:
         assert_eq!(exec(3).args.unwrap()[2], "devicecode");
         // Once pointed at kube-token, nothing more to do.
         assert!(super::answered_exec_plugins(&kc).next().is_none());
-        assert!(!super::answer_exec_plugins_with(&mut kc, exe));
+        assert!(!super::answer_exec_plugins_with(&mut kc, exe, &inputs));
     }
 
     #[test]

@@ -97,13 +97,24 @@ fn gke_exec() -> serde_json::Value {
     })
 }
 
-/// As `kubelogin convert-kubeconfig -l <login>` writes it.
-fn aks_exec(login: &str, client_id: &str) -> serde_json::Value {
+/// As `kubelogin convert-kubeconfig -l <login>` writes it (workloadidentity: the application
+/// and tenant left to the environment).
+fn aks_exec(login: &str, client_id: Option<&str>) -> serde_json::Value {
+    let mut args = vec![
+        "get-token",
+        "--environment",
+        "AzurePublicCloud",
+        "--server-id",
+        AKS,
+    ];
+    if let Some(c) = client_id {
+        args.extend(["--client-id", c, "--tenant-id", TENANT]);
+    }
+    args.extend(["--login", login]);
     json!({
         "apiVersion": "client.authentication.k8s.io/v1beta1",
         "command": "kubelogin",
-        "args": ["get-token", "--environment", "AzurePublicCloud", "--server-id", AKS,
-                 "--client-id", client_id, "--tenant-id", TENANT, "--login", login],
+        "args": args,
         "interactiveMode": "IfAvailable",
     })
 }
@@ -133,9 +144,13 @@ fn run(
     case: &Case,
     c: &Clouds,
     exec: serde_json::Value,
+    inputs: &[(&str, &str)],
     env: &[(&str, &str)],
 ) -> common::case::Finished {
-    let mut cmd = case.action("v1.1.0", &[("kubeconfig", &kubeconfig(case, exec))]);
+    let kc = kubeconfig(case, exec);
+    let mut all = vec![("kubeconfig", kc.as_str())];
+    all.extend(inputs.iter().copied());
+    let mut cmd = case.action("v1.1.0", &all);
     for (k, _) in std::env::vars() {
         if k.starts_with("AZURE_") || k.starts_with("GOOGLE_") || k.starts_with("ACTIONS_ID_TOKEN")
         {
@@ -202,6 +217,7 @@ async fn gke_and_aks_kubeconfigs_on_the_bed() {
         &case,
         &c,
         gke_exec(),
+        &[],
         &[("GOOGLE_APPLICATION_CREDENTIALS", &key)],
     );
     deployed(&case, &r, "gke", before).await;
@@ -212,7 +228,8 @@ async fn gke_and_aks_kubeconfigs_on_the_bed() {
     );
     case.done().await;
 
-    // AKS: workload identity with GitHub's OIDC token, no setup step, helm 4.
+    // AKS: workload identity with GitHub's OIDC token, the application and tenant in the
+    // action's inputs, no setup step, helm 4.
     let case = Case::new("aks", 4).await;
     grant(&case, &format!("oid-{WI}")).await;
     let before = reviews(&case, "aks").await.len();
@@ -220,7 +237,8 @@ async fn gke_and_aks_kubeconfigs_on_the_bed() {
     let r = run(
         &case,
         &c,
-        aks_exec("workloadidentity", WI),
+        aks_exec("workloadidentity", None),
+        &[("azure_client_id", WI), ("azure_tenant_id", TENANT)],
         &[
             ("AZURE_AUTHORITY_HOST", &c.s.url),
             ("ACTIONS_ID_TOKEN_REQUEST_URL", &oidc),
@@ -241,7 +259,8 @@ async fn gke_and_aks_kubeconfigs_on_the_bed() {
     let r = run(
         &case,
         &c,
-        aks_exec("spn", SPN),
+        aks_exec("spn", Some(SPN)),
+        &[],
         &[
             ("AZURE_AUTHORITY_HOST", &c.s.url),
             ("AAD_SERVICE_PRINCIPAL_CLIENT_SECRET", wrong),
@@ -265,7 +284,7 @@ async fn gke_and_aks_kubeconfigs_on_the_bed() {
 
     // An unsupported plugin: refused with the inputs, before anything reaches the cluster.
     let case = Case::new("aks-devicecode", 3).await;
-    let r = run(&case, &c, aks_exec("devicecode", SPN), &[]);
+    let r = run(&case, &c, aks_exec("devicecode", Some(SPN)), &[], &[]);
     refused(
         &case,
         &r,
