@@ -27,6 +27,8 @@ command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 [ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
 # actionlint checks the workflows' run: scripts with shellcheck when it is on PATH: always, here.
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+# The cloud token stand-ins' test CA and service-account keys (tests/common/cloud_standin.rs).
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # kube-token's proof (tests/kube_token_aws.rs): libfaketime freezes the clock of the AWS CLI and of
 # the action's glibc test build at one instant.
 compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || need_apt+=(libfaketime)
