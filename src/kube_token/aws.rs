@@ -274,19 +274,17 @@ pub(super) fn run(
             .map(|r| r.trim().to_string())
     });
     let endpoint = sts_endpoint(region.as_deref(), env);
-    let mut creds = match (Credentials::from_env(env), env.get(vars::AWS_ROLE_ARN)) {
-        (Some(c), _) => c,
-        (None, Some(role_arn)) => {
-            web_identity(&endpoint, role_arn.trim(), env, now).map_err(|source| {
-                KubeTokenError::AssumeRole {
+    let mut creds =
+        match (Credentials::from_env(env), env.get(vars::AWS_ROLE_ARN)) {
+            (Some(c), _) => c,
+            (None, Some(role_arn)) => sts::web_identity(&endpoint, role_arn.trim(), env, now)
+                .map_err(|source| KubeTokenError::AssumeRole {
                     plugin: name,
                     role_arn: role_arn.trim().to_string(),
                     source,
-                }
-            })?
-        }
-        (None, None) => return Err(KubeTokenError::NoAwsCredentials { plugin: name }),
-    };
+                })?,
+            (None, None) => return Err(KubeTokenError::NoAwsCredentials { plugin: name }),
+        };
     if let Some(role_arn) = &request.role_arn {
         creds = assume_role(&endpoint, &creds, role_arn, &session_name, now).map_err(|source| {
             KubeTokenError::AssumeRole {
@@ -316,60 +314,6 @@ pub(super) fn run(
         layout,
     ))
 }
-
-/// The role `AWS_ROLE_ARN` names, assumed with the web identity token of
-/// `AWS_WEB_IDENTITY_TOKEN_FILE`, else GitHub's OIDC token for `sts.amazonaws.com` (what
-/// aws-actions/configure-aws-credentials asks for), on a runtime of its own.
-fn web_identity(
-    endpoint: &Endpoint,
-    role_arn: &str,
-    env: &Env,
-    now: SystemTime,
-) -> Result<Credentials, sts::StsError> {
-    let since_epoch = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let session = env
-        .get(vars::AWS_ROLE_SESSION_NAME)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| format!("trader-deploy-{}", since_epoch.as_secs()));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(sts::StsError::Runtime)?;
-    rt.block_on(async {
-        let token = match env.get(vars::AWS_WEB_IDENTITY_TOKEN_FILE) {
-            Some(path) => Secret::new(
-                std::fs::read_to_string(path.trim())
-                    .map_err(|source| sts::StsError::TokenFile {
-                        path: path.trim().to_string(),
-                        source,
-                    })?
-                    .trim(),
-            ),
-            None => {
-                let client = crate::http::client(Some(ASSUME_ROLE_TIMEOUT)).map_err(|e| {
-                    sts::StsError::Send {
-                        url: endpoint.url.clone(),
-                        detail: crate::http::chain(&e),
-                    }
-                })?;
-                crate::github::oidc::id_token(&client, env, GITHUB_OIDC_AUDIENCE).await?
-            }
-        };
-        sts::assume_role_with_web_identity(
-            endpoint,
-            role_arn,
-            &session,
-            &token,
-            ASSUME_ROLE_TIMEOUT,
-        )
-        .await
-    })
-}
-
-/// The audience aws-actions/configure-aws-credentials asks GitHub's OIDC token for.
-const GITHUB_OIDC_AUDIENCE: &str = "sts.amazonaws.com";
 
 /// AssumeRole through STS on a runtime of its own (this is a short-lived process of its own).
 fn assume_role(

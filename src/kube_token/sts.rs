@@ -11,6 +11,7 @@ use aws_sigv4::sign::v4;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::aws::{Credentials, Endpoint};
+use crate::env::{Env, vars};
 use crate::secret::Secret;
 
 /// Form values: everything but the unreserved characters is percent-encoded.
@@ -105,6 +106,57 @@ pub(super) async fn assume_role_with_web_identity(
     }
     credentials_of(&text).ok_or(StsError::NoCredentials { url })
 }
+
+/// The role `AWS_ROLE_ARN` names, assumed with the web identity token of
+/// `AWS_WEB_IDENTITY_TOKEN_FILE`, else GitHub's OIDC token for `sts.amazonaws.com` (what
+/// aws-actions/configure-aws-credentials asks for), on a runtime of its own.
+pub(super) fn web_identity(
+    endpoint: &Endpoint,
+    role_arn: &str,
+    env: &Env,
+    now: SystemTime,
+) -> Result<Credentials, StsError> {
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let session = env
+        .get(vars::AWS_ROLE_SESSION_NAME)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| format!("trader-deploy-{}", since_epoch.as_secs()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StsError::Runtime)?;
+    rt.block_on(async {
+        let token = match env.get(vars::AWS_WEB_IDENTITY_TOKEN_FILE) {
+            Some(path) => Secret::new(
+                std::fs::read_to_string(path.trim())
+                    .map_err(|source| StsError::TokenFile {
+                        path: path.trim().to_string(),
+                        source,
+                    })?
+                    .trim(),
+            ),
+            None => {
+                let client = crate::http::client(Some(WEB_IDENTITY_TIMEOUT)).map_err(|e| {
+                    StsError::Send {
+                        url: endpoint.url.clone(),
+                        detail: crate::http::chain(&e),
+                    }
+                })?;
+                crate::github::oidc::id_token(&client, env, GITHUB_OIDC_AUDIENCE).await?
+            }
+        };
+        assume_role_with_web_identity(endpoint, role_arn, &session, &token, WEB_IDENTITY_TIMEOUT)
+            .await
+    })
+}
+
+/// The audience aws-actions/configure-aws-credentials asks GitHub's OIDC token for.
+const GITHUB_OIDC_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// How long getting GitHub's token and assuming the role may take, each.
+const WEB_IDENTITY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Assumes `role_arn` with `creds`, signed at `now`; the role's temporary credentials.
 pub(super) async fn assume_role(

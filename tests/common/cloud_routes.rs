@@ -14,6 +14,10 @@
 //!   `client_id`, `scope` one `<resource>/.default`, either `client_secret` or a
 //!   `client_assertion` of type jwt-bearer matching the app's federated credential (issuer,
 //!   subject, audience `api://AzureADTokenExchange`), never both; its OpenID configuration.
+//! - AWS STS AssumeRoleWithWebIdentity (Query API 2011-06-15): unsigned (no Authorization),
+//!   exactly Action, Version, RoleArn, RoleSessionName (2–64 of `[\w+=,.@-]`) and
+//!   WebIdentityToken, a GitHub OIDC token for `sts.amazonaws.com` and a known role; the answer
+//!   in STS's XML.
 //! - GitHub's OIDC token service: the request token as bearer, an `audience`.
 
 use serde_json::{Value, json};
@@ -63,6 +67,9 @@ pub struct Config {
     pub impersonable: Vec<String>,
     pub tenant: String,
     pub apps: Vec<App>,
+    /// The IAM role AssumeRoleWithWebIdentity may assume, and the credentials it gives.
+    pub aws_role_arn: String,
+    pub aws_role_credentials: (String, String, String),
     /// GitHub's request token, and the subject of the OIDC tokens it gives.
     pub oidc_request_token: String,
     pub oidc_subject: String,
@@ -76,6 +83,7 @@ pub fn route(c: &Config, r: &Recorded) -> Answer {
     let tenant_prefix = format!("/{}/", c.tenant);
     match (r.method.as_str(), p) {
         ("GET", "/_github/oidc") => github_oidc(c, r),
+        ("POST", "/") => aws_web_identity(c, r),
         ("POST", "/token") => google_oauth(c, r),
         ("POST", "/v1/token") => google_sts(c, r),
         ("POST", _) if p.starts_with("/v1/projects/-/serviceAccounts/") => google_iam(c, r),
@@ -479,4 +487,63 @@ fn microsoft_token(c: &Config, r: &Recorded) -> Answer {
         "ext_expires_in": c.expires_at - t,
         "access_token": token,
     }))
+}
+
+/// STS's error answer, in its XML (a string answer is sent as the document itself).
+fn sts_refusal(code: &str, message: &str) -> Refusal {
+    Refusal {
+        status: 400,
+        why: format!("{code}: {message}"),
+        body: Value::String(format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}\
+             </Message></Error></ErrorResponse>"
+        )),
+    }
+}
+
+fn aws_web_identity(c: &Config, r: &Recorded) -> Answer {
+    if r.headers.contains_key("authorization") {
+        return Err(sts_refusal(
+            "InvalidAction",
+            "AssumeRoleWithWebIdentity is not signed",
+        ));
+    }
+    let f = r.form();
+    let keys = [
+        "Action",
+        "Version",
+        "RoleArn",
+        "RoleSessionName",
+        "WebIdentityToken",
+    ];
+    if f.len() != keys.len() || keys.iter().any(|k| f.get(*k).is_none_or(|v| v.is_empty())) {
+        return Err(sts_refusal(
+            "MissingParameter",
+            &format!("fields {:?}", f.keys()),
+        ));
+    }
+    if f["Action"] != "AssumeRoleWithWebIdentity" || f["Version"] != "2011-06-15" {
+        return Err(sts_refusal("InvalidAction", "Action/Version"));
+    }
+    let name = &f["RoleSessionName"];
+    let ok = |ch: char| ch.is_ascii_alphanumeric() || "_+=,.@-".contains(ch);
+    if !(2..=64).contains(&name.len()) || !name.chars().all(ok) {
+        return Err(sts_refusal("ValidationError", "RoleSessionName"));
+    }
+    github_token_claims(c, &f["WebIdentityToken"], "sts.amazonaws.com")
+        .map_err(|d| sts_refusal("InvalidIdentityToken", &d))?;
+    if f["RoleArn"] != c.aws_role_arn {
+        return Err(sts_refusal(
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        ));
+    }
+    let (id, secret, session) = &c.aws_role_credentials;
+    Ok(Value::String(format!(
+        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{id}</AccessKeyId>\
+         <SecretAccessKey>{secret}</SecretAccessKey><SessionToken>{session}</SessionToken>\
+         <Expiration>2030-01-01T00:00:00Z</Expiration></Credentials>\
+         </AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+    )))
 }

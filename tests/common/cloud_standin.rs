@@ -174,9 +174,13 @@ fn one(s: &mut (impl Read + Write), config: &Config, log: &Mutex<Vec<Recorded>>)
     };
     rec.status = status;
     log.lock().unwrap().push(rec);
-    let text = answer.to_string();
+    // A string answer is an XML document (STS's); anything else is JSON.
+    let (text, content_type) = match answer {
+        Value::String(xml) => (xml, "text/xml"),
+        v => (v.to_string(), "application/json; charset=utf-8"),
+    };
     let reply = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: application/json; charset=utf-8\r\n\
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{text}",
         if status == 200 { "OK" } else { "Refused" },
         text.len()
