@@ -48,6 +48,41 @@ pub(crate) mod vars {
     /// Endpoint overrides (the SDKs' service-specific endpoint setting): STS's, then all services'.
     pub(crate) const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
     pub(crate) const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    /// GKE (`gke-gcloud-auth-plugin`): Application Default Credentials, a service-account key or
+    /// an `external_account` (workload identity federation) file, as google-github-actions/auth
+    /// writes it.
+    pub(crate) const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+    /// AKS (`kubelogin get-token`): the application, its tenant and its secret or federated
+    /// token, as azure/login and Azure's SDKs read them; kubelogin's own names for `spn`.
+    pub(crate) const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+    pub(crate) const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
+    pub(crate) const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+    pub(crate) const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+    pub(crate) const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
+    pub(crate) const AAD_SERVICE_PRINCIPAL_CLIENT_ID: &str = "AAD_SERVICE_PRINCIPAL_CLIENT_ID";
+    pub(crate) const AAD_SERVICE_PRINCIPAL_CLIENT_SECRET: &str =
+        "AAD_SERVICE_PRINCIPAL_CLIENT_SECRET";
+    /// kubelogin's `--use-azurerm-env-vars` names (Terraform's azurerm provider's).
+    pub(crate) const ARM_CLIENT_ID: &str = "ARM_CLIENT_ID";
+    pub(crate) const ARM_CLIENT_SECRET: &str = "ARM_CLIENT_SECRET";
+    pub(crate) const ARM_TENANT_ID: &str = "ARM_TENANT_ID";
+    /// The action's `gcp_workload_identity_provider` and `gcp_service_account` inputs, as the
+    /// rewritten kubeconfig's exec entry hands them to `kube-token`.
+    pub(crate) const TRADER_DEPLOY_GCP_WORKLOAD_IDENTITY_PROVIDER: &str =
+        "TRADER_DEPLOY_GCP_WORKLOAD_IDENTITY_PROVIDER";
+    pub(crate) const TRADER_DEPLOY_GCP_SERVICE_ACCOUNT: &str = "TRADER_DEPLOY_GCP_SERVICE_ACCOUNT";
+    /// GitHub's OIDC token service for the job (present with `permissions: id-token: write`).
+    pub(crate) const ACTIONS_ID_TOKEN_REQUEST_URL: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+    pub(crate) const ACTIONS_ID_TOKEN_REQUEST_TOKEN: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+    /// Extra CA certificates (a PEM bundle) the clouds' token endpoints may be signed by: a
+    /// proxy's, or a test's.
+    pub(crate) const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+    /// A role to assume with a web identity when no key is given (the SDKs' names; the action's
+    /// `aws_role_arn` input sets AWS_ROLE_ARN in the exec entry): GitHub's OIDC token, or the
+    /// token in AWS_WEB_IDENTITY_TOKEN_FILE.
+    pub(crate) const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
+    pub(crate) const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+    pub(crate) const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
     /// What the Kubernetes client tells an exec plugin (its `apiVersion` picks the answer's).
     pub(crate) const KUBERNETES_EXEC_INFO: &str = "KUBERNETES_EXEC_INFO";
 
@@ -146,13 +181,21 @@ impl Env {
     }
 
     /// The cloud credentials in this environment that `kube-token` signs with (the AWS secret
-    /// key and session token): masked like the secret inputs, as a step's log could echo them.
+    /// key and session token, the Azure client secret, GitHub's OIDC request token): masked
+    /// like the secret inputs, as a step's log could echo them.
     pub fn cloud_secrets(&self) -> Vec<String> {
-        [vars::AWS_SECRET_ACCESS_KEY, vars::AWS_SESSION_TOKEN]
-            .iter()
-            .filter_map(|n| self.get(n))
-            .map(|v| v.trim().to_string())
-            .collect()
+        [
+            vars::AWS_SECRET_ACCESS_KEY,
+            vars::AWS_SESSION_TOKEN,
+            vars::AZURE_CLIENT_SECRET,
+            vars::AAD_SERVICE_PRINCIPAL_CLIENT_SECRET,
+            vars::ARM_CLIENT_SECRET,
+            vars::ACTIONS_ID_TOKEN_REQUEST_TOKEN,
+        ]
+        .iter()
+        .filter_map(|n| self.get(n))
+        .map(|v| v.trim().to_string())
+        .collect()
     }
 
     /// The tracing filter, if set.

@@ -24,6 +24,26 @@ pub(crate) fn client(request_timeout: Option<Duration>) -> reqwest::Result<reqwe
     b.build()
 }
 
+/// [`client`], also trusting the certificates of `extra_roots_pem` (a PEM bundle, e.g. the file
+/// `SSL_CERT_FILE` names) besides the bundled roots.
+pub(crate) fn client_trusting(
+    request_timeout: Option<Duration>,
+    extra_roots_pem: Option<&[u8]>,
+) -> reqwest::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(t) = request_timeout {
+        b = b.timeout(t);
+    }
+    if let Some(pem) = extra_roots_pem {
+        for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build()
+}
+
 /// How the pause between attempts grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backoff {

@@ -37,10 +37,12 @@ pub(crate) enum KubeClientError {
     OwnPath(#[source] std::io::Error),
     #[error(
         "the cluster refused the token `trader-deploy kube-token` made for the kubeconfig's \
-         `{plugin}` (401 Unauthorized): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and \
-         AWS_SESSION_TOKEN, and that their IAM principal has an access entry in the cluster"
+         `{plugin}` (401 Unauthorized): {hint}"
     )]
-    TokenRefused { plugin: &'static str },
+    TokenRefused {
+        plugin: &'static str,
+        hint: &'static str,
+    },
     #[error(
         "`trader-deploy kube-token` could not make a token for the kubeconfig's `{plugin}`: {why}"
     )]
@@ -121,7 +123,7 @@ impl Cluster {
         });
         let rewritten = if answered.is_some() {
             let exe = own_path().map_err(KubeClientError::OwnPath)?;
-            answer_exec_plugins_with(&mut kubeconfig, &exe)
+            answer_exec_plugins_with(&mut kubeconfig, &exe, &config.kube_token_env)
         } else {
             false
         };
@@ -142,7 +144,7 @@ impl Cluster {
             None => KubeClientError::Client(e),
         })?;
         if let Some(plugin) = answered {
-            probe_token(&client, plugin.as_str()).await?;
+            probe_token(&client, plugin).await?;
         }
         Ok(Cluster {
             client,
@@ -160,12 +162,18 @@ impl Cluster {
 /// One harmless request (GET /version) with the `kube-token` credential, so that a refused or
 /// unmade token is reported as what it is rather than by the first step that needed the cluster.
 /// Other failures (the network, a timeout) are left to the steps that need the cluster.
-async fn probe_token(client: &kube::Client, plugin: &'static str) -> Result<(), KubeClientError> {
+async fn probe_token(
+    client: &kube::Client,
+    plugin: crate::kube_token::Plugin,
+) -> Result<(), KubeClientError> {
     match tokio::time::timeout(TOKEN_PROBE_TIMEOUT, client.apiserver_version()).await {
         Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
-            Err(KubeClientError::TokenRefused { plugin })
+            Err(KubeClientError::TokenRefused {
+                plugin: plugin.as_str(),
+                hint: plugin.refused_hint(),
+            })
         }
-        Ok(Err(e @ kube::Error::Auth(_))) => Err(token_failed(plugin, e)),
+        Ok(Err(e @ kube::Error::Auth(_))) => Err(token_failed(plugin.as_str(), e)),
         _ => Ok(()),
     }
 }
@@ -251,7 +259,11 @@ fn answered_exec_plugins(
 /// run it through the standard exec machinery, for a fresh token whenever the last one expires.
 /// Any other exec plugin was refused with the inputs (`inputs::kubeconfig_exec`) when its user
 /// is the one the run connects as. True when an entry changed.
-fn answer_exec_plugins_with(kubeconfig: &mut Kubeconfig, exe: &Path) -> bool {
+fn answer_exec_plugins_with(
+    kubeconfig: &mut Kubeconfig,
+    exe: &Path,
+    extra_env: &[(&'static str, String)],
+) -> bool {
     let mut changed = false;
     for named in &mut kubeconfig.auth_infos {
         let Some(exec) = named.auth_info.as_mut().and_then(|a| a.exec.as_mut()) else {
@@ -266,6 +278,23 @@ fn answer_exec_plugins_with(kubeconfig: &mut Kubeconfig, exe: &Path) -> bool {
         new_args.extend(args);
         exec.command = Some(exe.to_string_lossy().into_owned());
         exec.args = Some(new_args);
+        // kube-token never asks anything; `Never` also has the clients capture its stderr, the
+        // one line that says why no token was made (gcloud and kubelogin kubeconfigs say
+        // `IfAvailable`, under which it would go to the terminal the run does not have).
+        exec.interactive_mode = Some(kube::config::ExecInteractiveMode::Never);
+        // The cloud sign-in inputs, over the entry's own variables of the same name.
+        let env = exec.env.get_or_insert_with(Vec::new);
+        for (name, value) in extra_env {
+            env.retain(|e| e.get("name").map(String::as_str) != Some(*name));
+            env.push(
+                [
+                    ("name".to_string(), name.to_string()),
+                    ("value".to_string(), value.clone()),
+                ]
+                .into_iter()
+                .collect(),
+            );
+        }
         changed = true;
     }
     changed
@@ -360,18 +389,26 @@ users:
       apiVersion: client.authentication.k8s.io/v1beta1
       command: /usr/bin/aws-iam-authenticator
       args: [token, -i, prod]
-- name: other
+- name: gke
   user:
     exec:
       apiVersion: client.authentication.k8s.io/v1
       command: gke-gcloud-auth-plugin
+      interactiveMode: IfAvailable
+- name: other
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: kubelogin
+      args: [get-token, --login, devicecode]
 - name: t
   user: {token: x}
 "#,
         )
         .unwrap();
         let exe = std::path::Path::new("/usr/local/bin/trader-deploy");
-        assert!(super::answer_exec_plugins_with(&mut kc, exe));
+        let inputs = [("AZURE_CLIENT_ID", "c1".to_string())];
+        assert!(super::answer_exec_plugins_with(&mut kc, exe, &inputs));
         let exec = |i: usize| {
             kc.auth_infos[i]
                 .auth_info
@@ -396,7 +433,12 @@ users:
                 "prod"
             ]
         );
-        assert_eq!(eks.env.unwrap()[0]["value"], "x");
+        let env = eks.env.unwrap();
+        assert_eq!(env[0]["value"], "x");
+        assert_eq!(
+            (env[1]["name"].as_str(), env[1]["value"].as_str()),
+            ("AZURE_CLIENT_ID", "c1")
+        );
         assert_eq!(
             eks.api_version.as_deref(),
             Some("client.authentication.k8s.io/v1beta1")
@@ -411,12 +453,16 @@ users:
                 "prod"
             ]
         );
+        assert_eq!(
+            exec(2).args.unwrap(),
+            ["kube-token", "gke-gcloud-auth-plugin"]
+        );
         // Not answered: left as it is (refused with the inputs when the run connects as it).
-        assert_eq!(exec(2).command.as_deref(), Some("gke-gcloud-auth-plugin"));
-        assert!(exec(2).args.is_none());
+        assert_eq!(exec(3).command.as_deref(), Some("kubelogin"));
+        assert_eq!(exec(3).args.unwrap()[2], "devicecode");
         // Once pointed at kube-token, nothing more to do.
         assert!(super::answered_exec_plugins(&kc).next().is_none());
-        assert!(!super::answer_exec_plugins_with(&mut kc, exe));
+        assert!(!super::answer_exec_plugins_with(&mut kc, exe, &inputs));
     }
 
     #[test]

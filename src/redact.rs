@@ -19,12 +19,13 @@ impl std::fmt::Debug for Redactor {
 }
 
 /// Credentials minted during the run, in any text: an EKS token, a presigned URL's signature or
-/// security token (the part before the value is kept: `$1`).
+/// security token, a Google access token (`ya29.`), a JWT (Entra ID's tokens, GitHub's OIDC
+/// token, an assertion: `eyJ` is `{"` in base64url) (the part before the value is kept: `$1`).
 fn minted() -> &'static regex::Regex {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     RE.get_or_init(|| {
         regex::Regex::new(
-            r"(k8s-aws-v1\.|X-Amz-(?:Signature|Security-Token|Credential)=)[A-Za-z0-9_%+/=.-]+",
+            r"(k8s-aws-v1\.|X-Amz-(?:Signature|Security-Token|Credential)=|ya29\.)[A-Za-z0-9_%+/=.-]+|eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",
         )
         .expect("a valid pattern")
     })
@@ -62,8 +63,11 @@ impl Redactor {
                 out = out.replace(m.as_str(), "***");
             }
         }
-        if out.contains("k8s-aws-v1.") || out.contains("X-Amz-") {
-            out = minted().replace_all(&out, "$1***").into_owned();
+        if ["k8s-aws-v1.", "X-Amz-", "ya29.", "eyJ"]
+            .iter()
+            .any(|m| out.contains(m))
+        {
+            out = minted().replace_all(&out, "${1}***").into_owned();
         }
         out
     }
@@ -120,6 +124,11 @@ mod tests {
             "https://sts.amazonaws.com/?X-Amz-Credential=***&X-Amz-Security-Token=***&X-Amz-Signature=***"
         );
         assert_eq!(r.text("no token here"), "no token here");
+        assert_eq!(
+            r.text("token ya29.standin.eyJzdWIi.abc_-x, jwt eyJhbGciOi.eyJhdWQiOi.sig-_1 end"),
+            "token ya29.***, jwt *** end"
+        );
+        assert_eq!(r.text("eyJ alone"), "eyJ alone");
     }
 
     #[test]

@@ -27,6 +27,8 @@ command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 [ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
 # actionlint checks the workflows' run: scripts with shellcheck when it is on PATH: always, here.
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+# The cloud token stand-ins' test CA and service-account keys (tests/common/cloud_standin.rs).
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # kube-token's proof (tests/kube_token_aws.rs): libfaketime freezes the clock of the AWS CLI and of
 # the action's glibc test build at one instant.
 compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || need_apt+=(libfaketime)
@@ -71,6 +73,19 @@ fi
 if ! "$venv/bin/aws" --version 2>/dev/null | grep -q "^aws-cli/$AWSCLI_VERSION "; then
   log "pip install awscli $AWSCLI_VERSION"
   "$venv/bin/pip" install -q "awscli==$AWSCLI_VERSION"
+fi
+# Google's and Microsoft's own auth libraries, the references kube-token's GKE and AKS sign-ins
+# are compared with against the same local stand-ins (tests/kube_token_gcp.rs,
+# tests/kube_token_azure.rs); their own virtualenv, so that their cryptography/requests/urllib3
+# stay apart from the AWS CLI's pins.
+authvenv=$CACHE/venv-cloudauth
+authstamp=$authvenv/.stamp-$GOOGLE_AUTH_VERSION-$AZURE_IDENTITY_VERSION
+if [ ! -f "$authstamp" ]; then
+  log "pip install google-auth $GOOGLE_AUTH_VERSION azure-identity $AZURE_IDENTITY_VERSION"
+  python3 -m venv "$authvenv"
+  "$authvenv/bin/pip" install -q "google-auth[requests]==$GOOGLE_AUTH_VERSION" \
+    "azure-identity==$AZURE_IDENTITY_VERSION"
+  touch "$authstamp"
 fi
 if [ ! -x "$CACHE/bin/actionlint-$ACTIONLINT_VERSION" ]; then
   log "go install actionlint $ACTIONLINT_VERSION"

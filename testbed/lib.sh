@@ -20,6 +20,9 @@ BED_TOKEN_WEBHOOK_PORT_FILE=$TD_BED_DIR/token-webhook.port
 BED_AWS_ACCESS_KEY_ID=AKIABEDEXAMPLE000001
 BED_AWS_SECRET_ACCESS_KEY=bedSecret/Example+Key0123456789abcdefghij
 BED_AWS_USER=arn:aws:iam::111122223333:user/bed-deployer
+# The key the GKE/AKS token stand-ins sign their tokens with (tests/common/cloud_standin.rs), which
+# the webhook checks them with: written once, random, test only.
+BED_CLOUD_TOKEN_KEY_FILE=$TD_BED_DIR/cloud-token.key
 export KWOK_WORKDIR=$TD_BED_DIR/kwok
 BED_KUBECONFIG=$TD_BED_DIR/kubeconfig
 # A second cluster beside the first, for releases across regions (tests/bed_regions.rs): kwok

@@ -62,9 +62,10 @@ if [ "$(cat "$TD_BED_DIR/registry/pushed" 2>/dev/null)" != "$stamp" ] \
   echo "$stamp" >"$TD_BED_DIR/registry/pushed"
 fi
 
-# 2b. The EKS token authenticator, before the cluster: kube-apiserver asks it about the bearer
+# 2b. The cloud token authenticator (EKS presigned URLs; the GKE and AKS stand-ins' tokens), before the cluster: kube-apiserver asks it about the bearer
 # tokens it does not know itself (--authentication-token-webhook-config-file), on the port it got
 # on its first start.
+[ -s "$BED_CLOUD_TOKEN_KEY_FILE" ] || (umask 077 && head -c 32 /dev/urandom | base64 >"$BED_CLOUD_TOKEN_KEY_FILE")
 if ! token_webhook_ok; then
   pid_stop token_webhook token_webhook
   port=$(cat "$BED_TOKEN_WEBHOOK_PORT_FILE" 2>/dev/null || echo 0)
@@ -72,6 +73,7 @@ if ! token_webhook_ok; then
   setsid "$TOKEN_WEBHOOK" --listen "127.0.0.1:$port" --port-file "$BED_TOKEN_WEBHOOK_PORT_FILE" \
     --cluster-id "$BED_CLUSTER" \
     --key "$BED_AWS_ACCESS_KEY_ID=$BED_AWS_SECRET_ACCESS_KEY=$BED_AWS_USER" \
+    --cloud-token-key-file "$BED_CLOUD_TOKEN_KEY_FILE" \
     >>"$LOGS/token_webhook.log" 2>&1 </dev/null &
   echo $! >"$TD_BED_DIR/token_webhook.pid"
   wait_for "token webhook" 20 token_webhook_ok
@@ -216,6 +218,7 @@ fi
   echo "export TD_BED_AWS_ACCESS_KEY_ID=$BED_AWS_ACCESS_KEY_ID"
   echo "export TD_BED_AWS_SECRET_ACCESS_KEY=$BED_AWS_SECRET_ACCESS_KEY"
   echo "export TD_BED_AWS_USER=$BED_AWS_USER"
+  echo "export TD_BED_CLOUD_TOKEN_KEY_FILE=$BED_CLOUD_TOKEN_KEY_FILE"
   [ "${TD_BED_REAL_NODE:-1}" = 0 ] || echo "export TD_REAL_NODE=$BED_NODE_NAME"
   grep '^export ' "$LOGS/github-env" || true
 } >"$TD_BED_DIR/env.tmp"

@@ -681,12 +681,13 @@ fn bad_input_cases() -> Vec<BadInput> {
                  cluster: {server: \"https://127.0.0.1:1\"}\ncontexts:\n- name: gke\n  context: \
                  {cluster: gke, user: gke}\nusers:\n- name: gke\n  user:\n    exec:\n      \
                  apiVersion: client.authentication.k8s.io/v1beta1\n      command: \
-                 gke-gcloud-auth-plugin\n",
+                 kubelogin\n      args: [get-token, --login, interactive]\n",
             )]),
             "kubeconfig",
-            "the exec credential plugin `gke-gcloud-auth-plugin` is not supported (supported: \
-             `aws eks get-token`, `aws-iam-authenticator token`); give a kubeconfig with a token \
-             instead",
+            "the exec credential plugin `kubelogin get-token --login interactive` is not \
+             supported (supported: `aws eks get-token`, `aws-iam-authenticator token`, \
+             `gke-gcloud-auth-plugin`, `kubelogin get-token --login spn|workloadidentity`); give \
+             a kubeconfig with a token instead",
         ),
     ]
 }

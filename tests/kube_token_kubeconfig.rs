@@ -70,9 +70,9 @@ fn an_unsupported_exec_plugin_stops_the_run_in_one_line_before_the_cluster() {
     let server = format!("https://{}", apiserver.local_addr().unwrap());
     for (command, args, shown) in [
         (
-            "gke-gcloud-auth-plugin",
-            &[][..],
-            "`gke-gcloud-auth-plugin`",
+            "kubectl",
+            &["oidc-login", "get-token"][..],
+            "`kubectl oidc-login get-token`",
         ),
         (
             "kubelogin",
@@ -95,8 +95,9 @@ fn an_unsupported_exec_plugin_stops_the_run_in_one_line_before_the_cluster() {
         assert!(
             lines[0].contains(&format!(
                 "input `kubeconfig`: the exec credential plugin {shown} is not supported \
-                 (supported: `aws eks get-token`, `aws-iam-authenticator token`); give a \
-                 kubeconfig with a token instead"
+                 (supported: `aws eks get-token`, `aws-iam-authenticator token`, \
+                 `gke-gcloud-auth-plugin`, `kubelogin get-token --login spn|workloadidentity`); \
+                 give a kubeconfig with a token instead"
             )),
             "{out}"
         );

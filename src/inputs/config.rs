@@ -41,6 +41,9 @@ pub struct Config {
     pub(crate) kubeconfig: KubeconfigSource,
     /// The kubeconfig context to use (`context`), instead of its current-context.
     pub(crate) kube_context: Option<String>,
+    /// What the cloud sign-in inputs add to the environment of the kubeconfig's `kube-token`
+    /// exec entries (src/inputs/cloud.rs).
+    pub(crate) kube_token_env: Vec<(&'static str, String)>,
     pub(crate) github_token: Option<Secret>,
     pub(crate) protected: bool,
     /// Refuse approvals given only by the run's actor.
@@ -276,6 +279,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
     );
     let kubeconfig = resolve_kubeconfig(raw, ctx, reaches_cluster)?;
     let kube_context = resolve_context(raw, &kubeconfig)?;
+    let kube_token_env = super::cloud::exec_env(raw)?;
     if reaches_cluster {
         let input = if raw.get("kubeconfig_path").is_some() {
             "kubeconfig_path"
@@ -430,6 +434,7 @@ pub fn resolve(raw: &RawInputs, ctx: &RunContext) -> Result<Config, InputError> 
         set,
         kubeconfig,
         kube_context,
+        kube_token_env,
         github_token,
         protected,
         require_distinct_approver,

@@ -122,6 +122,36 @@ pub const INPUTS: &[InputSpec] = &[
         false,
     ),
     input(
+        "aws_role_arn",
+        "IAM role for an EKS kubeconfig to assume with GitHub's OIDC token (needs `permissions: id-token: write`), instead of keys from a setup step.",
+        "none",
+        false,
+    ),
+    input(
+        "gcp_workload_identity_provider",
+        "Workload identity provider (projects/N/locations/global/workloadIdentityPools/P/providers/R) for a GKE kubeconfig to sign in with GitHub's OIDC token (needs `permissions: id-token: write`), instead of a setup step.",
+        "none",
+        false,
+    ),
+    input(
+        "gcp_service_account",
+        "Service account the GKE sign-in impersonates, with gcp_workload_identity_provider.",
+        "none: the pool's own identity",
+        false,
+    ),
+    input(
+        "azure_client_id",
+        "Entra ID application for an AKS kubeconfig (kubelogin --login workloadidentity) to sign in as with GitHub's OIDC token (needs `permissions: id-token: write`), with azure_tenant_id.",
+        "AZURE_CLIENT_ID",
+        false,
+    ),
+    input(
+        "azure_tenant_id",
+        "Entra ID tenant of azure_client_id.",
+        "AZURE_TENANT_ID",
+        false,
+    ),
+    input(
         "github_token",
         "Token for the GitHub API.",
         "the job's token (github.token)",

@@ -111,7 +111,8 @@ users:
   user:
     exec:
       apiVersion: client.authentication.k8s.io/v1beta1
-      command: gke-gcloud-auth-plugin
+      command: kubelogin
+      args: [get-token, --login, devicecode]
 - name: token-user
   user: {token: abc}
 "#;
@@ -122,10 +123,7 @@ users:
         let (cmd, args) = chosen_exec(&d, None).unwrap();
         assert_eq!(cmd, "aws");
         assert_eq!(args[2..4], ["eks", "get-token"]);
-        assert_eq!(
-            chosen_exec(&d, Some("gke")).unwrap().0,
-            "gke-gcloud-auth-plugin"
-        );
+        assert_eq!(chosen_exec(&d, Some("gke")).unwrap().0, "kubelogin");
         assert_eq!(chosen_exec(&d, Some("plain")), None);
         assert_eq!(chosen_exec(&d, Some("nope")), None);
         // A first file's current-context and user win over the second's.
@@ -146,9 +144,11 @@ users:
         let e = check_exec_plugin(&source, Some("gke"), "kubeconfig_path").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "input `kubeconfig_path`: the exec credential plugin `gke-gcloud-auth-plugin` is not \
-             supported (supported: `aws eks get-token`, `aws-iam-authenticator token`); give a \
-             kubeconfig with a token instead (e.g. from `kubectl create token`)"
+            "input `kubeconfig_path`: the exec credential plugin `kubelogin get-token --login \
+             devicecode` is not supported (supported: `aws eks get-token`, \
+             `aws-iam-authenticator token`, `gke-gcloud-auth-plugin`, `kubelogin get-token \
+             --login spn|workloadidentity`); give a kubeconfig with a token instead (e.g. from \
+             `kubectl create token`)"
         );
         assert!(check_exec_plugin(&KubeconfigSource::Default, None, "kubeconfig").is_ok());
         let ours = |args: &[&str]| {
@@ -162,7 +162,14 @@ users:
             "-i",
             "p"
         ]));
-        assert!(!ours(&["kube-token", "gke-gcloud-auth-plugin"]));
+        assert!(ours(&["kube-token", "gke-gcloud-auth-plugin"]));
+        assert!(!ours(&[
+            "kube-token",
+            "kubelogin",
+            "get-token",
+            "-l",
+            "devicecode"
+        ]));
         assert!(!ours(&["deploy"]));
     }
 }

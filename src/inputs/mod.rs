@@ -5,6 +5,7 @@
 //! registry credentials per host (`registry_auth`) and the resolution into a [`Config`]
 //! (`config`).
 
+mod cloud;
 mod config;
 mod defs;
 mod kubeconfig;

@@ -254,6 +254,9 @@ pub(super) fn run(
             Layout::AwsCli,
             EKS_SESSION_NAME.to_string(),
         ),
+        Plugin::GkeGcloudAuthPlugin | Plugin::Kubelogin => {
+            unreachable!("kube_token::run sends only the AWS plugins here")
+        }
         Plugin::AwsIamAuthenticator => {
             let since_epoch = now
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -272,7 +275,16 @@ pub(super) fn run(
     });
     let endpoint = sts_endpoint(region.as_deref(), env);
     let mut creds =
-        Credentials::from_env(env).ok_or(KubeTokenError::NoAwsCredentials { plugin: name })?;
+        match (Credentials::from_env(env), env.get(vars::AWS_ROLE_ARN)) {
+            (Some(c), _) => c,
+            (None, Some(role_arn)) => sts::web_identity(&endpoint, role_arn.trim(), env, now)
+                .map_err(|source| KubeTokenError::AssumeRole {
+                    plugin: name,
+                    role_arn: role_arn.trim().to_string(),
+                    source,
+                })?,
+            (None, None) => return Err(KubeTokenError::NoAwsCredentials { plugin: name }),
+        };
     if let Some(role_arn) = &request.role_arn {
         creds = assume_role(&endpoint, &creds, role_arn, &session_name, now).map_err(|source| {
             KubeTokenError::AssumeRole {

@@ -4,8 +4,15 @@
 
 mod aws;
 mod aws_args;
+mod azure;
 mod exec_credential;
+mod gcp;
+mod oauth;
 mod sts;
+
+pub use azure::AzureError;
+pub use gcp::GcpError;
+pub use oauth::OAuthError;
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -13,7 +20,12 @@ use std::time::SystemTime;
 use crate::env::Env;
 
 /// The plugin command lines `kube-token` answers, as a kubeconfig writes them.
-pub const SUPPORTED: &[&str] = &["aws eks get-token", "aws-iam-authenticator token"];
+pub const SUPPORTED: &[&str] = &[
+    "aws eks get-token",
+    "aws-iam-authenticator token",
+    "gke-gcloud-auth-plugin",
+    "kubelogin get-token --login spn|workloadidentity",
+];
 
 /// A supported exec credential plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +34,10 @@ pub enum Plugin {
     AwsEksGetToken,
     /// `aws-iam-authenticator token`
     AwsIamAuthenticator,
+    /// `gke-gcloud-auth-plugin`
+    GkeGcloudAuthPlugin,
+    /// `kubelogin get-token` with `--login spn` or `--login workloadidentity`
+    Kubelogin,
 }
 
 impl Plugin {
@@ -30,6 +46,26 @@ impl Plugin {
         match self {
             Plugin::AwsEksGetToken => SUPPORTED[0],
             Plugin::AwsIamAuthenticator => SUPPORTED[1],
+            Plugin::GkeGcloudAuthPlugin => SUPPORTED[2],
+            Plugin::Kubelogin => "kubelogin get-token",
+        }
+    }
+
+    /// What to check when the cluster refuses the token made for this plugin.
+    pub fn refused_hint(self) -> &'static str {
+        match self {
+            Plugin::AwsEksGetToken | Plugin::AwsIamAuthenticator => {
+                "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, and that \
+                 their IAM principal has an access entry in the cluster"
+            }
+            Plugin::GkeGcloudAuthPlugin => {
+                "check GOOGLE_APPLICATION_CREDENTIALS (or the gcp_* inputs), and that the \
+                 service account has a role in the cluster (IAM or RBAC)"
+            }
+            Plugin::Kubelogin => {
+                "check the Azure client id, tenant and secret or federated credential, and that \
+                 the application has a role in the cluster (Azure RBAC or a Kubernetes binding)"
+            }
         }
     }
 }
@@ -44,6 +80,8 @@ pub fn recognise(command: &str, args: &[String]) -> Option<Plugin> {
         }
         "aws-iam-authenticator" => (args.first().map(String::as_str) == Some("token"))
             .then_some(Plugin::AwsIamAuthenticator),
+        "gke-gcloud-auth-plugin" => Some(Plugin::GkeGcloudAuthPlugin),
+        "kubelogin" => azure::login_of(args).map(|_| Plugin::Kubelogin),
         _ => None,
     }
 }
@@ -81,7 +119,7 @@ pub enum KubeTokenError {
     #[error(
         "kube-token `{plugin}`: no AWS credentials: set AWS_ACCESS_KEY_ID and \
          AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN with temporary ones), e.g. with \
-         aws-actions/configure-aws-credentials"
+         aws-actions/configure-aws-credentials, or give the `aws_role_arn` input"
     )]
     NoAwsCredentials { plugin: &'static str },
     #[error("kube-token `{plugin}`: failed to sign the STS request for {what}")]
@@ -93,6 +131,18 @@ pub enum KubeTokenError {
     },
     #[error("kube-token `{plugin}`: the clock is outside what a token can carry")]
     Clock { plugin: &'static str },
+    #[error("kube-token `{plugin}`: {source}")]
+    Gcp {
+        plugin: &'static str,
+        #[source]
+        source: gcp::GcpError,
+    },
+    #[error("kube-token `{plugin}`: {source}")]
+    Azure {
+        plugin: &'static str,
+        #[source]
+        source: azure::AzureError,
+    },
     #[error("kube-token `{plugin}`: failed to assume the role {role_arn:?}")]
     AssumeRole {
         plugin: &'static str,
@@ -115,6 +165,8 @@ pub fn run(
         .collect::<Result<_, _>>()?;
     let (command, rest) = args.split_first().ok_or(KubeTokenError::NoCommand)?;
     match recognise(command, rest) {
+        Some(Plugin::GkeGcloudAuthPlugin) => gcp::run(env, now),
+        Some(Plugin::Kubelogin) => azure::run(rest, env, now),
         Some(plugin) => aws::run(plugin, rest, env, now),
         None => Err(KubeTokenError::Unsupported(args.join(" "))),
     }
@@ -183,7 +235,21 @@ mod tests {
             recognise("aws-iam-authenticator", &s(&["verify", "-i", "prod"])),
             None
         );
-        assert_eq!(recognise("gke-gcloud-auth-plugin", &[]), None);
+        assert_eq!(
+            recognise("/usr/lib/google-cloud-sdk/bin/gke-gcloud-auth-plugin", &[]),
+            Some(Plugin::GkeGcloudAuthPlugin)
+        );
+        assert_eq!(
+            recognise(
+                "kubelogin",
+                &s(&["get-token", "--login", "spn", "--server-id", "x"])
+            ),
+            Some(Plugin::Kubelogin)
+        );
+        assert_eq!(
+            recognise("kubelogin", &s(&["get-token", "--login", "devicecode"])),
+            None
+        );
     }
 
     #[test]
@@ -203,7 +269,8 @@ mod tests {
         assert_eq!(
             line,
             "kube-token: the exec credential plugin `kubelogin get-token --login devicecode` is \
-             not supported (supported: `aws eks get-token`, `aws-iam-authenticator token`); give \
+             not supported (supported: `aws eks get-token`, `aws-iam-authenticator token`, \
+             `gke-gcloud-auth-plugin`, `kubelogin get-token --login spn|workloadidentity`); give \
              a kubeconfig with a token instead (e.g. from `kubectl create token`)"
         );
         assert!(!line.contains('\n'));

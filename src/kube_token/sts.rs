@@ -1,4 +1,5 @@
-//! STS AssumeRole (the Query API, version 2011-06-15), the one request `kube-token aws` sends:
+//! STS AssumeRole and AssumeRoleWithWebIdentity (the Query API, version 2011-06-15), the requests
+//! `kube-token aws` sends. AssumeRole is
 //! signed with SigV4 in its headers, sent through the crate's HTTP stack (`http::client`), its
 //! XML answer read for the three credential values. The endpoint is the one the token is signed
 //! for, so `AWS_ENDPOINT_URL_STS` points both at a local stand-in in tests.
@@ -10,6 +11,7 @@ use aws_sigv4::sign::v4;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::aws::{Credentials, Endpoint};
+use crate::env::{Env, vars};
 use crate::secret::Secret;
 
 /// Form values: everything but the unreserved characters is percent-encoded.
@@ -27,6 +29,14 @@ const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 pub enum StsError {
     #[error("failed to start the async runtime")]
     Runtime(#[source] std::io::Error),
+    #[error("no web identity token for the role")]
+    Oidc(#[from] crate::github::oidc::OidcError),
+    #[error("failed to read AWS_WEB_IDENTITY_TOKEN_FILE {path:?}")]
+    TokenFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to sign the AssumeRole request")]
     Sign(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("failed to send AssumeRole to {url}: {detail}")]
@@ -50,6 +60,103 @@ pub(super) fn body(role_arn: &str, session_name: &str) -> String {
         utf8_percent_encode(session_name, FORM_ENCODE)
     )
 }
+
+/// The form body of AssumeRoleWithWebIdentity.
+pub(super) fn web_identity_body(role_arn: &str, session_name: &str, token: &str) -> String {
+    format!(
+        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}&\
+         WebIdentityToken={}",
+        utf8_percent_encode(role_arn, FORM_ENCODE),
+        utf8_percent_encode(session_name, FORM_ENCODE),
+        utf8_percent_encode(token, FORM_ENCODE)
+    )
+}
+
+/// Assumes `role_arn` with a web identity token (GitHub's OIDC token, or the file
+/// `AWS_WEB_IDENTITY_TOKEN_FILE` names): an unsigned request, the token being the proof.
+pub(super) async fn assume_role_with_web_identity(
+    endpoint: &Endpoint,
+    role_arn: &str,
+    session_name: &str,
+    token: &Secret,
+    timeout: Duration,
+) -> Result<Credentials, StsError> {
+    let url = format!("{}/", endpoint.url);
+    let send = |e: reqwest::Error| StsError::Send {
+        url: url.clone(),
+        detail: crate::http::chain(&e.without_url()),
+    };
+    let client = crate::http::client(Some(timeout)).map_err(send)?;
+    let response = client
+        .post(&url)
+        .header("content-type", CONTENT_TYPE)
+        .body(web_identity_body(role_arn, session_name, token.expose()))
+        .send()
+        .await
+        .map_err(send)?;
+    let status = response.status();
+    let text = response.text().await.map_err(send)?;
+    if !status.is_success() {
+        return Err(StsError::Refused {
+            url,
+            status: status.as_u16(),
+            code: element(&text, "Code").unwrap_or_else(|| "unknown".into()),
+            message: element(&text, "Message").unwrap_or_default(),
+        });
+    }
+    credentials_of(&text).ok_or(StsError::NoCredentials { url })
+}
+
+/// The role `AWS_ROLE_ARN` names, assumed with the web identity token of
+/// `AWS_WEB_IDENTITY_TOKEN_FILE`, else GitHub's OIDC token for `sts.amazonaws.com` (what
+/// aws-actions/configure-aws-credentials asks for), on a runtime of its own.
+pub(super) fn web_identity(
+    endpoint: &Endpoint,
+    role_arn: &str,
+    env: &Env,
+    now: SystemTime,
+) -> Result<Credentials, StsError> {
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let session = env
+        .get(vars::AWS_ROLE_SESSION_NAME)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| format!("trader-deploy-{}", since_epoch.as_secs()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StsError::Runtime)?;
+    rt.block_on(async {
+        let token = match env.get(vars::AWS_WEB_IDENTITY_TOKEN_FILE) {
+            Some(path) => Secret::new(
+                std::fs::read_to_string(path.trim())
+                    .map_err(|source| StsError::TokenFile {
+                        path: path.trim().to_string(),
+                        source,
+                    })?
+                    .trim(),
+            ),
+            None => {
+                let client = crate::http::client(Some(WEB_IDENTITY_TIMEOUT)).map_err(|e| {
+                    StsError::Send {
+                        url: endpoint.url.clone(),
+                        detail: crate::http::chain(&e),
+                    }
+                })?;
+                crate::github::oidc::id_token(&client, env, GITHUB_OIDC_AUDIENCE).await?
+            }
+        };
+        assume_role_with_web_identity(endpoint, role_arn, &session, &token, WEB_IDENTITY_TIMEOUT)
+            .await
+    })
+}
+
+/// The audience aws-actions/configure-aws-credentials asks GitHub's OIDC token for.
+const GITHUB_OIDC_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// How long getting GitHub's token and assuming the role may take, each.
+const WEB_IDENTITY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Assumes `role_arn` with `creds`, signed at `now`; the role's temporary credentials.
 pub(super) async fn assume_role(
@@ -194,6 +301,39 @@ mod tests {
             "AQoDYXdzEPT//////////wEXAMPLEtc764&x+y="
         );
         assert!(credentials_of("<ErrorResponse/>").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_web_identity_is_exchanged_for_the_roles_credentials() {
+        let (url, server) = crate::http::test_server::once(
+            200,
+            "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+             <SessionToken>st</SessionToken><SecretAccessKey>sk</SecretAccessKey>\
+             <AccessKeyId>ASIAWEB</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult>\
+             </AssumeRoleWithWebIdentityResponse>",
+        )
+        .await;
+        let endpoint = Endpoint {
+            host: url.trim_start_matches("http://").to_string(),
+            url,
+            signing_region: "eu-west-1".into(),
+        };
+        let c = assume_role_with_web_identity(
+            &endpoint,
+            "arn:aws:iam::1:role/gh",
+            "trader-deploy",
+            &Secret::new("eyJ.oidc.tok"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.access_key_id, "ASIAWEB");
+        let request = server.await.unwrap();
+        assert!(!request.contains("authorization:"), "{request}");
+        assert!(request.ends_with(
+            "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3A\
+             role%2Fgh&RoleSessionName=trader-deploy&WebIdentityToken=eyJ.oidc.tok"
+        ), "{request}");
     }
 
     #[test]

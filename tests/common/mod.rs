@@ -4,6 +4,8 @@
 
 pub mod case;
 pub mod cli_run;
+pub mod cloud_routes;
+pub mod cloud_standin;
 pub mod commands;
 pub mod docker_action;
 pub mod mermaid;

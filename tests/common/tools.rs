@@ -93,3 +93,16 @@ pub fn eks_token_verifier() -> Option<PathBuf> {
         cache().join(format!("bin/eks-token-verifier-{version}")),
     )
 }
+
+/// Google's and Microsoft's Python auth libraries (google-auth, azure-identity) in `make deps`'
+/// virtualenv: the references for `kube-token gke-gcloud-auth-plugin` and `kubelogin`.
+pub fn cloud_auth_python() -> Option<PathBuf> {
+    let venv = cache().join("venv-cloudauth");
+    let stamp = venv.join(format!(
+        ".stamp-{}-{}",
+        pinned("GOOGLE_AUTH_VERSION"),
+        pinned("AZURE_IDENTITY_VERSION")
+    ));
+    require("google-auth and azure-identity (venv-cloudauth)", stamp)?;
+    Some(venv.join("bin/python"))
+}

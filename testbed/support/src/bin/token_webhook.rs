@@ -1,12 +1,21 @@
-//! The bed's token authenticator for EKS-style tokens: kube-apiserver asks it about every bearer
-//! token it does not know itself (`--authentication-token-webhook-config-file`, TokenReview
-//! authentication.k8s.io/v1). It does what aws-iam-authenticator's server and STS do together:
+//! The bed's token authenticator for the managed clusters' tokens: kube-apiserver asks it about
+//! every bearer token it does not know itself (`--authentication-token-webhook-config-file`,
+//! TokenReview authentication.k8s.io/v1).
+//!
+//! GKE and AKS (`--cloud-token-key-file`): what the local Google and Microsoft token stand-ins
+//! (tests/common/cloud_standin.rs) issued with the key this file holds, as GKE and AKS accept
+//! only what Google and Entra ID issued: `ya29.standin.<claims>.<HMAC-SHA256>` (the username its
+//! `sub`, a service account's email), or an HS256 JWT for the AKS server application
+//! `6dae42f8-…` (the username its `oid`); each refused once its `exp` has passed.
+//!
+//! EKS: it does what aws-iam-authenticator's server and STS do together:
 //! the token must be `k8s-aws-v1.` + base64url of an STS GetCallerIdentity URL on an STS host,
 //! presigned (AWS4-HMAC-SHA256) no more than 15 minutes ago for this cluster (the signed
 //! `x-k8s-aws-id` header), by an access key it knows, its signature recomputed with that key's
 //! secret. A known key maps to a username; anything else is refused with why.
 //!
-//! `token_webhook --listen 127.0.0.1:0 --port-file F --cluster-id ID --key AKID=SECRET=USERNAME…`
+//! `token_webhook --listen 127.0.0.1:0 --port-file F --cluster-id ID --key AKID=SECRET=USERNAME…
+//! [--cloud-token-key-file F]`
 //! Endpoints: `POST /authenticate` (TokenReview), `GET /reviews` (every verdict given, for the
 //! tests), `GET /healthz`.
 
@@ -33,8 +42,13 @@ struct Key {
     username: String,
 }
 
+/// The AKS server application, the audience of every AKS token.
+const AKS_SERVER_ID: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+
 #[derive(Clone)]
 struct App {
+    /// The GKE/AKS stand-ins' token key (trimmed file text).
+    cloud_key: Arc<Option<Vec<u8>>>,
     keys: Arc<Vec<Key>>,
     cluster: Arc<String>,
     reviews: Arc<Mutex<Vec<Value>>>,
@@ -66,6 +80,64 @@ fn sts_region(host: &str) -> Option<&str> {
         .strip_suffix(".amazonaws.com")
         .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
     (!region.is_empty() && !region.contains('.')).then_some(region)
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn mac(key: &[u8], data: &str) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    b64url(ring::hmac::sign(&k, data.as_bytes()).as_ref())
+}
+
+fn claims_of(b64: &str) -> Result<Value> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .context("not base64url")?;
+    serde_json::from_slice(&bytes).context("not JSON")
+}
+
+fn unexpired(claims: &Value, now: SystemTime) -> Result<()> {
+    let exp = claims["exp"].as_u64().context("no exp")?;
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    if exp <= now {
+        bail!("the token expired {}s ago", now - exp);
+    }
+    Ok(())
+}
+
+/// The username a GKE (`ya29.standin.`) or AKS (HS256 JWT) stand-in token proves.
+fn review_cloud(
+    token: &str,
+    now: SystemTime,
+    key: Option<&[u8]>,
+) -> Result<(&'static str, String)> {
+    let key = key.context("no cloud token key (--cloud-token-key-file)")?;
+    if let Some(rest) = token.strip_prefix("ya29.standin.") {
+        let (payload, sig) = rest.split_once('.').context("no signature")?;
+        if mac(key, payload) != sig {
+            bail!("the Google token's signature is not the issuer's");
+        }
+        let claims = claims_of(payload)?;
+        unexpired(&claims, now)?;
+        let sub = claims["sub"].as_str().context("no sub")?;
+        return Ok(("gke", sub.to_string()));
+    }
+    let (input, sig) = token.rsplit_once('.').context("not a JWT")?;
+    let (header, payload) = input.split_once('.').context("not a JWT")?;
+    if claims_of(header)?["alg"] != "HS256" || mac(key, input) != sig {
+        bail!("the Entra ID token's signature is not the issuer's");
+    }
+    let claims = claims_of(payload)?;
+    if claims["aud"] != AKS_SERVER_ID {
+        bail!(
+            "the token's audience {} is not the AKS server {AKS_SERVER_ID}",
+            claims["aud"]
+        );
+    }
+    unexpired(&claims, now)?;
+    Ok(("aks", claims["oid"].as_str().context("no oid")?.to_string()))
 }
 
 /// The username the token proves, or why it proves nothing.
@@ -167,18 +239,28 @@ fn review(token: &str, now: SystemTime, keys: &[Key], cluster: &str) -> Result<S
 
 async fn authenticate(State(app): State<App>, Json(body): Json<Value>) -> Json<Value> {
     let token = body["spec"]["token"].as_str().unwrap_or_default();
-    let verdict = review(token, SystemTime::now(), &app.keys, &app.cluster);
+    let now = SystemTime::now();
+    let eks = token.starts_with("k8s-aws-v1.");
+    let (kind, verdict) = if eks {
+        ("eks", review(token, now, &app.keys, &app.cluster))
+    } else {
+        match review_cloud(token, now, app.cloud_key.as_deref()) {
+            Ok((kind, user)) => (kind, Ok(user)),
+            Err(e) => ("other", Err(e)),
+        }
+    };
     let status = match &verdict {
         Ok(user) => json!({
             "authenticated": true,
-            "user": {"username": user, "uid": format!("aws-iam-authenticator:{user}"),
+            "user": {"username": user, "uid": format!("{kind}:{user}"),
                      "groups": ["system:authenticated"]},
         }),
         Err(e) => json!({"authenticated": false, "error": format!("{e:#}")}),
     };
     app.reviews.lock().unwrap().push(json!({
         "at_ms": SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
-        "eks": token.starts_with("k8s-aws-v1."),
+        "eks": eks,
+        "kind": kind,
         "status": status.clone(),
     }));
     Json(json!({
@@ -194,12 +276,18 @@ async fn main() -> Result<()> {
     let mut port_file = None;
     let mut cluster = String::new();
     let mut keys = Vec::new();
+    let mut cloud_key = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
             "--listen" => listen = value()?.parse()?,
             "--port-file" => port_file = Some(value()?),
+            "--cloud-token-key-file" => {
+                let f = value()?;
+                let text = std::fs::read_to_string(&f).with_context(|| format!("reading {f}"))?;
+                cloud_key = Some(text.trim().as_bytes().to_vec());
+            }
             "--cluster-id" => cluster = value()?,
             "--key" => {
                 let v = value()?;
@@ -222,6 +310,7 @@ async fn main() -> Result<()> {
         bail!("give --cluster-id and at least one --key");
     }
     let app = App {
+        cloud_key: Arc::new(cloud_key),
         keys: Arc::new(keys),
         cluster: Arc::new(cluster),
         reviews: Arc::default(),
@@ -284,6 +373,44 @@ mod tests {
 
     fn at(offset_secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_772_600_767 + offset_secs)
+    }
+
+    #[test]
+    fn the_stand_ins_tokens_pass_until_they_expire_and_no_other() {
+        let key = b"k".as_slice();
+        let payload = b64url(br#"{"sub":"d@p.iam.gserviceaccount.com","exp":1772601000}"#);
+        let gke = format!("ya29.standin.{payload}.{}", mac(key, &payload));
+        assert_eq!(
+            review_cloud(&gke, at(60), Some(key)).unwrap(),
+            ("gke", "d@p.iam.gserviceaccount.com".to_string())
+        );
+        assert!(
+            format!("{:#}", review_cloud(&gke, at(300), Some(key)).unwrap_err())
+                .contains("expired")
+        );
+        assert!(review_cloud(&gke, at(60), Some(b"other")).is_err());
+        assert!(review_cloud(&gke, at(60), None).is_err());
+        let jwt = |aud: &str| {
+            let input = format!(
+                "{}.{}",
+                b64url(br#"{"alg":"HS256","typ":"JWT"}"#),
+                b64url(format!(r#"{{"aud":"{aud}","oid":"o1","exp":1772601000}}"#).as_bytes())
+            );
+            format!("{input}.{}", mac(key, &input))
+        };
+        assert_eq!(
+            review_cloud(&jwt(AKS_SERVER_ID), at(60), Some(key)).unwrap(),
+            ("aks", "o1".to_string())
+        );
+        assert!(
+            format!(
+                "{:#}",
+                review_cloud(&jwt("https://graph.microsoft.com"), at(60), Some(key)).unwrap_err()
+            )
+            .contains("audience")
+        );
+        let forged = jwt(AKS_SERVER_ID).replace(".eyJ", ".eyK");
+        assert!(review_cloud(&forged, at(60), Some(key)).is_err());
     }
 
     #[test]
