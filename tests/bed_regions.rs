@@ -6,42 +6,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::case::{Case, Finished, assert_success, copy_dir};
-use common::{Bed, testapp_chart, unique_name};
+use common::case::{Case, Finished, assert_success, chart_with_image_ref};
+use common::{Bed, unique_name};
 use serde_json::Value;
-
-/// The test chart with its orchestrator image settable whole (`image.ref`), as `images` sets it.
-fn chart(dir: &Path) -> PathBuf {
-    let chart = dir.join("regions-chart");
-    copy_dir(&testapp_chart(), &chart);
-    let dep = chart.join("templates/deployment.yaml");
-    let text = std::fs::read_to_string(&dep).unwrap();
-    let old = r#"image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}""#;
-    assert!(text.contains(old), "the test chart's image line changed");
-    std::fs::write(
-        &dep,
-        text.replace(
-            old,
-            r#"image: {{ .Values.image.ref | default (printf "%s:%s" .Values.image.repository .Values.image.tag) | quote }}"#,
-        ),
-    )
-    .unwrap();
-    // `images` sets only keys the chart has.
-    let values = chart.join("values.yaml");
-    let text = std::fs::read_to_string(&values).unwrap();
-    assert!(
-        text.contains("\nimage:\n"),
-        "the test chart's image values changed"
-    );
-    std::fs::write(
-        &values,
-        text.replacen("\nimage:\n", "\nimage:\n  ref: \"\"\n", 1),
-    )
-    .unwrap();
-    chart
-}
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -204,7 +173,7 @@ async fn a_failed_region_returns_every_region_to_the_version_before() {
         repository: format!("{}/{eu_repo}", case.bed.registry),
     };
     let rel = Release {
-        chart: chart(case.ws.path()),
+        chart: chart_with_image_ref(case.ws.path()),
         case: &case,
     };
     let regions = [&us, &eu];

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::case::copy_dir;
+use common::case::chart_with_image_ref;
 use common::cli_run::{ACTION_TIMEOUT, run_action};
-use common::{Bed, create_namespace, delete_namespace, run_with_deadline, testapp_chart};
+use common::{Bed, create_namespace, delete_namespace, run_with_deadline};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use trader_deploy::inputs::ImageSetting;
@@ -158,34 +158,6 @@ async fn pinning_gives_repository_at_digest() {
 
 // ---------------------------------------------------------------------------------------------
 // Through the action.
-
-/// The test chart with one change: the orchestrator's image can be given whole (`image.ref`),
-/// as the action's `images` input sets it (`repository:tag` or `repository@sha256:…`).
-fn chart_with_image_ref(dir: &Path) -> PathBuf {
-    let chart = dir.join("testapp");
-    copy_dir(&testapp_chart(), &chart);
-    let dep = chart.join("templates/deployment.yaml");
-    let text = std::fs::read_to_string(&dep).unwrap();
-    let old = r#"image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}""#;
-    assert!(text.contains(old), "the test chart's image line changed");
-    std::fs::write(
-        &dep,
-        text.replace(
-            old,
-            r#"image: {{ .Values.image.ref | default (printf "%s:%s" .Values.image.repository .Values.image.tag) | quote }}"#,
-        ),
-    )
-    .unwrap();
-    // `image.ref` and `scanner.image.ref` are values of the chart, as `images` requires.
-    let values = chart.join("values.yaml");
-    let text = std::fs::read_to_string(&values).unwrap();
-    let text = text
-        .replacen("image:\n", "image:\n  ref: \"\"\n", 1)
-        .replacen("  image:\n", "  image:\n    ref: \"\"\n", 1);
-    assert!(text.matches("ref: \"\"").count() == 2, "{text}");
-    std::fs::write(&values, text).unwrap();
-    chart
-}
 
 /// A helm that records every invocation in `log`, then runs the bed's helm 3.
 fn recording_helm(bed: &Bed, dir: &Path, log: &Path) -> PathBuf {

@@ -403,3 +403,31 @@ pub async fn wait_for_status(case: &Case, want: &str) {
     )
     .await;
 }
+
+/// The test chart with one change: the orchestrator's image can be given whole (`image.ref`),
+/// as the action's `images` input sets it (`repository:tag` or `repository@sha256:…`).
+pub fn chart_with_image_ref(dir: &Path) -> PathBuf {
+    let chart = dir.join("testapp");
+    copy_dir(&testapp_chart(), &chart);
+    let dep = chart.join("templates/deployment.yaml");
+    let text = std::fs::read_to_string(&dep).unwrap();
+    let old = r#"image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}""#;
+    assert!(text.contains(old), "the test chart's image line changed");
+    std::fs::write(
+        &dep,
+        text.replace(
+            old,
+            r#"image: {{ .Values.image.ref | default (printf "%s:%s" .Values.image.repository .Values.image.tag) | quote }}"#,
+        ),
+    )
+    .unwrap();
+    // `image.ref` and `scanner.image.ref` are values of the chart, as `images` requires.
+    let values = chart.join("values.yaml");
+    let text = std::fs::read_to_string(&values).unwrap();
+    let text = text
+        .replacen("image:\n", "image:\n  ref: \"\"\n", 1)
+        .replacen("  image:\n", "  image:\n    ref: \"\"\n", 1);
+    assert!(text.matches("ref: \"\"").count() == 2, "{text}");
+    std::fs::write(&values, text).unwrap();
+    chart
+}
