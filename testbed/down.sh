@@ -2,11 +2,12 @@
 # Tears the test bed down: the GitHub stand-in, the fake app, the real node (testbed/node/down.sh:
 # no process, mount, netns, veth, bridge or cgroup of it is left), the registry and the kwok
 # cluster (everything up.sh started). The registry's storage and the build caches are kept.
-# usage: testbed/down.sh [github] [app] [webhook] [node] [registry] [cluster]   (default: all of them)
+# usage: testbed/down.sh [github] [app] [webhook] [node] [registry] [cluster] [region2]
+# (default: all of them; `cluster` takes region 2 down too)
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
-parts=" ${*:-github app webhook node registry cluster} "
+parts=" ${*:-github app webhook node registry cluster region2} "
 want() { [[ $parts == *" $1 "* ]]; }
 status=0
 if want github && [ -x "$BED_REPO/testbed/github/down.sh" ]; then
@@ -25,7 +26,7 @@ if want cluster && [ -x "$KWOKCTL" ] && [ -d "$KWOK_WORKDIR/clusters/$BED_CLUSTE
     >>"$TD_BED_DIR/logs/kwokctl.log" 2>&1 || { bed_log "kwokctl delete cluster failed"; status=1; }
   rm -f "$BED_KUBECONFIG"
 fi
-if want cluster && [ -x "$KWOKCTL" ] && [ -d "$KWOK_WORKDIR/clusters/$BED_REGION2_CLUSTER" ]; then
+if { want cluster || want region2; } && [ -x "$KWOKCTL" ] && [ -d "$KWOK_WORKDIR/clusters/$BED_REGION2_CLUSTER" ]; then
   bed_log "deleting kwok cluster $BED_REGION2_CLUSTER (region 2)"
   timeout 120 "$KWOKCTL" --name "$BED_REGION2_CLUSTER" delete cluster --kubeconfig "$BED_REGION2_KUBECONFIG" \
     >>"$TD_BED_DIR/logs/kwokctl.log" 2>&1 || { bed_log "kwokctl delete cluster $BED_REGION2_CLUSTER failed"; status=1; }

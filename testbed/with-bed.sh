@@ -8,6 +8,8 @@ set -euo pipefail
 # What runs before: those parts are left running afterwards.
 started=()
 cluster_ok || started+=(cluster)
+region2_ok || started+=(region2)
+token_webhook_ok || started+=(webhook)
 registry_ok || started+=(registry)
 app_ok || started+=(app)
 node_ok || started+=(node)

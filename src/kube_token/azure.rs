@@ -278,20 +278,12 @@ pub(super) fn run(args: &[String], env: &Env, now: SystemTime) -> Result<String,
         Ok(Ok(oauth::token_of(what, &url, &text)?))
     })
     .map_err(|e| fail(e.into()))??;
-    let expiration = jiff::Timestamp::from_second(secs + token.expires_in)
-        .map_err(|_| KubeTokenError::Clock { plugin })?
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    let (api_version, note) = super::exec_credential::api_version(env);
-    if let Some(note) = note {
-        eprintln!("kube-token: {note}");
-    }
-    Ok(super::exec_credential::render(
-        api_version,
-        &expiration,
+    super::exec_credential::bearer_until(
+        env,
+        plugin,
+        secs + token.expires_in,
         token.access_token.expose(),
-        super::exec_credential::Layout::Compact,
-    ))
+    )
 }
 
 /// The federated token: `--federated-token-file` or `AZURE_FEDERATED_TOKEN_FILE` (read anew each

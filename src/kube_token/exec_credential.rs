@@ -104,6 +104,25 @@ pub(super) fn render(api_version: &str, expiration: &str, token: &str, layout: L
     }
 }
 
+/// The compact ExecCredential of a bearer token that expires at `expiry` (Unix seconds), in the
+/// apiVersion the client asked for (a note on stderr when it asked for none we know).
+pub(super) fn bearer_until(
+    env: &Env,
+    plugin: &'static str,
+    expiry: i64,
+    token: &str,
+) -> Result<String, super::KubeTokenError> {
+    let expiration = jiff::Timestamp::from_second(expiry)
+        .map_err(|_| super::KubeTokenError::Clock { plugin })?
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let (api_version, note) = api_version(env);
+    if let Some(note) = note {
+        eprintln!("kube-token: {note}");
+    }
+    Ok(render(api_version, &expiration, token, Layout::Compact))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -460,20 +460,7 @@ pub(super) fn run(env: &Env, now: SystemTime) -> Result<String, KubeTokenError> 
     })
     .map_err(|e| fail(e.into()))?
     .map_err(fail)?;
-    let expiration = jiff::Timestamp::from_second(expiry)
-        .map_err(|_| KubeTokenError::Clock { plugin })?
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    let (api_version, note) = super::exec_credential::api_version(env);
-    if let Some(note) = note {
-        eprintln!("kube-token: {note}");
-    }
-    Ok(super::exec_credential::render(
-        api_version,
-        &expiration,
-        token.access_token.expose(),
-        super::exec_credential::Layout::Compact,
-    ))
+    super::exec_credential::bearer_until(env, plugin, expiry, token.access_token.expose())
 }
 
 #[cfg(test)]
