@@ -8,38 +8,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::case::copy_dir;
 use common::cli_run::{ActionRun, action_command, action_run};
-use common::{Bed, delete_namespace, repo_root, run_with_deadline, unique_name};
+use common::{Bed, delete_namespace, manifest_sha256, repo_root, run_with_deadline, unique_name};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
-
-/// sha256 of the manifest the bed registry serves for `repo:tag`, computed here.
-async fn manifest_sha256(bed: &Bed, repo: &str, tag: &str) -> String {
-    let bytes = reqwest::Client::new()
-        .get(format!("http://{}/v2/{repo}/manifests/{tag}", bed.registry))
-        .header(
-            "Accept",
-            trader_deploy::registry::MANIFEST_MEDIA_TYPES.join(", "),
-        )
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("manifest");
-    std::fs::write(&f, &bytes).unwrap();
-    let out = Command::new("sha256sum").arg(&f).output().unwrap();
-    let hex = String::from_utf8(out.stdout).unwrap();
-    format!("sha256:{}", hex.split_whitespace().next().unwrap())
-}
 
 /// Runs the action (plain CLI) with helm `major` and `flags`.
 fn run(bed: &Bed, major: u8, ws: &Path, flags: &[(&str, String)]) -> ActionRun {

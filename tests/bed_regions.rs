@@ -99,12 +99,11 @@ impl Release<'_> {
         )
     }
 
-    /// (revision, status, description) of the release in `region`.
-    fn history(&self, region: &Region) -> Vec<(u64, String, String)> {
+    /// `helm <args> <release> -n <ns> -o json` against `region`'s cluster.
+    fn helm_json(&self, region: &Region, args: &[&str]) -> Value {
         let mut cmd = self.case.bed.helm(self.case.major);
-        cmd.env("KUBECONFIG", &region.kubeconfig).args([
-            "history",
-            &self.case.release,
+        cmd.env("KUBECONFIG", &region.kubeconfig).args(args).args([
+            self.case.release.as_str(),
             "-n",
             &self.case.ns,
             "-o",
@@ -114,7 +113,12 @@ impl Release<'_> {
             .case
             .bed
             .run(&mut cmd, std::time::Duration::from_secs(60));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// (revision, status, description) of the release in `region`.
+    fn history(&self, region: &Region) -> Vec<(u64, String, String)> {
+        let v = self.helm_json(region, &["history"]);
         v.as_array()
             .into_iter()
             .flatten()
@@ -130,21 +134,7 @@ impl Release<'_> {
 
     /// The orchestrator image the deployed revision runs in `region`.
     fn running(&self, region: &Region) -> String {
-        let mut cmd = self.case.bed.helm(self.case.major);
-        cmd.env("KUBECONFIG", &region.kubeconfig).args([
-            "get",
-            "values",
-            &self.case.release,
-            "-n",
-            &self.case.ns,
-            "-o",
-            "json",
-        ]);
-        let out = self
-            .case
-            .bed
-            .run(&mut cmd, std::time::Duration::from_secs(60));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = self.helm_json(region, &["get", "values"]);
         v["image"]["ref"].as_str().unwrap_or("").to_string()
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::case::chart_with_image_ref;
 use common::cli_run::{ACTION_TIMEOUT, run_action};
-use common::{Bed, create_namespace, delete_namespace, run_with_deadline};
+use common::{Bed, create_namespace, delete_namespace, manifest_sha256, run_with_deadline};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use trader_deploy::inputs::ImageSetting;
@@ -31,27 +31,6 @@ const TAGS: &[&str] = &[
     "sha-0123abcd",
 ];
 const REPOS: &[&str] = &["acme/python-orch", "acme/go-scanner"];
-
-/// The sha256 of the manifest bytes, computed here (not taken from the registry's header).
-async fn manifest_sha256(bed: &Bed, repo: &str, tag: &str) -> String {
-    let bytes = reqwest::Client::new()
-        .get(format!("http://{}/v2/{repo}/manifests/{tag}", bed.registry))
-        .header("Accept", registry::MANIFEST_MEDIA_TYPES.join(", "))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("manifest");
-    std::fs::write(&f, &bytes).unwrap();
-    let out = Command::new("sha256sum").arg(&f).output().unwrap();
-    let hex = String::from_utf8(out.stdout).unwrap();
-    format!("sha256:{}", hex.split_whitespace().next().unwrap())
-}
 
 #[tokio::test]
 async fn every_pushed_tag_is_found_with_its_digest() {

@@ -494,3 +494,27 @@ checks:
         /version: ${version}
         /namespace: ${namespace}
 "#;
+
+/// The sha256 of the manifest bytes, computed here (not taken from the registry's header).
+pub async fn manifest_sha256(bed: &Bed, repo: &str, tag: &str) -> String {
+    let bytes = reqwest::Client::new()
+        .get(format!("http://{}/v2/{repo}/manifests/{tag}", bed.registry))
+        .header(
+            "Accept",
+            trader_deploy::registry::MANIFEST_MEDIA_TYPES.join(", "),
+        )
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("manifest");
+    std::fs::write(&f, &bytes).unwrap();
+    let out = Command::new("sha256sum").arg(&f).output().unwrap();
+    let hex = String::from_utf8(out.stdout).unwrap();
+    format!("sha256:{}", hex.split_whitespace().next().unwrap())
+}
